@@ -1,0 +1,71 @@
+"""Shared fixtures: a private Redis server and a MongoDB (stand-in or real) per test session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+
+from tests.support.servers import running_mongo_standin, running_redis
+
+REAL_MONGODB_URL_VARIABLE = "EVENTHUNTING_TEST_MONGODB_URL"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server on a free port (never the machine's own Redis on 6379)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mongodb_url() -> Iterator[str]:
+    """A real MongoDB replica set when EVENTHUNTING_TEST_MONGODB_URL is set, else the stand-in."""
+    real = os.environ.get(REAL_MONGODB_URL_VARIABLE)
+    if real:
+        yield real
+        return
+    with running_mongo_standin() as url:
+        yield url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on the private Redis; the database is emptied after each test."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()
+
+
+@pytest.fixture
+async def mongo_client(mongodb_url: str) -> AsyncIterator[AsyncMongoClient[dict[str, object]]]:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongodb_url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def mongo_database_name(
+    mongo_client: AsyncMongoClient[dict[str, object]],
+) -> AsyncIterator[str]:
+    """A fresh database name per test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        await mongo_client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def repository_root() -> Path:
+    return Path(__file__).resolve().parent.parent
