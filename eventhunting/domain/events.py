@@ -1,0 +1,82 @@
+"""The registry of domain event types, their schema versions and upcasters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+
+class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every domain event payload. Subclasses are registered by name."""
+
+
+EventT = TypeVar("EventT", bound=type[DomainEvent])
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    schema: int
+    payload: type[DomainEvent]
+    stream_kind: str
+    description: str
+
+
+@dataclass
+class EventRegistry:
+    """Maps stable event names to payload types; upcasts old schemas on read."""
+
+    by_name: dict[str, EventType] = field(default_factory=dict)
+    by_payload: dict[type[DomainEvent], EventType] = field(default_factory=dict)
+    upcasters: dict[tuple[str, int], Upcaster] = field(default_factory=dict)
+
+    def event(self, name: str, *, schema: int = 1, stream_kind: str) -> Callable[[EventT], EventT]:
+        def register(payload: EventT) -> EventT:
+            if name in self.by_name:
+                raise ValueError(f"event type {name!r} is registered twice")
+            described = EventType(
+                name=name,
+                schema=schema,
+                payload=payload,
+                stream_kind=stream_kind,
+                description=(payload.__doc__ or "").strip(),
+            )
+            self.by_name[name] = described
+            self.by_payload[payload] = described
+            return payload
+
+        return register
+
+    def upcaster(self, name: str, *, from_schema: int) -> Callable[[Upcaster], Upcaster]:
+        def register(function: Upcaster) -> Upcaster:
+            self.upcasters[(name, from_schema)] = function
+            return function
+
+        return register
+
+    def type_of(self, payload: DomainEvent) -> EventType:
+        try:
+            return self.by_payload[type(payload)]
+        except KeyError:
+            raise LookupError(f"{type(payload).__name__} is not a registered event") from None
+
+    def decode(self, name: str, schema: int, data: dict[str, Any]) -> DomainEvent:
+        """Build the current payload from stored data, upcasting older schemas step by step."""
+        described = self.by_name.get(name)
+        if described is None:
+            raise LookupError(f"unknown event type {name!r}")
+        while schema < described.schema:
+            upcast = self.upcasters.get((name, schema))
+            if upcast is None:
+                raise LookupError(f"no upcaster for {name} schema {schema}")
+            data = upcast(data)
+            schema += 1
+        return msgspec.convert(data, described.payload, strict=False)
+
+
+registry = EventRegistry()
+"""The process-wide registry; domain modules register their events on import."""
