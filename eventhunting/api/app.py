@@ -1,0 +1,74 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ControllerRouterHandler
+
+from eventhunting import __version__
+from eventhunting.api.errors import EXCEPTION_HANDLERS
+from eventhunting.api.health import HealthController
+from eventhunting.api.request_log import request_log_middleware
+from eventhunting.bootstrap import Services, build_services
+from eventhunting.settings import Settings
+
+# Each feature adds its controllers here.
+ROUTE_HANDLERS: list[ControllerRouterHandler] = [
+    HealthController,
+]
+
+
+def provide_services(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Litestar:
+    """Build the app; clients are created on start-up, never at import."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        built = services or await build_services(settings)
+        app.state.services = built
+        for hook in STARTUP_HOOKS:
+            await hook(built)
+        try:
+            yield
+        finally:
+            if services is None:
+                await built.close()
+
+    return Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_log_middleware],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        openapi_config=OpenAPIConfig(
+            title="EventHunting API",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        on_app_init=[_without_default_logging],
+        debug=False,
+    )
+
+
+def _without_default_logging(config: AppConfig) -> AppConfig:
+    config.logging_config = None
+    return config
+
+
+StartupHook = Any
+STARTUP_HOOKS: list[StartupHook] = []
+"""Coroutines `async (services) -> None` run once at start-up (indexes, bootstrap admin)."""

@@ -1,0 +1,142 @@
+"""Every error leaves the API as RFC 9457 problem+json with a stable `code`, mapped here only."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.types import ExceptionHandlersMap
+
+from eventhunting.domain.errors import DomainError, ErrorKind
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://eventhunting.dev/problems/"
+
+STATUS_BY_KIND: dict[ErrorKind, int] = {
+    ErrorKind.INVALID: 422,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.RATE_LIMITED: 429,
+    ErrorKind.UNAVAILABLE: 503,
+}
+
+logger = logging.getLogger("eventhunting.api")
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code.replace("_", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_error_response(_: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    assert isinstance(error, DomainError)
+    status = STATUS_BY_KIND[error.kind]
+    headers = None
+    extra = dict(error.extra)
+    retry_after = extra.pop("retry_after_seconds", None)
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
+    return problem(status, error.code, error.title, error.detail, headers=headers, **extra)
+
+
+# msgspec names the offending location `$.items[0].quantity`; clients want `items[0].quantity`.
+_LOCATION = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+def validation_error_response(
+    _: Request[Any, Any, Any], error: Exception
+) -> Response[dict[str, Any]]:
+    assert isinstance(error, ValidationException)
+    errors: list[dict[str, str]] = []
+    if isinstance(error.extra, list):
+        for item in error.extra:
+            if not isinstance(item, dict):
+                continue
+            message = str(item.get("message", "invalid value"))
+            field = str(item.get("key") or "")
+            found = _LOCATION.search(message)
+            if found:
+                field, message = found["path"], message[: found.start()]
+            elif message.startswith("Object missing required field `"):
+                field = message.removeprefix("Object missing required field `").rstrip("`")
+                message = "this field is required"
+            if field == "data":
+                field = ""
+            errors.append({"field": field, "message": message})
+    detail = error.detail if not errors else "The request has invalid fields."
+    if not errors:
+        errors.append({"field": "", "message": _public_detail(detail)})
+        detail = "The request body could not be read."
+    return problem(422, "invalid_input", "Invalid input", detail, errors=errors)
+
+
+def _public_detail(detail: str) -> str:
+    return detail.split(" (byte ")[0] if detail else "invalid request"
+
+
+def http_error_response(_: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    assert isinstance(error, HTTPException)
+    status = error.status_code
+    code, title = {
+        401: ("unauthenticated", "Authentication required"),
+        403: ("forbidden", "Forbidden"),
+        404: ("not_found", "Not found"),
+        405: ("method_not_allowed", "Method not allowed"),
+        429: ("rate_limited", "Too many requests"),
+    }.get(status, ("http_error", "Request failed"))
+    detail = error.detail if status < 500 else "The server could not complete the request."
+    return problem(status, code, title, detail, headers=error.headers or None)
+
+
+def unexpected_error_response(
+    request: Request[Any, Any, Any], error: Exception
+) -> Response[dict[str, Any]]:
+    logger.error(
+        "unhandled error",
+        exc_info=error,
+        extra={"path": request.url.path, "method": request.method},
+    )
+    return problem(
+        500, "internal_error", "Internal error", "The server could not complete the request."
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DomainError: domain_error_response,
+    ValidationException: validation_error_response,
+    NotAuthorizedException: http_error_response,
+    PermissionDeniedException: http_error_response,
+    NotFoundException: http_error_response,
+    MethodNotAllowedException: http_error_response,
+    HTTPException: http_error_response,
+    Exception: unexpected_error_response,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "problem"]

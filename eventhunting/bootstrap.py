@@ -1,0 +1,54 @@
+"""The composition root: builds every client and service from settings, in one place."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from eventhunting.settings import Settings
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    """Everything a request handler or worker needs, built once per process."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    mongo: AsyncMongoClient[dict[str, Any]]
+    database: AsyncDatabase[dict[str, Any]]
+    clock: Clock
+    started_at: float
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.mongo.close()
+
+
+async def build_services(settings: Settings, *, clock: Clock = system_clock) -> Services:
+    """Create clients (they connect lazily) and the services built on them."""
+    redis_client = aioredis.Redis.from_url(settings.redis.url, decode_responses=False)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongodb.url, tz_aware=True, serverSelectionTimeoutMS=5_000
+    )
+    database = mongo[settings.mongodb.database]
+    return Services(
+        settings=settings,
+        redis=redis_client,
+        mongo=mongo,
+        database=database,
+        clock=clock,
+        started_at=time.monotonic(),
+    )

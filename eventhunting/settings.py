@@ -1,0 +1,235 @@
+"""Typed settings from EVENTHUNTING_* environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+PREFIX = "EVENTHUNTING_"
+
+
+def setting(env: str, description: str, **constraints: Any) -> msgspec.Meta:
+    """Field metadata: the environment variable (without prefix) and what it means."""
+    return msgspec.Meta(description=description, extra={"env": PREFIX + env}, **constraints)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the event store lives."""
+
+    url: Annotated[str, setting("REDIS_URL", "Redis URL (redis:// or rediss://).")]
+
+
+class MongoSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the archive and read models live."""
+
+    url: Annotated[
+        str,
+        setting("MONGODB_URL", "MongoDB URL; the database is the URL path (default eventhunting)."),
+    ]
+
+    @property
+    def database(self) -> str:
+        path = urlsplit(self.url).path.strip("/")
+        return path or "eventhunting"
+
+
+class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Token signing and lifetimes, and the first admin."""
+
+    jwt_secret: Annotated[
+        str, setting("JWT_SECRET", "HMAC key for access tokens (32+ characters).", min_length=32)
+    ]
+    access_token_seconds: Annotated[
+        int, setting("ACCESS_TOKEN_SECONDS", "Access token lifetime.", ge=30, le=86_400)
+    ] = 900
+    refresh_token_seconds: Annotated[
+        int, setting("REFRESH_TOKEN_SECONDS", "Refresh token lifetime.", ge=60, le=90 * 86_400)
+    ] = 30 * 86_400
+    bootstrap_admin_email: Annotated[
+        str | None, setting("BOOTSTRAP_ADMIN_EMAIL", "Email of the admin created at start-up.")
+    ] = None
+    bootstrap_admin_password: Annotated[
+        str | None,
+        setting("BOOTSTRAP_ADMIN_PASSWORD", "Password of the admin created at start-up."),
+    ] = None
+
+
+class SalesSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How orders and partitions behave."""
+
+    hold_seconds: Annotated[
+        int, setting("HOLD_SECONDS", "How long a hold lasts before it expires.", ge=1, le=86_400)
+    ] = 900
+    partitions: Annotated[
+        int,
+        setting("PARTITIONS", "Partition count; fixed once data exists.", ge=1, le=1024),
+    ] = 16
+
+
+class VnpaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Merchant credentials and gateway endpoints."""
+
+    tmn_code: Annotated[str | None, setting("VNPAY_TMN_CODE", "Merchant code (vnp_TmnCode).")] = (
+        None
+    )
+    hash_secret: Annotated[str | None, setting("VNPAY_HASH_SECRET", "Merchant hash secret.")] = None
+    pay_url: Annotated[str, setting("VNPAY_PAY_URL", "Payment page URL.")] = (
+        "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
+    )
+    api_url: Annotated[str, setting("VNPAY_API_URL", "querydr/refund API URL.")] = (
+        "https://sandbox.vnpayment.vn/merchant_webapi/api/transaction"
+    )
+
+
+class MailSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Outgoing mail."""
+
+    smtp_url: Annotated[
+        str | None, setting("SMTP_URL", "smtp://user:pass@host:port or smtps://...")
+    ] = None
+    mail_from: Annotated[str, setting("MAIL_FROM", "Sender address of outgoing mail.")] = (
+        "EventHunting <tickets@eventhunting.local>"
+    )
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting of the system, grouped by concern."""
+
+    redis: RedisSettings
+    mongodb: MongoSettings
+    auth: AuthSettings
+    sales: SalesSettings = msgspec.field(default_factory=SalesSettings)
+    vnpay: VnpaySettings = msgspec.field(default_factory=VnpaySettings)
+    mail: MailSettings = msgspec.field(default_factory=MailSettings)
+    public_base_url: Annotated[str, setting("PUBLIC_BASE_URL", "External base URL of the API.")] = (
+        "http://127.0.0.1:8000"
+    )
+    qr_signing_key: Annotated[
+        str | None, setting("QR_SIGNING_KEY", "Private key for ticket QR signatures.")
+    ] = None
+    log_level: Annotated[
+        typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        setting("LOG_LEVEL", "Log level."),
+    ] = "INFO"
+
+
+URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "EVENTHUNTING_REDIS_URL": ("redis", "rediss", "unix"),
+    "EVENTHUNTING_MONGODB_URL": ("mongodb", "mongodb+srv"),
+    "EVENTHUNTING_PUBLIC_BASE_URL": ("http", "https"),
+    "EVENTHUNTING_VNPAY_PAY_URL": ("http", "https"),
+    "EVENTHUNTING_VNPAY_API_URL": ("http", "https"),
+    "EVENTHUNTING_SMTP_URL": ("smtp", "smtps"),
+}
+
+
+class FieldSpec(typing.NamedTuple):
+    group: str | None
+    name: str
+    env: str
+    description: str
+    annotation: Any
+
+
+def field_specs() -> list[FieldSpec]:
+    """Every setting with its variable name, in declaration order."""
+    specs: list[FieldSpec] = []
+
+    def walk(struct: type[msgspec.Struct], group: str | None) -> None:
+        hints = typing.get_type_hints(struct, include_extras=True)
+        for name in struct.__struct_fields__:
+            hint = hints[name]
+            if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+                walk(hint, name)
+                continue
+            meta = next(m for m in typing.get_args(hint) if isinstance(m, msgspec.Meta))
+            assert meta.extra is not None
+            specs.append(FieldSpec(group, name, meta.extra["env"], meta.description or "", hint))
+
+    walk(Settings, None)
+    return specs
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file; comments and blank lines ignored, quotes stripped."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> Settings:
+    """Build settings from the environment (a .env file fills gaps, never overrides)."""
+    source: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv is not None else {}
+    source.update(os.environ if environ is None else environ)
+
+    raw: dict[str, Any] = {}
+    for spec in field_specs():
+        value = source.get(spec.env)
+        if value is None or value == "":
+            continue
+        schemes = URL_SCHEMES.get(spec.env)
+        if schemes is not None and urlsplit(value).scheme not in schemes:
+            allowed = ", ".join(f"{scheme}://" for scheme in schemes)
+            raise SettingsError(f"{spec.env} must be a URL starting with {allowed}")
+        target = raw.setdefault(spec.group, {}) if spec.group else raw
+        target[spec.name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        raise SettingsError(describe_validation_error(str(error))) from None
+
+
+def describe_validation_error(message: str) -> str:
+    """Turn msgspec's `... - at `$.auth.jwt_secret`` into a line naming the variable."""
+    reason, _, location = message.partition(" - at `$.")
+    if not location:
+        missing = reason.removeprefix("Object missing required field `").rstrip("`")
+        spec = find_spec(missing) if missing != reason else None
+        if spec is not None:
+            return f"{spec.env} is required: {spec.description}"
+        return message
+    path = location.rstrip("`").split(".")
+    if reason.startswith("Object missing required field `"):
+        path.append(reason.removeprefix("Object missing required field `").rstrip("`"))
+        spec = find_spec(*path)
+        if spec is not None:
+            return f"{spec.env} is required: {spec.description}"
+    spec = find_spec(*path)
+    if spec is None:
+        return message
+    return f"{spec.env} is invalid: {reason}"
+
+
+def find_spec(*path: str) -> FieldSpec | None:
+    group, name = (path[0], path[1]) if len(path) == 2 else (None, path[0])
+    for spec in field_specs():
+        if spec.group == group and spec.name == name:
+            return spec
+    if len(path) == 1:
+        # A whole group is missing: name the first required variable in it.
+        for spec in field_specs():
+            if spec.group == path[0]:
+                return spec
+    return None
