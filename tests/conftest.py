@@ -7,13 +7,18 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
 from tests.support.servers import running_mongo_standin, running_redis
+from tests.support.system import RunningSystem, running_system
 
 REAL_MONGODB_URL_VARIABLE = "EVENTHUNTING_TEST_MONGODB_URL"
+
+# Workers every system test runs beside the API; each feature adds the ones it needs.
+SYSTEM_WORKERS: tuple[str, ...] = ()
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +74,19 @@ async def mongo_database_name(
 @pytest.fixture(scope="session")
 def repository_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def api_system(redis_url: str, mongodb_url: str) -> Iterator[RunningSystem]:
+    """The API and every worker as separate processes on the private Redis and MongoDB."""
+    with running_system(
+        redis_url, mongodb_url, f"system_{uuid.uuid4().hex[:8]}", workers=SYSTEM_WORKERS
+    ) as system:
+        yield system
+
+
+@pytest.fixture
+async def http(api_system: RunningSystem) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the running API (real TCP, no mocks)."""
+    async with httpx.AsyncClient(base_url=api_system.base_url, timeout=30) as client:
+        yield client

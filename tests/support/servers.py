@@ -19,7 +19,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -36,7 +38,8 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found is None:
         raise RuntimeError(
-            "redis-server is not on PATH; the test command installs it (apt-get install redis-server)"
+            "redis-server is not on PATH; the test command installs it"
+            " (apt-get install redis-server)"
         )
     return found
 
@@ -49,14 +52,22 @@ def running_redis(data_dir: Path) -> Iterator[str]:
     process = subprocess.Popen(
         [
             redis_server_binary(),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--dir", str(data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--save", "",
-            "--daemonize", "no",
-            "--loglevel", "warning",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -74,7 +85,15 @@ def running_mongo_standin() -> Iterator[str]:
     """Start the MongoDB stand-in as a separate process; yield its URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "eventhunting.standins.mongo", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "eventhunting.standins.mongo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=None,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

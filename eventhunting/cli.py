@@ -1,0 +1,141 @@
+"""The `eventhunting` command: API server, workers, the dev system, stand-ins and maintenance."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from eventhunting import __version__
+from eventhunting.settings import Settings, SettingsError, load_settings
+from eventhunting.structured_logging import configure_logging
+
+Command = Callable[[argparse.Namespace], int]
+
+DESCRIPTION = """\
+EventHunting: an event-sourced ticketing backend.
+
+Start everything on one machine with no configuration:   eventhunting dev
+Serve the HTTP API against configured Redis and MongoDB:  eventhunting api
+Run background workers:                                   eventhunting worker projector archiver
+
+Settings come from EVENTHUNTING_* environment variables (see README).
+"""
+
+
+def settings_or_exit() -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"eventhunting: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    return settings
+
+
+def run_api(arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    from eventhunting.api.app import create_app
+
+    settings = settings_or_exit()
+    uvicorn.run(
+        create_app(settings),
+        host=arguments.host,
+        port=arguments.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop" if arguments.fast_loop else "asyncio",
+        http="httptools" if arguments.fast_loop else "h11",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def run_workers(arguments: argparse.Namespace) -> int:
+    from eventhunting.workers import WORKERS, run_named_workers
+
+    unknown = [name for name in arguments.names if name not in WORKERS]
+    if unknown:
+        known = ", ".join(sorted(WORKERS))
+        print(f"eventhunting: unknown worker {unknown[0]!r}; known: {known}", file=sys.stderr)
+        return 2
+    settings = settings_or_exit()
+    return asyncio.run(run_named_workers(settings, arguments.names))
+
+
+def run_dev(arguments: argparse.Namespace) -> int:
+    from eventhunting.dev_system import run_dev_system
+
+    return run_dev_system(port=arguments.port, data_dir=arguments.data_dir)
+
+
+def run_standin(arguments: argparse.Namespace) -> int:
+    from eventhunting.standins import run_standin as run_named_standin
+
+    return run_named_standin(arguments.name, arguments.standin_arguments)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventhunting",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"eventhunting {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    api = commands.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    api.add_argument(
+        "--no-fast-loop",
+        dest="fast_loop",
+        action="store_false",
+        help="use asyncio and h11 instead of uvloop and httptools",
+    )
+    api.set_defaults(handler=run_api)
+
+    worker = commands.add_parser("worker", help="run one or more background workers")
+    worker.add_argument("names", nargs="+", metavar="NAME", help="archiver, projector, expirer")
+    worker.set_defaults(handler=run_workers)
+
+    dev = commands.add_parser(
+        "dev", help="run the whole system locally (Redis, stand-ins, API, workers)"
+    )
+    dev.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    dev.add_argument(
+        "--data-dir",
+        default=".eventhunting",
+        help="where Redis and the MongoDB stand-in keep data (default .eventhunting)",
+    )
+    dev.set_defaults(handler=run_dev)
+
+    standin = commands.add_parser(
+        "standin", help="run a development stand-in for an external system"
+    )
+    standin.add_argument("name", choices=["mongo", "smtp", "vnpay"])
+    standin.add_argument(
+        "standin_arguments",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="the stand-in's own options (e.g. --port N)",
+    )
+    standin.set_defaults(handler=run_standin)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    handler: Command = arguments.handler
+    try:
+        return handler(arguments)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

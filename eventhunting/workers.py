@@ -1,0 +1,57 @@
+"""Background workers by name, and the process that runs a set of them until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from eventhunting.bootstrap import Services, build_services
+from eventhunting.settings import Settings
+
+logger = logging.getLogger("eventhunting.workers")
+
+Worker = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
+
+# name -> "module:function" of `async def run(services, stop) -> None`
+WORKERS: dict[str, str] = {}
+
+
+def load_worker(name: str) -> Worker:
+    module_name, _, function_name = WORKERS[name].partition(":")
+    worker: Worker = getattr(importlib.import_module(module_name), function_name)
+    return worker
+
+
+async def run_named_workers(settings: Settings, names: Sequence[str]) -> int:
+    """Run the named workers side by side; stop them all on SIGTERM/SIGINT or if one fails."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    services = await build_services(settings)
+    logger.info("workers starting", extra={"workers": list(names)})
+    tasks = [
+        asyncio.create_task(load_worker(name)(services, stop), name=f"worker:{name}")
+        for name in dict.fromkeys(names)
+    ]
+    exit_code = 0
+    try:
+        done, _ = await asyncio.wait(
+            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            if task in tasks and task.exception() is not None:
+                logger.error(
+                    "worker failed", exc_info=task.exception(), extra={"worker": task.get_name()}
+                )
+                exit_code = 1
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await services.close()
+    logger.info("workers stopped", extra={"workers": list(names), "exit_code": exit_code})
+    return exit_code
