@@ -1,0 +1,438 @@
+"""The event store: atomic guarded appends (one Lua script) and reads of streams, logs, counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, cast, overload
+
+import msgspec
+import redis.asyncio as aioredis
+from ulid import ULID
+
+from eventhunting.domain.events import DomainEvent, EventRegistry, registry
+from eventhunting.store import keys
+from eventhunting.store.envelope import (
+    EventEnvelope,
+    EventMeta,
+    decode_stored_event,
+    encode_stored_event,
+    stored_event_decoder,
+)
+from eventhunting.store.errors import ConcurrencyError, GuardRejected
+
+APPEND_SCRIPT = resources.files("eventhunting.store").joinpath("append.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class CounterChange:
+    """Add `deltas` to counter hash `name`; every changed field must stay >= 0 and, when
+    `sum_fields` is set, their sum must stay <= `ceiling` or the field `ceiling_field`."""
+
+    name: str
+    deltas: Mapping[str, int]
+    _: KW_ONLY
+    sum_fields: tuple[str, ...] = ()
+    ceiling_field: str | None = None
+    ceiling: int | None = None
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSet:
+    """Initialise fields of counter hash `name` that do not exist yet."""
+
+    name: str
+    values: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Unique claim `name` must be free or already held by `owner`; the append takes it."""
+
+    name: str
+    owner: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleChange:
+    """ZADD `member` with `score` to schedule `name`, or ZREM it when `score` is None."""
+
+    name: str
+    member: str
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendRequest:
+    """Everything one command writes: events of one aggregate stream plus guarded side state."""
+
+    partition: int
+    stream: str
+    events: Sequence[DomainEvent]
+    expected_version: int | None = None
+    meta: EventMeta = field(default_factory=EventMeta)
+    idempotency_id: str | None = None
+    fingerprint: str | None = None
+    counters: Sequence[CounterChange | CounterSet] = ()
+    claims: Sequence[Claim] = ()
+    schedules: Sequence[ScheduleChange] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendResult:
+    """The stream version after the append and the events it wrote (or wrote earlier)."""
+
+    partition: int
+    stream: str
+    version: int
+    events: tuple[EventEnvelope, ...]
+    duplicate: bool = False
+    fingerprint: str | None = None
+
+    @property
+    def positions(self) -> tuple[str, ...]:
+        return tuple(event.position or "" for event in self.events)
+
+
+class CounterChangeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    name: str
+    deltas: dict[str, int]
+    sum_fields: list[str] = []
+    ceiling_field: str | None = None
+    ceiling: int | None = None
+    code: str
+
+
+class CounterSetRecord(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    values: dict[str, int]
+
+
+class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    owner: str
+    code: str
+
+
+class ScheduleRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    name: str
+    member: str
+    score: float | None = None
+
+
+class AppendEffects(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Side state of one append (ARGV[3] of append.lua, field "x" of its last log entry)."""
+
+    idempotency_id: str | None = None
+    fingerprint: str | None = None
+    counter_sets: list[CounterSetRecord] = []
+    counter_changes: list[CounterChangeRecord] = []
+    claims: list[ClaimRecord] = []
+    schedules: list[ScheduleRecord] = []
+
+
+class EarlierResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The idempotency record the script stores and returns for a repeated id."""
+
+    stream: str
+    version: int
+    count: int
+    positions: str
+    fingerprint: str | None = None
+
+
+effects_encoder = msgspec.json.Encoder()
+effects_decoder = msgspec.json.Decoder(AppendEffects)
+earlier_result_decoder = msgspec.json.Decoder(EarlierResult)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def text(value: bytes | str) -> str:
+    """Redis replies are bytes or str depending on the client's decode_responses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def effects_of(request: AppendRequest) -> AppendEffects | None:
+    sets = [
+        CounterSetRecord(name=change.name, values=dict(change.values))
+        for change in request.counters
+        if isinstance(change, CounterSet)
+    ]
+    changes = [
+        CounterChangeRecord(
+            name=change.name,
+            deltas=dict(change.deltas),
+            sum_fields=list(change.sum_fields),
+            ceiling_field=change.ceiling_field,
+            ceiling=change.ceiling,
+            code=change.code,
+        )
+        for change in request.counters
+        if isinstance(change, CounterChange)
+    ]
+    effects = AppendEffects(
+        idempotency_id=request.idempotency_id,
+        fingerprint=request.fingerprint if request.idempotency_id is not None else None,
+        counter_sets=sets,
+        counter_changes=changes,
+        claims=[ClaimRecord(name=c.name, owner=c.owner, code=c.code) for c in request.claims],
+        schedules=[
+            ScheduleRecord(name=s.name, member=s.member, score=s.score) for s in request.schedules
+        ],
+    )
+    return None if effects == AppendEffects() else effects
+
+
+def keys_of(request: AppendRequest, effects: AppendEffects | None) -> list[str]:
+    """Every key the script touches, declared so Redis Cluster can route and check it."""
+    partition = request.partition
+    declared = [keys.log_key(partition), keys.stream_key(partition, request.stream)]
+    if effects is None:
+        return declared
+    if effects.idempotency_id is not None:
+        declared.append(keys.idempotency_key(partition, effects.idempotency_id))
+    counter_names = dict.fromkeys(
+        [c.name for c in effects.counter_sets] + [c.name for c in effects.counter_changes]
+    )
+    declared += [keys.counter_key(partition, name) for name in counter_names]
+    declared += [keys.claim_key(partition, c.name) for c in effects.claims]
+    declared += [
+        keys.schedule_key(partition, name)
+        for name in dict.fromkeys(s.name for s in effects.schedules)
+    ]
+    return declared
+
+
+class EventStore:
+    """Appends to and reads from the Redis event store of `partitions` partitions."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        partitions: int,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        event_registry: EventRegistry = registry,
+    ) -> None:
+        self.redis = redis
+        self.partitions = partitions
+        self.clock = clock
+        self.registry = event_registry
+        # redis-py sends EVALSHA and loads the script again when the server answers NOSCRIPT.
+        self.append_script = redis.register_script(APPEND_SCRIPT)
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        """Write the request atomically, or raise ConcurrencyError/GuardRejected writing nothing."""
+        if not request.events:
+            raise ValueError("an append needs at least one event")
+        if not 0 <= request.partition < self.partitions:
+            raise ValueError(f"partition {request.partition} is outside 0..{self.partitions - 1}")
+        occurred_at = self.clock()
+        meta = request.meta
+        prepared: list[tuple[str, str, int, bytes]] = []
+        for event in request.events:
+            described = self.registry.type_of(event)
+            event_id = str(ULID.from_datetime(occurred_at))
+            record = encode_stored_event(
+                event_id=event_id,
+                type_name=described.name,
+                schema=described.schema,
+                occurred_at=occurred_at,
+                meta=meta,
+                data=event,
+            )
+            prepared.append((event_id, described.name, described.schema, record))
+        effects = effects_of(request)
+        expected = -1 if request.expected_version is None else request.expected_version
+        reply = await self.append_script(
+            keys=keys_of(request, effects),
+            args=[
+                expected,
+                request.stream,
+                b"" if effects is None else effects_encoder.encode(effects),
+                *(record for *_, record in prepared),
+            ],
+        )
+        outcome = text(reply[0])
+        if outcome == "ok":
+            version = int(reply[1])
+            positions = text(reply[2]).split(" ")
+            first_version = version - len(prepared) + 1
+            # Millisecond precision, exactly what a later read returns.
+            stored_at = datetime.fromtimestamp(int(occurred_at.timestamp() * 1000) / 1000, tz=UTC)
+            envelopes = tuple(
+                EventEnvelope(
+                    event_id=event_id,
+                    stream=request.stream,
+                    version=first_version + index,
+                    type=type_name,
+                    schema=schema,
+                    occurred_at=stored_at,
+                    data=event,
+                    meta=meta,
+                    partition=request.partition,
+                    position=positions[index],
+                )
+                for index, ((event_id, type_name, schema, _), event) in enumerate(
+                    zip(prepared, request.events, strict=True)
+                )
+            )
+            return AppendResult(
+                partition=request.partition,
+                stream=request.stream,
+                version=version,
+                events=envelopes,
+            )
+        if outcome == "dup":
+            earlier = earlier_result_decoder.decode(reply[1])
+            return await self.earlier_result(request.partition, earlier)
+        if outcome == "version":
+            raise ConcurrencyError(
+                int(reply[1]), expected_version=request.expected_version, stream=request.stream
+            )
+        if outcome == "guard":
+            raise GuardRejected(text(reply[1]), text(reply[2]))
+        raise RuntimeError(f"unexpected reply from append.lua: {reply!r}")
+
+    async def earlier_result(self, partition: int, earlier: EarlierResult) -> AppendResult:
+        first_version = earlier.version - earlier.count + 1
+        entries = await stream_range(
+            self.redis,
+            keys.stream_key(partition, earlier.stream),
+            f"0-{first_version}",
+            f"0-{earlier.version}",
+        )
+        positions = earlier.positions.split(" ")
+        envelopes = tuple(
+            decode_stored_event(
+                self.registry,
+                stored_event_decoder.decode(field_of(fields, "e")),
+                stream=earlier.stream,
+                version=first_version + index,
+                partition=partition,
+                position=positions[index],
+            )
+            for index, (_, fields) in enumerate(entries)
+        )
+        return AppendResult(
+            partition=partition,
+            stream=earlier.stream,
+            version=earlier.version,
+            events=envelopes,
+            duplicate=True,
+            fingerprint=earlier.fingerprint,
+        )
+
+    @overload
+    async def read_stream(
+        self, stream: str, /, *, after_version: int = 0
+    ) -> list[EventEnvelope]: ...
+
+    @overload
+    async def read_stream(
+        self, partition: int, stream: str, *, after_version: int = 0
+    ) -> list[EventEnvelope]: ...
+
+    async def read_stream(
+        self,
+        partition: int | str | None = None,
+        stream: str | None = None,
+        *,
+        after_version: int = 0,
+    ) -> list[EventEnvelope]:
+        """The events of one aggregate stream in version order (empty when it does not exist).
+
+        Call it as `read_stream(stream)` (the partition follows from the id in the stream name)
+        or `read_stream(partition, stream)`.
+        """
+        if isinstance(partition, str):
+            partition, stream = None, partition
+        if stream is None:
+            raise TypeError("read_stream needs a stream name")
+        if partition is None:
+            partition = keys.partition_of_stream(stream, self.partitions)
+        entries = await stream_range(
+            self.redis, keys.stream_key(partition, stream), f"0-{after_version + 1}", "+"
+        )
+        return [
+            decode_stored_event(
+                self.registry,
+                stored_event_decoder.decode(field_of(fields, "e")),
+                stream=stream,
+                version=int(text(entry_id).split("-", 1)[1]),
+                partition=partition,
+            )
+            for entry_id, fields in entries
+        ]
+
+    async def stream_version(self, partition: int, stream: str) -> int:
+        """The current version of an aggregate stream (0 when it does not exist)."""
+        return int(await self.redis.xlen(keys.stream_key(partition, stream)))
+
+    async def read_counters(
+        self, partition: int, names: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        """Write-side counter hashes by name; a counter that does not exist reads as {}."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(keys.counter_key(partition, name))
+            replies: list[dict[Any, Any]] = await pipe.execute()
+        return {
+            name: {text(field): int(value) for field, value in reply.items()}
+            for name, reply in zip(names, replies, strict=True)
+        }
+
+    async def read_claim(self, partition: int, name: str) -> str | None:
+        """The owner of a unique claim, or None when it is free."""
+        owner = await self.redis.get(keys.claim_key(partition, name))
+        return None if owner is None else text(owner)
+
+    async def read_log(
+        self, partition: int, after: str = "0", count: int = 100
+    ) -> list[EventEnvelope]:
+        """Up to `count` events of a partition log strictly after position `after`."""
+        start = "-" if after in ("0", "0-0") else f"({after}"
+        entries = await stream_range(self.redis, keys.log_key(partition), start, "+", count=count)
+        return [
+            decode_log_entry(self.registry, partition, entry_id, fields)
+            for entry_id, fields in entries
+        ]
+
+
+StreamEntry = tuple[bytes | str, Mapping[Any, Any]]
+
+
+async def stream_range(
+    redis: aioredis.Redis, key: str, start: str, end: str, count: int | None = None
+) -> list[StreamEntry]:
+    """XRANGE with the reply typed as (entry id, fields) pairs."""
+    reply: Any = await redis.xrange(key, start, end, count=count)
+    return cast(list[StreamEntry], reply)
+
+
+def field_of(fields: Mapping[Any, Any], name: str) -> bytes:
+    value = fields.get(name.encode())
+    if value is None:
+        value = fields[name]
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def decode_log_entry(
+    event_registry: EventRegistry, partition: int, entry_id: bytes | str, fields: Mapping[Any, Any]
+) -> EventEnvelope:
+    """Turn one partition-log entry into an envelope with its partition and position."""
+    return decode_stored_event(
+        event_registry,
+        stored_event_decoder.decode(field_of(fields, "e")),
+        stream=text(field_of(fields, "s")),
+        version=int(field_of(fields, "v")),
+        partition=partition,
+        position=text(entry_id),
+    )
