@@ -1,0 +1,102 @@
+"""Settings are read from EVENTHUNTING_* variables and fail with one line naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eventhunting.settings import SettingsError, field_specs, load_settings
+
+VALID = {
+    "EVENTHUNTING_REDIS_URL": "redis://127.0.0.1:6390/0",
+    "EVENTHUNTING_MONGODB_URL": "mongodb://127.0.0.1:27017/tickets?replicaSet=rs0",
+    "EVENTHUNTING_JWT_SECRET": "x" * 40,
+}
+
+
+def test_valid_environment_gives_typed_settings_with_defaults() -> None:
+    settings = load_settings({**VALID, "EVENTHUNTING_HOLD_SECONDS": "60"}, dotenv=None)
+    assert settings.redis.url == VALID["EVENTHUNTING_REDIS_URL"]
+    assert settings.mongodb.database == "tickets"
+    assert settings.sales.hold_seconds == 60
+    assert settings.sales.partitions == 16
+    assert settings.auth.access_token_seconds == 900
+
+
+def test_mongodb_database_defaults_to_eventhunting_when_url_has_no_path() -> None:
+    settings = load_settings(
+        {**VALID, "EVENTHUNTING_MONGODB_URL": "mongodb://db:27017/?replicaSet=rs0"}, dotenv=None
+    )
+    assert settings.mongodb.database == "eventhunting"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("EVENTHUNTING_REDIS_URL", None, "EVENTHUNTING_REDIS_URL is required"),
+        ("EVENTHUNTING_MONGODB_URL", None, "EVENTHUNTING_MONGODB_URL is required"),
+        ("EVENTHUNTING_JWT_SECRET", None, "EVENTHUNTING_JWT_SECRET is required"),
+        ("EVENTHUNTING_JWT_SECRET", "short", "EVENTHUNTING_JWT_SECRET is invalid"),
+        ("EVENTHUNTING_REDIS_URL", "http://x", "EVENTHUNTING_REDIS_URL must be a URL"),
+        ("EVENTHUNTING_MONGODB_URL", "redis://x", "EVENTHUNTING_MONGODB_URL must be a URL"),
+        ("EVENTHUNTING_HOLD_SECONDS", "soon", "EVENTHUNTING_HOLD_SECONDS is invalid"),
+        ("EVENTHUNTING_HOLD_SECONDS", "0", "EVENTHUNTING_HOLD_SECONDS is invalid"),
+        ("EVENTHUNTING_PARTITIONS", "-3", "EVENTHUNTING_PARTITIONS is invalid"),
+        ("EVENTHUNTING_LOG_LEVEL", "LOUD", "EVENTHUNTING_LOG_LEVEL is invalid"),
+        ("EVENTHUNTING_SMTP_URL", "mail.example.com", "EVENTHUNTING_SMTP_URL must be a URL"),
+    ],
+)
+def test_bad_value_names_the_variable(variable: str, value: str | None, expected: str) -> None:
+    environment = dict(VALID)
+    if value is None:
+        environment.pop(variable)
+    else:
+        environment[variable] = value
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environment, dotenv=None)
+    message = str(raised.value)
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
+def test_dotenv_fills_gaps_but_never_overrides_the_environment(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# local settings\n"
+        "EVENTHUNTING_HOLD_SECONDS=120\n"
+        'export EVENTHUNTING_JWT_SECRET="from-dotenv-from-dotenv-from-dotenv-1234"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(VALID, dotenv=dotenv)
+    assert settings.sales.hold_seconds == 120
+    assert settings.auth.jwt_secret == VALID["EVENTHUNTING_JWT_SECRET"]
+
+
+def test_every_setting_has_a_prefixed_variable_and_a_description() -> None:
+    specs = field_specs()
+    names = [spec.env for spec in specs]
+    assert len(names) == len(set(names))
+    for spec in specs:
+        assert spec.env.startswith("EVENTHUNTING_")
+        assert spec.description
+
+
+def test_api_command_with_bad_settings_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "eventhunting.cli", "api"],
+        env={"EVENTHUNTING_REDIS_URL": "nonsense", "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "eventhunting: EVENTHUNTING_REDIS_URL must be a URL starting with"
+        " redis://, rediss://, unix://"
+    ]
