@@ -1,0 +1,156 @@
+"""`eventhunting dev` brings the whole system up, restarts crashed children and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.system
+
+
+def get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is gone for our purposes once reaped or defunct.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def process_table(data_dir: Path) -> dict[str, int]:
+    path = data_dir / "processes.json"
+    if not path.exists():
+        return {}
+    children: dict[str, int] = json.loads(path.read_text())["children"]
+    return children
+
+
+@contextmanager
+def dev_system(
+    data_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("EVENTHUNTING_")
+    }
+    environment.update(extra_env or {})
+    supervisor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eventhunting.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        yield supervisor, f"http://127.0.0.1:{port}"
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+            try:
+                supervisor.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                supervisor.kill()
+                supervisor.wait()
+
+
+def test_dev_starts_everything_restarts_a_crashed_child_and_stops_all_children(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    with dev_system(data_dir) as (supervisor, base_url):
+        wait_for(lambda: get_status(f"{base_url}/health/ready") == 200, 60, "/health/ready")
+        children = process_table(data_dir)
+        assert {"redis", "mongo-standin", "api"} <= set(children)
+        assert all(alive(pid) for pid in children.values())
+
+        crashed = children["api"]
+        os.kill(crashed, signal.SIGKILL)
+        wait_for(
+            lambda: (
+                process_table(data_dir).get("api", crashed) != crashed
+                and get_status(f"{base_url}/health/ready") == 200
+            ),
+            30,
+            "the API to be restarted",
+        )
+        all_pids = {**children, **process_table(data_dir)}
+
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0
+        assert supervisor.stdout is not None
+        banner = supervisor.stdout.read()
+        assert "EventHunting is running" in banner
+        assert f"{base_url}/api/v1" in banner
+    leftovers = [name for name, pid in all_pids.items() if pid != crashed and alive(pid)]
+    assert leftovers == []
+    assert not (data_dir / "processes.json").exists()
+
+
+def test_dev_uses_a_configured_redis_instead_of_starting_one(
+    tmp_path: Path, redis_url: str
+) -> None:
+    data_dir = tmp_path / "data"
+    with dev_system(data_dir, {"EVENTHUNTING_REDIS_URL": redis_url}) as (_, base_url):
+        wait_for(lambda: get_status(f"{base_url}/health/ready") == 200, 60, "/health/ready")
+        assert "redis" not in process_table(data_dir)
+        assert "api" in process_table(data_dir)
+
+
+def test_dev_with_a_bad_setting_exits_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "eventhunting.cli", "dev", "--data-dir", str(tmp_path)],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("EVENTHUNTING_")},
+            "EVENTHUNTING_REDIS_URL": "redis://127.0.0.1:1/0",
+            "EVENTHUNTING_PARTITIONS": "zero",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "eventhunting: EVENTHUNTING_PARTITIONS is invalid: Expected `int`, got `str`"
+    )
