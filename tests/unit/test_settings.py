@@ -100,3 +100,9 @@ def test_api_command_with_bad_settings_prints_one_line_and_exits_2(tmp_path: Pat
         "eventhunting: EVENTHUNTING_REDIS_URL must be a URL starting with"
         " redis://, rediss://, unix://"
     ]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [spec.env for spec in field_specs() if f"`{spec.env}`" not in readme]
+    assert missing == []
