@@ -1,0 +1,140 @@
+"""Command line: `python -m eventhunting.standins.mongo --host H --port N [--data-file PATH]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from eventhunting.standins.mongo import persistence
+from eventhunting.standins.mongo.server import StandinServer
+from eventhunting.standins.mongo.state import ServerState, Settings
+from eventhunting.standins.mongo.storage import Store
+
+log = logging.getLogger("eventhunting.standins.mongo")
+
+FLUSH_INTERVAL_SECONDS = 1.0
+_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})))
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per line: time, level, message and the record's extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_RECORD_FIELDS and key not in line:
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="eventhunting standin mongo",
+        description="MongoDB wire-protocol stand-in for development and tests (not for production).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=27017, help="port to listen on (0: any free)")
+    parser.add_argument("--data-file", type=Path, default=None, help="keep data in this file")
+    parser.add_argument("--replica-set", default="rs0", help="replica set name hello reports")
+    parser.add_argument(
+        "--transaction-lifetime-limit-seconds",
+        type=float,
+        default=60.0,
+        help="abort transactions open longer than this",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLinesFormatter())
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False
+
+
+async def _flush_forever(state: ServerState, path: Path) -> None:
+    saved = state.store.changes
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL_SECONDS)
+        if state.store.changes == saved:
+            continue
+        saved = state.store.changes
+        snapshot = persistence.capture(state.store)
+        try:
+            await asyncio.to_thread(persistence.write, path, snapshot)
+        except OSError:
+            log.exception("saving the data file failed", extra={"event": "error", "data_file": str(path)})
+
+
+async def serve(arguments: argparse.Namespace) -> int:
+    store = Store()
+    data_file: Path | None = arguments.data_file
+    if data_file is not None and data_file.exists():
+        loaded = persistence.load(data_file, store)
+        log.info("data loaded", extra={"event": "load", "data_file": str(data_file), "documents": loaded})
+    state = ServerState(
+        Settings(
+            replica_set_name=arguments.replica_set,
+            transaction_lifetime_limit_seconds=arguments.transaction_lifetime_limit_seconds,
+        ),
+        store,
+    )
+    server = StandinServer(state)
+    port = await server.start(arguments.host, arguments.port)
+    log.info(
+        "mongo stand-in listening",
+        extra={
+            "event": "start",
+            "host": arguments.host,
+            "port": port,
+            "replica_set": arguments.replica_set,
+            "data_file": str(data_file) if data_file else None,
+        },
+    )
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    flusher = asyncio.create_task(_flush_forever(state, data_file)) if data_file else None
+    started = time.monotonic()
+    await stopping.wait()
+    if flusher is not None:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+    await server.stop()
+    if data_file is not None:
+        persistence.write(data_file, persistence.capture(state.store))
+    log.info(
+        "mongo stand-in stopped",
+        extra={"event": "stop", "uptime_seconds": round(time.monotonic() - started, 3)},
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    configure_logging(arguments.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.run(serve(arguments))
+    return uvloop.run(serve(arguments))

@@ -1,0 +1,236 @@
+"""The asyncio TCP server: reads wire messages, runs commands, writes replies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from eventhunting.standins.mongo import wire
+from eventhunting.standins.mongo.commands import (
+    COMMANDS,
+    CommandContext,
+    resolve_session,
+)
+from eventhunting.standins.mongo.errors import (
+    COMMAND_NOT_FOUND,
+    RETRYABLE_CODES,
+    RETRYABLE_WRITE_ERROR,
+    TRANSIENT_TRANSACTION_ERROR,
+    WRITE_CONFLICT,
+    CommandError,
+    code_name,
+)
+from eventhunting.standins.mongo.failpoints import FailAction
+from eventhunting.standins.mongo.snapshots import abort
+from eventhunting.standins.mongo.state import Connection, ServerState
+
+log = logging.getLogger("eventhunting.standins.mongo")
+
+REAPER_INTERVAL_SECONDS = 0.25
+WRITE_BUFFER_HIGH_WATER = 4 * 1024 * 1024
+NOT_IN_TRANSACTION_ABORT = frozenset({"commitTransaction", "abortTransaction"})
+
+
+class CloseConnection(Exception):  # noqa: N818 - a signal, not an error
+    """The failCommand failpoint asked to drop the connection without replying."""
+
+
+class StandinServer:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._request_ids = 0
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(
+            self._serve_connection, host, port, reuse_address=True, limit=2**20
+        )
+        self._reaper = asyncio.create_task(self._reap_forever(), name="mongo-standin-reaper")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REAPER_INTERVAL_SECONDS)
+            try:
+                for transaction in self.state.reap():
+                    log.info(
+                        "transaction aborted",
+                        extra={"event": "transaction_expired", "txn_number": transaction.number},
+                    )
+            except Exception:
+                log.exception("reaper failed", extra={"event": "error"})
+
+    def _next_request_id(self) -> int:
+        self._request_ids = (self._request_ids + 1) & 0x7FFFFFFF
+        return self._request_ids
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        self.state.open_connections += 1
+        local = writer.get_extra_info("sockname") or ("127.0.0.1", 0)
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        connection = Connection(
+            id=next(self.state.connection_ids),
+            peer=f"{peer[0]}:{peer[1]}",
+            local_host=str(local[0]),
+            local_port=int(local[1]),
+        )
+        try:
+            await self._serve_messages(connection, reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, CloseConnection):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("connection failed", extra={"event": "error", "peer": connection.peer})
+        finally:
+            self.state.open_connections -= 1
+            self._connections.discard(task)
+            writer.transport.abort()
+
+    async def _serve_messages(
+        self, connection: Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            header = await reader.readexactly(16)
+            length, request_id, _, op_code = wire.HEADER.unpack(header)
+            if length < 16 or length > wire.MAX_MESSAGE_SIZE:
+                return
+            payload = await reader.readexactly(length - 16)
+            if op_code == wire.OP_MSG:
+                try:
+                    request = wire.decode_op_msg(request_id, payload)
+                except CommandError as error:
+                    writer.write(wire.encode_op_msg(self._next_request_id(), request_id, error.reply()))
+                    continue
+                reply = await self.execute(connection, request.command, request.database)
+                if request.more_to_come:
+                    continue
+                writer.write(wire.encode_op_msg(self._next_request_id(), request_id, reply))
+            elif op_code == wire.OP_QUERY:
+                request = wire.decode_op_query(request_id, payload)
+                reply = await self.execute(connection, request.command, request.database)
+                writer.write(wire.encode_op_reply(self._next_request_id(), request_id, reply))
+            else:
+                log.warning(
+                    "unsupported opcode", extra={"event": "error", "op_code": op_code}
+                )
+                return
+            if writer.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH_WATER:
+                await writer.drain()
+
+    async def execute(
+        self, connection: Connection, command: dict[str, Any], database: str
+    ) -> dict[str, Any]:
+        """Run one command and return its reply document (raises CloseConnection)."""
+        if not command:
+            return CommandError(COMMAND_NOT_FOUND, "no command given").reply()
+        name = next(iter(command))
+        handler = COMMANDS.get(name)
+        if handler is None:
+            return CommandError(COMMAND_NOT_FOUND, f"no such command: '{name}'").reply()
+        ctx = CommandContext(self.state, connection, database, command, name)
+        action = None
+        if name != "configureFailPoint":
+            action = self.state.fail_command.trigger(name, connection.app_name)
+        if action is not None:
+            failed = await self._fail(ctx, action)
+            if failed is not None:
+                return failed
+        max_time = command.get("maxTimeMS")
+        if isinstance(max_time, int | float) and max_time > 0:
+            ctx.deadline = time.monotonic() + max_time / 1000
+        try:
+            resolve_session(ctx)
+            if ctx.cached_reply is not None:
+                return ctx.cached_reply
+            reply = await handler(ctx)
+        except CommandError as error:
+            self._abort_on_error(ctx, error.message)
+            reply = error.reply()
+            self._label(ctx, reply, error.code)
+            return reply
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("command failed", extra={"event": "error", "command": name})
+            self._abort_on_error(ctx, str(error))
+            return CommandError(1, f"stand-in internal error in {name}: {error!r}").reply()
+        if "writeErrors" in reply:
+            self._abort_on_error(ctx, "a write failed")
+            if ctx.transaction is not None:
+                for entry in reply["writeErrors"]:
+                    if entry.get("code") == WRITE_CONFLICT:
+                        reply.setdefault("errorLabels", [TRANSIENT_TRANSACTION_ERROR])
+        reply["ok"] = 1.0
+        if "writeConcernError" in ctx.extra:
+            reply["writeConcernError"] = ctx.extra["writeConcernError"]
+        if ctx.retryable_txn_number is not None and ctx.session is not None:
+            ctx.session.retried_write = (ctx.retryable_txn_number, reply)
+        return reply
+
+    def _abort_on_error(self, ctx: CommandContext, reason: str) -> None:
+        transaction = ctx.transaction
+        if transaction is not None and transaction.active and ctx.name not in NOT_IN_TRANSACTION_ABORT:
+            abort(self.state.store, transaction, reason)
+
+    def _label(self, ctx: CommandContext, reply: dict[str, Any], code: int) -> None:
+        labels = list(reply.get("errorLabels", []))
+        retryable_write = ctx.retryable_txn_number is not None or ctx.name in (
+            "commitTransaction",
+            "abortTransaction",
+        )
+        if code in RETRYABLE_CODES and retryable_write and RETRYABLE_WRITE_ERROR not in labels:
+            labels.append(RETRYABLE_WRITE_ERROR)
+        in_transaction = ctx.command.get("autocommit") is False and ctx.name not in NOT_IN_TRANSACTION_ABORT
+        if in_transaction and code in RETRYABLE_CODES | {WRITE_CONFLICT} and TRANSIENT_TRANSACTION_ERROR not in labels:
+            labels.append(TRANSIENT_TRANSACTION_ERROR)
+        if labels:
+            reply["errorLabels"] = labels
+
+    async def _fail(self, ctx: CommandContext, action: FailAction) -> dict[str, Any] | None:
+        if action.block_seconds:
+            await asyncio.sleep(action.block_seconds)
+        if action.close_connection:
+            raise CloseConnection
+        if action.error_code is None:
+            if action.write_concern_error is not None:
+                ctx.extra["writeConcernError"] = action.write_concern_error
+            return None
+        reply = CommandError(
+            action.error_code, "Failing command via 'failCommand' failpoint"
+        ).reply()
+        reply["codeName"] = code_name(action.error_code)
+        if action.error_labels is not None:
+            if action.error_labels:
+                reply["errorLabels"] = action.error_labels
+        else:
+            if ctx.command.get("txnNumber") is not None and ctx.command.get("autocommit") is None:
+                ctx.retryable_txn_number = int(ctx.command["txnNumber"])
+            self._label(ctx, reply, action.error_code)
+        return reply
+

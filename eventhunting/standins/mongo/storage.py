@@ -1,0 +1,290 @@
+"""In-memory multi-version storage: databases, collections, documents and unique indexes."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import uuid
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+
+from eventhunting.standins.mongo import matching
+
+if TYPE_CHECKING:
+    from eventhunting.standins.mongo.transactions import Transaction
+
+Document = dict[str, Any]
+Key = Hashable
+
+MISSING: Any = object()
+
+
+def value_key(value: Any) -> Key:
+    """A hashable form of a BSON value that is equal exactly when MongoDB calls the values equal."""
+    kind = type(value)
+    if kind is str or kind is ObjectId:
+        return value
+    if kind is int or kind is float or kind is Int64:
+        return value
+    if kind is bool:
+        return ("bool", value)
+    if value is None:
+        return ("null",)
+    if kind is dict:
+        return ("object", tuple((k, value_key(v)) for k, v in value.items()))
+    if kind is list or kind is tuple:
+        return ("array", tuple(value_key(v) for v in value))
+    if kind is datetime.datetime:
+        return ("date", value)
+    if kind is Decimal128:
+        return value.to_decimal()
+    if isinstance(value, Binary):
+        return ("binary", value.subtype, bytes(value))
+    if isinstance(value, bytes):
+        return ("binary", 0, value)
+    if isinstance(value, uuid.UUID):
+        return ("binary", 4, value.bytes)
+    if isinstance(value, Timestamp):
+        return ("timestamp", value.time, value.inc)
+    if isinstance(value, MinKey):
+        return ("minKey",)
+    if isinstance(value, MaxKey):
+        return ("maxKey",)
+    if isinstance(value, Regex):
+        return ("regex", value.pattern, value.flags)
+    if isinstance(value, dict):
+        return ("object", tuple((k, value_key(v)) for k, v in value.items()))
+    if isinstance(value, int | float):
+        return value
+    return (type(value).__name__, repr(value))
+
+
+def path_values(document: Any, path: list[str]) -> list[Any]:
+    """Values at a dotted path, descending into arrays as MongoDB's index keys do."""
+    if not path:
+        return [document]
+    if isinstance(document, dict):
+        if path[0] not in document:
+            return []
+        return path_values(document[path[0]], path[1:])
+    if isinstance(document, list):
+        if path[0].isdigit():
+            index = int(path[0])
+            return path_values(document[index], path[1:]) if index < len(document) else []
+        found: list[Any] = []
+        for element in document:
+            if isinstance(element, dict | list):
+                found.extend(path_values(element, path))
+        return found
+    return []
+
+
+class Record:
+    """All versions of one document that a reader may still need, oldest first."""
+
+    __slots__ = ("versions", "writer")
+
+    def __init__(self) -> None:
+        self.versions: list[tuple[int, Document | None]] = []
+        self.writer: Transaction | None = None
+
+    def latest(self) -> Document | None:
+        versions = self.versions
+        return versions[-1][1] if versions else None
+
+    def latest_timestamp(self) -> int:
+        return self.versions[-1][0] if self.versions else 0
+
+    def as_of(self, timestamp: int) -> Document | None:
+        for committed_at, document in reversed(self.versions):
+            if committed_at <= timestamp:
+                return document
+        return None
+
+    def prune(self, oldest_snapshot: int | None) -> bool:
+        """Drop versions no reader needs; True when the record can be removed altogether."""
+        versions = self.versions
+        if len(versions) > 1:
+            if oldest_snapshot is None:
+                del versions[:-1]
+            else:
+                keep_from = len(versions) - 1
+                while keep_from > 0 and versions[keep_from][0] > oldest_snapshot:
+                    keep_from -= 1
+                del versions[:keep_from]
+        return (
+            self.writer is None
+            and len(versions) <= 1
+            and (not versions or versions[0][1] is None)
+            and (oldest_snapshot is None or not versions or versions[0][0] <= oldest_snapshot)
+        )
+
+
+@dataclass(eq=False)
+class Index:
+    """An index definition; unique ones also keep their committed keys for O(1) checks."""
+
+    name: str
+    key: list[tuple[str, Any]]
+    unique: bool = False
+    sparse: bool = False
+    partial_filter: Document | None = None
+    options: Document = field(default_factory=dict)
+    entries: dict[Key, Key] = field(default_factory=dict)
+    pending: dict[Key, Transaction] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.paths = [name.split(".") for name, _ in self.key]
+
+    @property
+    def key_pattern(self) -> Document:
+        return dict(self.key)
+
+    def keys_of(self, document: Document | None) -> dict[Key, tuple[Any, ...]]:
+        """The index keys of a document (several when a field holds an array) and their values."""
+        if document is None:
+            return {}
+        if self.partial_filter is not None and not matching.matches(self.partial_filter, document):
+            return {}
+        per_field: list[list[Any]] = []
+        all_missing = True
+        for path in self.paths:
+            found = path_values(document, path)
+            expanded: list[Any] = []
+            for value in found:
+                if isinstance(value, list):
+                    expanded.extend(value if value else [None])
+                else:
+                    expanded.append(value)
+            if expanded:
+                all_missing = False
+            else:
+                expanded = [None]
+            per_field.append(expanded)
+        if self.sparse and all_missing:
+            return {}
+        keys: dict[Key, tuple[Any, ...]] = {}
+        for combination in itertools.product(*per_field):
+            keys[tuple(value_key(v) for v in combination)] = combination
+        return keys
+
+    def key_value(self, values: tuple[Any, ...]) -> Document:
+        return {name: value for (name, _), value in zip(self.key, values, strict=True)}
+
+    def describe(self) -> Document:
+        described: Document = {"v": 2, "key": self.key_pattern, "name": self.name}
+        if self.unique and self.name != "_id_":
+            described["unique"] = True
+        if self.sparse:
+            described["sparse"] = True
+        if self.partial_filter is not None:
+            described["partialFilterExpression"] = self.partial_filter
+        described.update(self.options)
+        return described
+
+
+class Collection:
+    """Documents by _id key, in insertion order, with their indexes."""
+
+    def __init__(self, database: str, name: str, options: Document | None = None) -> None:
+        self.database = database
+        self.name = name
+        self.options: Document = options or {}
+        self.uuid = uuid.uuid4()
+        self.records: dict[Key, Record] = {}
+        self.indexes: dict[str, Index] = {"_id_": Index(name="_id_", key=[("_id", 1)], unique=True)}
+        self.removable: set[Key] = set()
+        self.created_by: Transaction | None = None
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.database}.{self.name}"
+
+    def unique_indexes(self) -> list[Index]:
+        return [index for name, index in self.indexes.items() if index.unique and name != "_id_"]
+
+    def latest_documents(self) -> Iterator[Document]:
+        for record in self.records.values():
+            if record.versions:
+                document = record.versions[-1][1]
+                if document is not None:
+                    yield document
+
+
+class Database:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.collections: dict[str, Collection] = {}
+
+
+class Store:
+    """Every database, the commit clock, and the transactions whose snapshots pin old versions."""
+
+    def __init__(self) -> None:
+        self.databases: dict[str, Database] = {}
+        self.clock = 1
+        self.active_transactions: set[Transaction] = set()
+        self.changes = 0
+
+    def tick(self) -> int:
+        self.clock += 1
+        self.changes += 1
+        return self.clock
+
+    def oldest_snapshot(self) -> int | None:
+        if not self.active_transactions:
+            return None
+        return min(transaction.snapshot for transaction in self.active_transactions)
+
+    def collection(self, database: str, name: str) -> Collection | None:
+        found = self.databases.get(database)
+        return found.collections.get(name) if found is not None else None
+
+    def create_collection(
+        self, database: str, name: str, options: Document | None = None
+    ) -> Collection:
+        found = self.databases.get(database)
+        if found is None:
+            found = self.databases[database] = Database(database)
+        collection = found.collections.get(name)
+        if collection is None:
+            collection = found.collections[name] = Collection(database, name, options)
+            self.changes += 1
+        return collection
+
+    def drop_collection(self, database: str, name: str) -> bool:
+        found = self.databases.get(database)
+        if found is None or name not in found.collections:
+            return False
+        del found.collections[name]
+        if not found.collections:
+            del self.databases[database]
+        self.changes += 1
+        return True
+
+    def drop_database(self, database: str) -> None:
+        if self.databases.pop(database, None) is not None:
+            self.changes += 1
+
+    def collect_garbage(self) -> None:
+        """Remove deleted documents that no open snapshot can still see."""
+        oldest = self.oldest_snapshot()
+        for database in self.databases.values():
+            for collection in database.collections.values():
+                if not collection.removable:
+                    continue
+                still: set[Key] = set()
+                for key in collection.removable:
+                    record = collection.records.get(key)
+                    if record is None:
+                        continue
+                    if record.prune(oldest):
+                        del collection.records[key]
+                    elif record.latest() is None:
+                        still.add(key)
+                collection.removable = still
