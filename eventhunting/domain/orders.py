@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
 import msgspec
 
+from eventhunting.domain.catalog import CatalogEvent, EventNotFound, EventStatus
 from eventhunting.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from eventhunting.domain.events import DomainEvent, registry
 
 CURRENCY = "VND"
 FREE_PAYMENT_METHOD = "free"
-ON_SALE_STATUS = "published"
-HIDDEN_STATUSES = frozenset({"draft"})
 
 
 class OrderStatus(StrEnum):
@@ -27,10 +26,6 @@ class OrderStatus(StrEnum):
 
 
 # --- errors --------------------------------------------------------------------------------
-
-
-class EventNotFound(NotFound):
-    code = "event_not_found"
 
 
 class OrderNotFound(NotFound):
@@ -90,28 +85,6 @@ class ItemQuantity(msgspec.Struct, frozen=True, kw_only=True):
 
     ticket_type_id: str
     quantity: int
-
-
-class TicketTypeTerms(msgspec.Struct, frozen=True, kw_only=True):
-    """What the catalog says about a ticket type at the moment of ordering."""
-
-    id: str
-    name: str
-    price: int
-    sale_starts_at: datetime | None = None
-    sale_ends_at: datetime | None = None
-    max_per_order: int | None = None
-
-
-class EventTerms(msgspec.Struct, frozen=True, kw_only=True):
-    """What the catalog says about an event at the moment of ordering."""
-
-    id: str
-    status: str
-    organizer_id: str
-    max_tickets_per_customer: int | None
-    ends_at: datetime | None
-    ticket_types: Mapping[str, TicketTypeTerms]
 
 
 # --- events --------------------------------------------------------------------------------
@@ -290,7 +263,7 @@ def merge_items(items: Sequence[RequestedItem]) -> tuple[RequestedItem, ...]:
     )
 
 
-def decide_place(command: PlaceOrder, terms: EventTerms | None) -> list[OrderEvent]:
+def decide_place(command: PlaceOrder, event: CatalogEvent | None) -> list[OrderEvent]:
     """OrderPlaced (and OrderPaid at once when the total is 0), or the rule that says no.
 
     Capacity and the buyer's running total depend on concurrent orders; they are guarded by
@@ -298,33 +271,34 @@ def decide_place(command: PlaceOrder, terms: EventTerms | None) -> list[OrderEve
     """
     items = merge_items(command.items)
     now = command.placed_at
-    if terms is None or terms.status in HIDDEN_STATUSES:
+    if event is None or not event.is_public():
         raise EventNotFound(f"There is no event {command.event_id!r}.")
-    if terms.status != ON_SALE_STATUS or (terms.ends_at is not None and now >= terms.ends_at):
-        raise EventNotOnSale(f"Event {terms.id!r} is not on sale.")
+    if event.status is not EventStatus.PUBLISHED or now >= event.ends_at:
+        raise EventNotOnSale(f"Event {event.id!r} is not on sale.")
+    ticket_types = {ticket_type.id: ticket_type for ticket_type in event.ticket_types}
     unknown = [
         {"field": f"items[{index}].ticket_type_id", "message": "not a ticket type of this event"}
         for index, item in enumerate(command.items)
-        if item.ticket_type_id not in terms.ticket_types
+        if item.ticket_type_id not in ticket_types
     ]
     if unknown:
         raise InvalidInput("Some items are not ticket types of this event.", errors=unknown)
     lines: list[OrderLine] = []
     for item in items:
-        ticket_type = terms.ticket_types[item.ticket_type_id]
-        if not sale_is_open(ticket_type, now):
+        ticket_type = ticket_types[item.ticket_type_id]
+        if not event.is_on_sale(ticket_type, now):
             raise SaleClosed(
                 f"Ticket type {ticket_type.name!r} is not on sale now.",
                 ticket_type_id=ticket_type.id,
             )
         if ticket_type.max_per_order is not None and item.quantity > ticket_type.max_per_order:
+            index = first_index(command.items, item.ticket_type_id)
             raise InvalidInput(
                 f"At most {ticket_type.max_per_order} tickets of {ticket_type.name!r} per order.",
                 code="max_per_order_exceeded",
                 errors=[
                     {
-                        "field": f"items[{first_index(command.items, item.ticket_type_id)}]"
-                        ".quantity",
+                        "field": f"items[{index}].quantity",
                         "message": f"at most {ticket_type.max_per_order} per order",
                     }
                 ],
@@ -339,7 +313,7 @@ def decide_place(command: PlaceOrder, terms: EventTerms | None) -> list[OrderEve
             )
         )
     requested = sum(line.quantity for line in lines)
-    limit = terms.max_tickets_per_customer
+    limit = event.max_tickets_per_customer
     if limit is not None and requested > limit:
         raise LimitExceeded(f"At most {limit} tickets of this event per customer.", limit=limit)
     total = sum(line.amount for line in lines)
@@ -356,12 +330,6 @@ def decide_place(command: PlaceOrder, terms: EventTerms | None) -> list[OrderEve
         return [placed]
     paid = decide_payment(evolve(None, placed), paid_at=now, amount=0, method=FREE_PAYMENT_METHOD)
     return [placed, paid]
-
-
-def sale_is_open(ticket_type: TicketTypeTerms, now: datetime) -> bool:
-    if ticket_type.sale_starts_at is not None and now < ticket_type.sale_starts_at:
-        return False
-    return ticket_type.sale_ends_at is None or now < ticket_type.sale_ends_at
 
 
 def first_index(items: Sequence[RequestedItem], ticket_type_id: str) -> int:

@@ -7,12 +7,17 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
+from eventhunting.domain.catalog import (
+    CatalogEvent,
+    EventNotFound,
+    EventStatus,
+    TicketType,
+    Venue,
+)
 from eventhunting.domain.errors import Conflict, InvalidInput
 from eventhunting.domain.events import registry
 from eventhunting.domain.orders import (
-    EventNotFound,
     EventNotOnSale,
-    EventTerms,
     LimitExceeded,
     NotOrderBuyer,
     Order,
@@ -25,7 +30,6 @@ from eventhunting.domain.orders import (
     RequestedItem,
     SaleClosed,
     StockChange,
-    TicketTypeTerms,
     buyer_ticket_change,
     decide_cancel,
     decide_expire,
@@ -40,20 +44,45 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HOLD = 900
 
 
-def terms(**changes: object) -> EventTerms:
-    base = EventTerms(
+def terms(**changes: object) -> CatalogEvent:
+    base = CatalogEvent(
         id="ev1",
-        status="published",
+        version=5,
+        status=EventStatus.PUBLISHED,
         organizer_id="org1",
-        max_tickets_per_customer=None,
+        title="Concert",
+        description="",
+        venue=Venue(name="Hall", address="1 Street"),
+        province="ha-noi",
+        starts_at=NOW + timedelta(days=29),
         ends_at=NOW + timedelta(days=30),
-        ticket_types={
-            "vip": TicketTypeTerms(id="vip", name="VIP", price=500_000, max_per_order=4),
-            "std": TicketTypeTerms(id="std", name="Standard", price=200_000),
-            "free": TicketTypeTerms(id="free", name="Community", price=0),
-        },
+        topics=(),
+        max_tickets_per_customer=None,
+        ticket_types=(
+            TicketType(id="vip", name="VIP", price=500_000, quantity=10, max_per_order=4),
+            TicketType(id="std", name="Standard", price=200_000, quantity=100),
+            TicketType(id="free", name="Community", price=0, quantity=50),
+        ),
+        drafted_at=NOW - timedelta(days=1),
+        updated_at=NOW - timedelta(days=1),
+        published_at=NOW - timedelta(days=1),
     )
     return msgspec.structs.replace(base, **changes)
+
+
+def one_ticket_type(
+    *, sale_starts_at: datetime | None = None, sale_ends_at: datetime | None = None
+) -> tuple[TicketType, ...]:
+    return (
+        TicketType(
+            id="std",
+            name="S",
+            price=1,
+            quantity=10,
+            sale_starts_at=sale_starts_at,
+            sale_ends_at=sale_ends_at,
+        ),
+    )
 
 
 def place(*items: tuple[str, int], buyer: str = "b1", at: datetime = NOW) -> PlaceOrder:
@@ -139,12 +168,19 @@ def test_an_unknown_event_is_not_found() -> None:
 
 def test_a_draft_event_is_not_found() -> None:
     with pytest.raises(EventNotFound):
-        decide_place(place(("std", 1)), terms(status="draft"))
+        decide_place(place(("std", 1)), terms(status=EventStatus.DRAFT, published_at=None))
 
 
 def test_a_cancelled_event_is_not_on_sale() -> None:
     with pytest.raises(EventNotOnSale):
-        decide_place(place(("std", 1)), terms(status="cancelled"))
+        decide_place(place(("std", 1)), terms(status=EventStatus.CANCELLED))
+
+
+def test_without_its_own_sale_end_a_ticket_type_sells_until_the_event_ends() -> None:
+    event = terms(ends_at=NOW + timedelta(seconds=1))
+    assert decide_place(place(("std", 1)), event)
+    with pytest.raises(EventNotOnSale):
+        decide_place(place(("std", 1), at=NOW + timedelta(seconds=1)), event)
 
 
 def test_an_event_that_has_ended_is_not_on_sale() -> None:
@@ -153,18 +189,14 @@ def test_an_event_that_has_ended_is_not_on_sale() -> None:
 
 
 def test_sale_not_started_is_closed() -> None:
-    early = terms(
-        ticket_types={"std": TicketTypeTerms(id="std", name="S", price=1, sale_starts_at=NOW)}
-    )
+    early = terms(ticket_types=one_ticket_type(sale_starts_at=NOW))
     with pytest.raises(SaleClosed):
         decide_place(place(("std", 1), at=NOW - timedelta(seconds=1)), early)
     assert decide_place(place(("std", 1), at=NOW), early)
 
 
 def test_sale_ended_is_closed() -> None:
-    late = terms(
-        ticket_types={"std": TicketTypeTerms(id="std", name="S", price=1, sale_ends_at=NOW)}
-    )
+    late = terms(ticket_types=one_ticket_type(sale_ends_at=NOW))
     with pytest.raises(SaleClosed):
         decide_place(place(("std", 1), at=NOW), late)
 

@@ -9,15 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from eventhunting.domain.catalog import CatalogEvent, EventStatus, TicketType, Venue
 from eventhunting.domain.errors import DomainError
 from eventhunting.domain.orders import (
-    EventTerms,
     Order,
     OrderEvent,
     OrderStatus,
     PlaceOrder,
     RequestedItem,
-    TicketTypeTerms,
     buyer_ticket_change,
     decide_cancel,
     decide_expire,
@@ -61,16 +60,26 @@ class GuardedOrders(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = START
-        self.terms = EventTerms(
+        self.terms = CatalogEvent(
             id="ev",
-            status="published",
+            version=len(CAPACITY) + 2,
+            status=EventStatus.PUBLISHED,
             organizer_id="org",
+            title="Festival",
+            description="",
+            venue=Venue(name="Park", address="Somewhere"),
+            province="ha-noi",
+            starts_at=START + timedelta(days=300),
+            ends_at=START + timedelta(days=301),
+            topics=(),
             max_tickets_per_customer=LIMIT,
-            ends_at=None,
-            ticket_types={
-                name: TicketTypeTerms(id=name, name=name.upper(), price=PRICES[name])
-                for name in CAPACITY
-            },
+            ticket_types=tuple(
+                TicketType(id=name, name=name.upper(), price=PRICES[name], quantity=capacity)
+                for name, capacity in CAPACITY.items()
+            ),
+            drafted_at=START,
+            updated_at=START,
+            published_at=START,
         )
         self.held: Counter[str] = Counter()
         self.sold: Counter[str] = Counter()
