@@ -11,7 +11,7 @@
 -- ARGV[1]  expected version of the aggregate stream: -1 any, 0 must not exist, n exactly n
 -- ARGV[2]  stream name (stored in each log entry as field "s")
 -- ARGV[3]  effects JSON, or "" when the append has none:
---          {"idempotency_id"?, "fingerprint"?,
+--          {"idempotency_id"?, "fingerprint"?, "event_count"? (unused here; for restore),
 --           "counter_sets"?: [{"name", "values": {field: int}}],
 --           "counter_changes"?: [{"name", "deltas": {field: int}, "sum_fields"?: [field],
 --                                 "ceiling_field"?, "ceiling"?, "code"}],

@@ -129,6 +129,8 @@ class AppendEffects(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 
     idempotency_id: str | None = None
     fingerprint: str | None = None
+    event_count: int | None = None
+    """How many events the idempotent append wrote (to rebuild its record on restore)."""
     counter_sets: list[CounterSetRecord] = []
     counter_changes: list[CounterChangeRecord] = []
     claims: list[ClaimRecord] = []
@@ -180,6 +182,7 @@ def effects_of(request: AppendRequest) -> AppendEffects | None:
     effects = AppendEffects(
         idempotency_id=request.idempotency_id,
         fingerprint=request.fingerprint if request.idempotency_id is not None else None,
+        event_count=len(request.events) if request.idempotency_id is not None else None,
         counter_sets=sets,
         counter_changes=changes,
         claims=[ClaimRecord(name=c.name, owner=c.owner, code=c.code) for c in request.claims],

@@ -1,0 +1,138 @@
+"""The archiver: copies every partition-log entry into the MongoDB `events` collection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from eventhunting.store.consumer_groups import (
+    ConsumerConfig,
+    ConsumerGroup,
+    LogEntry,
+    position_key,
+)
+from eventhunting.store.envelope import from_epoch_ms, stored_event_decoder
+
+EVENTS_COLLECTION = "events"
+ARCHIVER_GROUP = "archiver"
+
+ARCHIVED = Counter("eventhunting_archived_events_total", "Events written to the MongoDB archive.")
+
+Document = dict[str, Any]
+
+EVENT_INDEXES = [
+    IndexModel([("stream", ASCENDING), ("version", ASCENDING)], name="stream_version", unique=True),
+    IndexModel([("event_id", ASCENDING)], name="event_id", unique=True),
+    IndexModel(
+        [("partition", ASCENDING), ("position_ms", ASCENDING), ("position_seq", ASCENDING)],
+        name="partition_position",
+        unique=True,
+    ),
+    IndexModel([("occurred_at", ASCENDING)], name="occurred_at"),
+    IndexModel([("type", ASCENDING), ("occurred_at", ASCENDING)], name="type_occurred_at"),
+]
+
+
+async def create_event_indexes(database: AsyncDatabase[Document]) -> None:
+    """Indexes of `events`: unique (stream, version) and event_id; replay by partition and time."""
+    await database[EVENTS_COLLECTION].create_indexes(EVENT_INDEXES)
+
+
+def archive_document(entry: LogEntry) -> Document:
+    """The archived form of one log entry: readable fields, data in its written schema.
+
+    `data` and `effects` are the stored JSON decoded as-is, so encoding them again gives back
+    the bytes Redis held (restore relies on it).
+    """
+    stored = stored_event_decoder.decode(entry.record)
+    milliseconds, sequence = position_key(entry.position)
+    document: Document = {
+        "_id": stored.event_id,
+        "event_id": stored.event_id,
+        "stream": entry.stream,
+        "version": entry.version,
+        "type": stored.type,
+        "schema": stored.schema,
+        "occurred_at": from_epoch_ms(stored.occurred_at_ms),
+        "data": msgspec.json.decode(stored.data),
+        "meta": {
+            "command_id": stored.meta.command_id,
+            "correlation_id": stored.meta.correlation_id,
+            "causation_id": stored.meta.causation_id,
+            "actor": stored.meta.actor,
+        },
+        "partition": entry.partition,
+        "position": entry.position,
+        "position_ms": milliseconds,
+        "position_seq": sequence,
+    }
+    if entry.effects is not None:
+        document["effects"] = msgspec.json.decode(entry.effects)
+    return document
+
+
+class Archiver:
+    """Batch handler of the `archiver` group: an idempotent insert of every entry."""
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self.events = database[EVENTS_COLLECTION]
+
+    async def __call__(self, entries: list[LogEntry]) -> None:
+        await self.archive(entries)
+
+    async def archive(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        # $setOnInsert: the archive is immutable, and a redelivered entry changes nothing.
+        operations = [
+            UpdateOne({"_id": document["_id"]}, {"$setOnInsert": document}, upsert=True)
+            for document in map(archive_document, entries)
+        ]
+        await self.events.bulk_write(operations, ordered=False)
+        ARCHIVED.inc(len(entries))
+
+
+def default_consumer_name() -> str:
+    """Stable across restarts of one host, so a restarted worker re-reads its own pending."""
+    return socket.gethostname()
+
+
+def raw_entry(entry: LogEntry) -> LogEntry:
+    return entry
+
+
+async def run_archiver(
+    redis: aioredis.Redis,
+    database: AsyncDatabase[Document],
+    config: ConsumerConfig,
+    stop: asyncio.Event,
+    *,
+    partitions: int,
+    consumer: str | None = None,
+) -> None:
+    """Run the `archiver` consumer group until `stop` is set."""
+    await create_event_indexes(database)
+    group: ConsumerGroup[LogEntry] = ConsumerGroup(
+        redis,
+        ARCHIVER_GROUP,
+        consumer or default_consumer_name(),
+        partitions,
+        Archiver(database),
+        config,
+        decode=raw_entry,
+    )
+    await group.run(stop)
+
+
+def utc_from_document(moment: datetime) -> datetime:
+    """BSON dates come back naive unless the client is tz_aware; both mean UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,0 +1,206 @@
+"""The archiver copies the logs into MongoDB; restore rebuilds Redis from that archive."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+
+from eventhunting.store import keys
+from eventhunting.store.append import (
+    AppendRequest,
+    Claim,
+    CounterChange,
+    CounterSet,
+    EventStore,
+    ScheduleChange,
+    stream_range,
+)
+from eventhunting.store.archive import (
+    ARCHIVER_GROUP,
+    EVENTS_COLLECTION,
+    Archiver,
+    create_event_indexes,
+)
+from eventhunting.store.consumer_groups import (
+    ConsumerConfig,
+    ConsumerGroup,
+    LogEntry,
+    log_entry,
+)
+from eventhunting.store.envelope import EventMeta
+from eventhunting.store.errors import GuardRejected
+from eventhunting.store.restore import RedisNotEmpty, restore
+from tests.support.redis_snapshot import event_store_snapshot
+from tests.support.store_events import BasketClosed, ItemAdded, store_test_registry
+
+PARTITIONS = 3
+FAST = ConsumerConfig(block_ms=50, count=50, claim_idle_ms=500, max_deliveries=3, retry_delay_ms=20)
+
+Database = Any
+
+
+@pytest.fixture
+def store(redis_client: aioredis.Redis) -> EventStore:
+    return EventStore(redis_client, PARTITIONS, event_registry=store_test_registry)
+
+
+@pytest.fixture
+def database(mongo_client: AsyncMongoClient[dict[str, Any]], mongo_database_name: str) -> Database:
+    return mongo_client[mongo_database_name]
+
+
+def basket(partition: int) -> str:
+    return f"basket-{keys.new_id_in_partition(partition, PARTITIONS)}"
+
+
+async def write_history(store: EventStore) -> int:
+    """A mixed history: plain appends, guarded counters, claims, schedules, idempotent retries."""
+    written = 0
+    for partition in range(PARTITIONS):
+        setup = await store.append(
+            AppendRequest(
+                partition=partition,
+                stream=basket(partition),
+                events=[ItemAdded(sku="setup", quantity=0)],
+                counters=[CounterSet("inventory:t1", {"capacity": 4, "held": 0, "sold": 0})],
+            )
+        )
+        written += len(setup.events)
+        for index in range(6):
+            stream = basket(partition)
+            try:
+                result = await store.append(
+                    AppendRequest(
+                        partition=partition,
+                        stream=stream,
+                        events=[ItemAdded(sku="t1", quantity=1), BasketClosed(reason="paid")],
+                        expected_version=0,
+                        meta=EventMeta(command_id=f"c{index}", actor="account-1"),
+                        idempotency_id=f"hold-{partition}-{index}",
+                        fingerprint="body",
+                        counters=[
+                            CounterChange(
+                                "inventory:t1",
+                                {"held": 1},
+                                sum_fields=("held", "sold"),
+                                ceiling_field="capacity",
+                                code="sold_out",
+                            )
+                        ],
+                        claims=[Claim(f"basket:{index}", stream, "taken")],
+                        schedules=[
+                            ScheduleChange("hold-expiry", stream, 1_740_000_000_000 + index),
+                            ScheduleChange("hold-expiry", f"old-{index - 1}", None),
+                        ],
+                    )
+                )
+            except GuardRejected:
+                continue
+            written += len(result.events)
+    return written
+
+
+async def archive_everything(redis_client: aioredis.Redis, database: Database, total: int) -> None:
+    archiver = Archiver(database)
+    archived: list[int] = []
+
+    async def handle(entries: list[LogEntry]) -> None:
+        await archiver(entries)
+        archived.append(len(entries))
+
+    group: ConsumerGroup[LogEntry] = ConsumerGroup(
+        redis_client, ARCHIVER_GROUP, "a1", PARTITIONS, handle, FAST, decode=lambda e: e
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(group.run(stop))
+    async with asyncio.timeout(20):
+        while sum(archived) < total:  # noqa: ASYNC110 - plain test state
+            await asyncio.sleep(0.02)
+    stop.set()
+    await task
+
+
+async def test_the_archiver_copies_every_event_once_with_its_indexes(
+    store: EventStore, redis_client: aioredis.Redis, database: Database
+) -> None:
+    await create_event_indexes(database)
+    total = await write_history(store)
+    await archive_everything(redis_client, database, total)
+    events = database[EVENTS_COLLECTION]
+    assert await events.count_documents({}) == total
+    log = await store.read_log(0, count=1000)
+    first = await events.find_one({"position": log[1].position})
+    assert first is not None
+    assert first["stream"] == log[1].stream
+    assert first["type"] == "ItemAdded"
+    assert first["data"] == {"sku": "t1", "quantity": 1}
+    assert first["meta"]["command_id"] == "c0"
+    index_names = {index["name"] for index in await (await events.list_indexes()).to_list()}
+    assert {"stream_version", "event_id", "partition_position"} <= index_names
+
+
+async def test_archiving_an_entry_again_changes_nothing(
+    store: EventStore, redis_client: aioredis.Redis, database: Database
+) -> None:
+    await create_event_indexes(database)
+    total = await write_history(store)
+    await archive_everything(redis_client, database, total)
+    events = database[EVENTS_COLLECTION]
+    before = await events.find({}).sort("_id").to_list()
+    raw = await stream_range(redis_client, keys.log_key(1), "-", "+", count=5)
+    await Archiver(database).archive([log_entry(1, entry_id, fields) for entry_id, fields in raw])
+    assert await events.find({}).sort("_id").to_list() == before
+
+
+async def test_restore_from_the_archive_gives_identical_streams_and_counters(
+    store: EventStore, redis_client: aioredis.Redis, database: Database
+) -> None:
+    await create_event_indexes(database)
+    total = await write_history(store)
+    await archive_everything(redis_client, database, total)
+    original = await event_store_snapshot(redis_client)
+    await redis_client.flushdb()
+
+    output = io.StringIO()
+    report = await restore(redis_client, database, PARTITIONS, progress=output)
+
+    assert report.events == total
+    assert await event_store_snapshot(redis_client) == original
+    assert "restore" in output.getvalue()
+    # The restored store keeps working: a repeated command is still recognised.
+    again = await store.append(
+        AppendRequest(
+            partition=0,
+            stream=basket(0),
+            events=[ItemAdded(sku="t1", quantity=1)],
+            idempotency_id="hold-0-0",
+        )
+    )
+    assert again.duplicate
+    assert again.fingerprint == "body"
+    infos = await redis_client.xinfo_groups(keys.log_key(0))
+    assert infos[0]["lag"] == 0
+
+
+async def test_restore_refuses_to_write_over_a_non_empty_store(
+    store: EventStore, redis_client: aioredis.Redis, database: Database
+) -> None:
+    await store.append(AppendRequest(partition=0, stream=basket(0), events=[BasketClosed()]))
+    with pytest.raises(RedisNotEmpty):
+        await restore(redis_client, database, PARTITIONS, progress=io.StringIO())
+    assert await redis_client.xlen(keys.log_key(0)) == 1
+
+
+async def test_a_forced_restore_replaces_the_event_store_keys_only(
+    store: EventStore, redis_client: aioredis.Redis, database: Database
+) -> None:
+    await store.append(AppendRequest(partition=0, stream=basket(0), events=[BasketClosed()]))
+    await redis_client.set("session:abc", "kept")
+    await restore(redis_client, database, PARTITIONS, force=True, progress=io.StringIO())
+    assert await redis_client.xlen(keys.log_key(0)) == 0
+    assert await redis_client.get("session:abc") == b"kept"
