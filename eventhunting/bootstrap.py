@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from eventhunting.services.accounts import AccountService, build_account_service
 from eventhunting.settings import Settings
 
 Clock = Callable[[], datetime]
@@ -31,6 +32,7 @@ class Services:
     database: AsyncDatabase[dict[str, Any]]
     clock: Clock
     started_at: float
+    accounts: AccountService
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -51,4 +53,5 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         database=database,
         clock=clock,
         started_at=time.monotonic(),
+        accounts=build_account_service(settings, redis_client, clock),
     )

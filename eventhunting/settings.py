@@ -62,6 +62,40 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
         str | None,
         setting("BOOTSTRAP_ADMIN_PASSWORD", "Password of the admin created at start-up."),
     ] = None
+    password_hash_profile: Annotated[
+        typing.Literal["standard", "test"],
+        setting(
+            "PASSWORD_HASH_PROFILE",
+            "argon2id cost: standard (production), or test (cheap; test suites only).",
+        ),
+    ] = "standard"  # noqa: S105 (a profile name, not a secret)
+    login_failures_per_account: Annotated[
+        int,
+        setting(
+            "LOGIN_FAILURES_PER_ACCOUNT",
+            "Failed logins per email within the window before 429.",
+            ge=1,
+            le=10_000,
+        ),
+    ] = 5
+    login_failures_per_address: Annotated[
+        int,
+        setting(
+            "LOGIN_FAILURES_PER_ADDRESS",
+            "Failed logins per client address within the window before 429.",
+            ge=1,
+            le=100_000,
+        ),
+    ] = 20
+    login_failure_window_seconds: Annotated[
+        int,
+        setting(
+            "LOGIN_FAILURE_WINDOW_SECONDS",
+            "How long failed logins count towards the limits.",
+            ge=1,
+            le=86_400,
+        ),
+    ] = 900
 
 
 class SalesSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,6 +15,8 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
 
 from eventhunting import __version__
+from eventhunting.api.accounts import ACCOUNT_ROUTES, create_bootstrap_admin
+from eventhunting.api.auth import AUTH_DEPENDENCIES, SECURITY_COMPONENTS, declare_security
 from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
 from eventhunting.api.request_log import request_log_middleware
@@ -24,6 +26,7 @@ from eventhunting.settings import Settings
 # Each feature adds its controllers here.
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,
+    *ACCOUNT_ROUTES,
 ]
 
 
@@ -47,21 +50,27 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
             if services is None:
                 await built.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=ROUTE_HANDLERS,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_log_middleware],
-        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            **AUTH_DEPENDENCIES,
+        },
         openapi_config=OpenAPIConfig(
             title="EventHunting API",
             version=__version__,
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
+            components=[SECURITY_COMPONENTS],
         ),
         on_app_init=[_without_default_logging],
         debug=False,
     )
+    declare_security(app)
+    return app
 
 
 def _without_default_logging(config: AppConfig) -> AppConfig:
@@ -70,5 +79,5 @@ def _without_default_logging(config: AppConfig) -> AppConfig:
 
 
 StartupHook = Any
-STARTUP_HOOKS: list[StartupHook] = []
+STARTUP_HOOKS: list[StartupHook] = [create_bootstrap_admin]
 """Coroutines `async (services) -> None` run once at start-up (indexes, bootstrap admin)."""

@@ -1,0 +1,1 @@
+"""Application services: load state, call the domain, append the result."""
