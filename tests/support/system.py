@@ -32,6 +32,9 @@ def system_environment(
             "EVENTHUNTING_REDIS_URL": redis_url,
             "EVENTHUNTING_MONGODB_URL": with_database(mongodb_url, database),
             "EVENTHUNTING_JWT_SECRET": secrets.token_urlsafe(32),
+            "EVENTHUNTING_BOOTSTRAP_ADMIN_EMAIL": "admin@eventhunting.test",
+            "EVENTHUNTING_BOOTSTRAP_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+            "EVENTHUNTING_PASSWORD_HASH_PROFILE": "test",
             "EVENTHUNTING_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
