@@ -13,7 +13,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.services.accounts import AccountService, build_account_service
+from eventhunting.services.catalog import CatalogService
 from eventhunting.settings import Settings
+from eventhunting.store.append import EventStore
 
 Clock = Callable[[], datetime]
 
@@ -33,6 +35,8 @@ class Services:
     clock: Clock
     started_at: float
     accounts: AccountService
+    store: EventStore
+    catalog: CatalogService
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -46,6 +50,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         settings.mongodb.url, tz_aware=True, serverSelectionTimeoutMS=5_000
     )
     database = mongo[settings.mongodb.database]
+    store = EventStore(redis_client, settings.sales.partitions, clock=clock)
     return Services(
         settings=settings,
         redis=redis_client,
@@ -54,4 +59,6 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         clock=clock,
         started_at=time.monotonic(),
         accounts=build_account_service(settings, redis_client, clock),
+        store=store,
+        catalog=CatalogService(store, database, clock),
     )

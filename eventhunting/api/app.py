@@ -17,6 +17,7 @@ from litestar.types import ControllerRouterHandler
 from eventhunting import __version__
 from eventhunting.api.accounts import ACCOUNT_ROUTES, create_bootstrap_admin
 from eventhunting.api.auth import AUTH_DEPENDENCIES, SECURITY_COMPONENTS, declare_security
+from eventhunting.api.catalog import CatalogController, create_catalog_indexes_at_startup
 from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
 from eventhunting.api.request_log import request_log_middleware
@@ -27,6 +28,7 @@ from eventhunting.settings import Settings
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,
     *ACCOUNT_ROUTES,
+    CatalogController,
 ]
 
 
@@ -79,5 +81,5 @@ def _without_default_logging(config: AppConfig) -> AppConfig:
 
 
 StartupHook = Any
-STARTUP_HOOKS: list[StartupHook] = [create_bootstrap_admin]
+STARTUP_HOOKS: list[StartupHook] = [create_bootstrap_admin, create_catalog_indexes_at_startup]
 """Coroutines `async (services) -> None` run once at start-up (indexes, bootstrap admin)."""
