@@ -1,0 +1,197 @@
+"""The accounts domain: email and password rules, decisions, folding and access flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventhunting.domain import accounts
+from eventhunting.domain.accounts import (
+    AccountDisabled,
+    AccountEnabled,
+    AccountRegistered,
+    AccountRolesChanged,
+    AccountStaffGranted,
+    AccountStaffRevoked,
+)
+from eventhunting.domain.errors import InvalidInput
+from eventhunting.domain.events import registry
+
+
+def registered(roles: tuple[str, ...] = ()) -> accounts.Account:
+    state = accounts.fold(
+        accounts.register(
+            account_id="01ACCOUNT",
+            email="ana@example.com",
+            full_name="Ana",
+            password_hash="$argon2id$hash",
+            roles=roles,
+        )
+    )
+    assert state is not None
+    return state
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("Ana@Example.COM", "ana@example.com"),
+        ("  ana@example.com\t", "ana@example.com"),
+        ("ÁNA@example.com", "ána@example.com"),
+        ("A\u0301na@example.com", "\u00e1na@example.com"),
+    ],
+)
+def test_email_is_normalised_to_trimmed_lower_case_nfc(raw: str, normalised: str) -> None:
+    assert accounts.normalise_email(raw) == normalised
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "ana",
+        "ana@",
+        "@example.com",
+        "ana@example",
+        "ana@@example.com",
+        "an a@example.com",
+        "ana@.com",
+        "ana@example.",
+        "ana\x00@example.com",
+        "a" * 65 + "@example.com",
+        "ana@" + "e" * 250 + ".com",
+    ],
+)
+def test_malformed_email_is_invalid_input_on_the_email_field(raw: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        accounts.normalise_email(raw)
+    assert raised.value.extra["errors"][0]["field"] == "email"
+
+
+@pytest.mark.parametrize("length", [8, 64, 128])
+def test_password_of_8_to_128_characters_is_accepted(length: int) -> None:
+    assert accounts.password_problems("p" * length, "ana@example.com") == []
+
+
+@pytest.mark.parametrize("length", [0, 7, 129, 1000])
+def test_password_outside_8_to_128_characters_is_refused(length: int) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        accounts.check_password("p" * length, "ana@example.com")
+    assert raised.value.extra["errors"][0]["field"] == "password"
+
+
+@pytest.mark.parametrize("password", ["ana@example.com", "ANA@Example.com", " ana@example.com "])
+def test_password_equal_to_the_email_is_refused(password: str) -> None:
+    assert accounts.password_problems(password, "ana@example.com") == [
+        "must not be the email address"
+    ]
+
+
+def test_full_name_is_trimmed_and_inner_whitespace_collapsed() -> None:
+    assert accounts.clean_full_name("  Nguyễn   Văn\tAn ") == "Nguyễn Văn An"
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "x" * 201])
+def test_empty_or_overlong_full_name_is_refused(raw: str) -> None:
+    with pytest.raises(InvalidInput):
+        accounts.clean_full_name(raw)
+
+
+def test_new_account_is_a_customer_at_version_one() -> None:
+    state = registered()
+    assert state.roles == {"customer"}
+    assert state.version == 1
+    assert not state.disabled
+
+
+def test_registered_event_lists_customer_among_its_roles() -> None:
+    [event] = accounts.register(
+        account_id="a", email="a@example.com", full_name="A", password_hash="h", roles=["admin"]
+    )
+    assert isinstance(event, AccountRegistered)
+    assert event.roles == ["admin", "customer"]
+
+
+def test_changing_roles_records_what_was_granted_and_revoked() -> None:
+    state = registered(roles=("admin",))
+    [event] = accounts.change_roles(state, ["organizer"])
+    assert isinstance(event, AccountRolesChanged)
+    assert event.roles == ["customer", "organizer"]
+    assert event.granted == ["organizer"]
+    assert event.revoked == ["admin"]
+    assert accounts.evolve(state, event).roles == {"customer", "organizer"}
+
+
+def test_customer_role_cannot_be_taken_away() -> None:
+    state = registered(roles=("organizer",))
+    [event] = accounts.change_roles(state, [])
+    assert accounts.evolve(state, event).roles == {"customer"}
+
+
+def test_setting_the_same_roles_again_records_nothing() -> None:
+    state = registered(roles=("organizer",))
+    assert accounts.change_roles(state, ["organizer", "customer"]) == []
+
+
+@pytest.mark.parametrize("role", ["staff", "root", "Admin", ""])
+def test_unknown_or_per_event_role_cannot_be_granted_account_wide(role: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        accounts.change_roles(registered(), [role])
+    assert raised.value.extra["errors"][0]["field"] == "roles"
+
+
+def test_disable_and_enable_are_recorded_once() -> None:
+    state = registered()
+    [disabled] = accounts.disable(state, "fraud")
+    assert isinstance(disabled, AccountDisabled)
+    state = accounts.evolve(state, disabled)
+    assert state.disabled
+    assert accounts.disable(state) == []
+    [enabled] = accounts.enable(state)
+    assert isinstance(enabled, AccountEnabled)
+    assert not accounts.evolve(state, enabled).disabled
+
+
+def test_staff_is_granted_and_revoked_per_event() -> None:
+    state = registered()
+    [granted] = accounts.grant_staff(state, "EVENT1")
+    assert isinstance(granted, AccountStaffGranted)
+    state = accounts.evolve(state, granted)
+    assert state.staff_events == {"EVENT1"}
+    assert accounts.grant_staff(state, "EVENT1") == []
+    [revoked] = accounts.revoke_staff(state, "EVENT1")
+    assert isinstance(revoked, AccountStaffRevoked)
+    assert accounts.evolve(state, revoked).staff_events == frozenset()
+
+
+def test_events_before_registration_cannot_be_folded() -> None:
+    with pytest.raises(ValueError, match="before AccountRegistered"):
+        accounts.fold([AccountEnabled(account_id="a")])
+
+
+def test_access_flags_round_trip_to_roles_staff_and_disabled() -> None:
+    state = registered(roles=("organizer",))
+    state = accounts.evolve(state, AccountStaffGranted(account_id="a", event_id="E1"))
+    state = accounts.evolve(state, AccountDisabled(account_id="a"))
+    roles, staff, disabled = accounts.roles_from_flags(accounts.access_flags(state))
+    assert roles == {"customer", "organizer"}
+    assert staff == {"E1"}
+    assert disabled
+
+
+def test_flag_deltas_name_only_the_fields_that_change() -> None:
+    before = registered(roles=("organizer",))
+    [event] = accounts.change_roles(before, ["admin"])
+    after = accounts.evolve(before, event)
+    assert accounts.flag_deltas(before, after) == {"admin": 1, "organizer": -1}
+
+
+def test_account_events_are_registered_on_account_streams() -> None:
+    for name in (
+        "AccountRegistered",
+        "AccountRolesChanged",
+        "AccountDisabled",
+        "AccountEnabled",
+        "AccountStaffGranted",
+        "AccountStaffRevoked",
+    ):
+        assert registry.by_name[name].stream_kind == "account"
