@@ -1,0 +1,113 @@
+"""Order services on the private Redis, with events created through the catalog service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+
+from eventhunting.domain.catalog import CatalogEvent, EventDraft, TicketTypeDraft, Venue
+from eventhunting.services.catalog import Actor, CatalogService
+from eventhunting.services.orders import OrderService
+from eventhunting.store.append import EventStore
+
+PARTITIONS = 4
+HOLD_SECONDS = 600
+ORGANIZER = Actor(account_id="organizer-1")
+
+
+class ManualClock:
+    """A clock the test moves by hand, so expiry needs no sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def store(redis_client: aioredis.Redis, clock: ManualClock) -> EventStore:
+    return EventStore(redis_client, PARTITIONS, clock=clock)
+
+
+@pytest.fixture
+def catalog(
+    store: EventStore,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    mongo_database_name: str,
+    clock: ManualClock,
+) -> CatalogService:
+    return CatalogService(store, mongo_client[mongo_database_name], clock)
+
+
+@pytest.fixture
+def orders(
+    store: EventStore, redis_client: aioredis.Redis, catalog: CatalogService, clock: ManualClock
+) -> OrderService:
+    return OrderService(
+        store=store,
+        redis=redis_client,
+        load_event=catalog.load_event,
+        hold_seconds=HOLD_SECONDS,
+        clock=clock,
+    )
+
+
+@dataclass(frozen=True)
+class TicketTypeSpec:
+    name: str
+    price: int
+    quantity: int
+    max_per_order: int | None = None
+
+
+NewEvent = Callable[..., Awaitable[CatalogEvent]]
+
+
+@pytest.fixture
+def new_event(catalog: CatalogService, clock: ManualClock) -> NewEvent:
+    """Create and publish an event with the given ticket types (in the given order)."""
+
+    async def create(
+        *specs: TicketTypeSpec,
+        max_tickets_per_customer: int | None = None,
+        publish: bool = True,
+    ) -> CatalogEvent:
+        draft = EventDraft(
+            title="Flash sale night",
+            description="",
+            venue=Venue(name="Hall", address="1 Trang Tien"),
+            province="ha-noi",
+            starts_at=clock.now + timedelta(days=10),
+            ends_at=clock.now + timedelta(days=10, hours=4),
+            max_tickets_per_customer=max_tickets_per_customer,
+            ticket_types=[
+                TicketTypeDraft(
+                    name=spec.name,
+                    price=spec.price,
+                    quantity=spec.quantity,
+                    max_per_order=spec.max_per_order,
+                )
+                for spec in specs
+            ],
+        )
+        created = await catalog.create_event(ORGANIZER, draft)
+        if not publish:
+            return created.event
+        return (await catalog.publish_event(ORGANIZER, created.event.id)).event
+
+    return create
