@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -36,7 +38,8 @@ from eventhunting.tokens.access import AccessTokens, InvalidAccessToken
 from eventhunting.tokens.refresh import RefreshTokens
 
 # A concurrent change of the same account is rare; deciding again on fresh state is safe.
-MAX_DECISION_ATTEMPTS = 5
+MAX_DECISION_ATTEMPTS = 10
+RETRY_PAUSE_SECONDS = 0.002
 FLAGS_GUARD_CODE = "account_flags"
 
 
@@ -318,7 +321,7 @@ class AccountService:
         actor: str,
     ) -> Account:
         """Load, decide, append with the version read; decide again if someone was faster."""
-        for _ in range(MAX_DECISION_ATTEMPTS):
+        for attempt in range(MAX_DECISION_ATTEMPTS):
             state = await self.get(account_id)
             events = decision(state)
             if not events:
@@ -347,6 +350,8 @@ class AccountService:
                     )
                 )
             except ConcurrencyError:
+                # A random pause spreads out writers that keep colliding.
+                await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * (attempt + 1)))
                 continue
             return after
         raise DomainError(
