@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from eventhunting.domain import catalog
 from eventhunting.domain.catalog import CatalogEvent
 from eventhunting.domain.slugs import fold
+from eventhunting.projections.base import Database, Projection
 from eventhunting.store.envelope import EventEnvelope
 from eventhunting.store.keys import aggregate_id_of
 
@@ -69,24 +70,18 @@ def _in_utc(value: Any) -> Any:
     return value
 
 
-class CatalogProjection:
+class CatalogProjection(Projection):
     """Folds each event's stream into one document with the domain's own `evolve`, so the
     read model always agrees with what the write side decides on."""
 
     name = "catalog"
     collections = (COLLECTION,)
+    handles = CATALOG_EVENT_TYPES
 
-    async def create_indexes(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    async def create_indexes(self, db: Database) -> None:
         await create_catalog_indexes(db)
 
-    async def apply(
-        self,
-        event: EventEnvelope,
-        db: AsyncDatabase[dict[str, Any]],
-        session: AsyncClientSession | None,
-    ) -> None:
-        if event.type not in CATALOG_EVENT_TYPES:
-            return
+    async def apply(self, event: EventEnvelope, db: Database, session: AsyncClientSession) -> None:
         collection = db[COLLECTION]
         event_id = aggregate_id_of(event.stream)
         found = await collection.find_one({"_id": event_id}, session=session)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,8 +43,10 @@ from eventhunting.store.errors import ConcurrencyError, GuardRejected
 from eventhunting.store.keys import new_id_in_partition, partition_of
 
 # A command on an event re-reads and re-decides when another command won the race for the
-# stream; a few rounds settle any realistic contention among one event's organizers.
-COMMAND_ATTEMPTS = 5
+# stream; a few rounds, spread by a short random pause, settle any realistic contention
+# among one event's organizers (each round at least one contender wins).
+COMMAND_ATTEMPTS = 8
+RETRY_PAUSE_SECONDS = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +305,7 @@ class CatalogService:
             except ConcurrencyError:
                 if attempt == COMMAND_ATTEMPTS:
                     raise
+                await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * attempt))
                 continue
             if result.duplicate:
                 _ensure_same_request(result, fingerprint)
