@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.services.accounts import AccountService, build_account_service
 from eventhunting.services.catalog import CatalogService
+from eventhunting.services.orders import OrderService
 from eventhunting.settings import Settings
 from eventhunting.store.append import EventStore
 
@@ -37,6 +38,7 @@ class Services:
     accounts: AccountService
     store: EventStore
     catalog: CatalogService
+    orders: OrderService
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -51,6 +53,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
     )
     database = mongo[settings.mongodb.database]
     store = EventStore(redis_client, settings.sales.partitions, clock=clock)
+    catalog = CatalogService(store, database, clock)
     return Services(
         settings=settings,
         redis=redis_client,
@@ -60,5 +63,12 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         started_at=time.monotonic(),
         accounts=build_account_service(settings, redis_client, clock),
         store=store,
-        catalog=CatalogService(store, database, clock),
+        catalog=catalog,
+        orders=OrderService(
+            store=store,
+            redis=redis_client,
+            load_event=catalog.load_event,
+            hold_seconds=settings.sales.hold_seconds,
+            clock=clock,
+        ),
     )

@@ -17,7 +17,9 @@ logger = logging.getLogger("eventhunting.workers")
 Worker = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
 
 # name -> "module:function" of `async def run(services, stop) -> None`
-WORKERS: dict[str, str] = {}
+WORKERS: dict[str, str] = {
+    "expirer": "eventhunting.consumers.expirer:run",
+}
 
 
 def load_worker(name: str) -> Worker:

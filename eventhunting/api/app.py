@@ -20,6 +20,7 @@ from eventhunting.api.auth import AUTH_DEPENDENCIES, SECURITY_COMPONENTS, declar
 from eventhunting.api.catalog import CatalogController, create_catalog_indexes_at_startup
 from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
+from eventhunting.api.orders import OrderController
 from eventhunting.api.request_log import request_log_middleware
 from eventhunting.bootstrap import Services, build_services
 from eventhunting.settings import Settings
@@ -29,6 +30,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,
     *ACCOUNT_ROUTES,
     CatalogController,
+    OrderController,
 ]
 
 

@@ -398,7 +398,8 @@ def decide_payment(
 def require_pending(order: Order) -> None:
     if order.status is not OrderStatus.PENDING:
         raise OrderNotPending(
-            f"Order {order.id!r} is {order.status.value}, not pending.", status=order.status.value
+            f"Order {order.id!r} is {order.status.value}, not pending.",
+            order_status=order.status.value,
         )
 
 
