@@ -344,8 +344,9 @@ async def connection_status(ctx: CommandContext) -> dict[str, Any]:
 
 @command("getParameter")
 async def get_parameter(ctx: CommandContext) -> dict[str, Any]:
+    lifetime = ctx.state.settings.transaction_lifetime_limit_seconds
     return {
-        "transactionLifetimeLimitSeconds": ctx.state.settings.transaction_lifetime_limit_seconds,
+        "transactionLifetimeLimitSeconds": int(lifetime) if lifetime.is_integer() else lifetime,
         "featureCompatibilityVersion": {"version": "7.0"},
     }
 
@@ -360,7 +361,7 @@ async def set_parameter(ctx: CommandContext) -> dict[str, Any]:
         raise CommandError(BAD_VALUE, "transactionLifetimeLimitSeconds must be at least 1")
     was = ctx.state.settings.transaction_lifetime_limit_seconds
     ctx.state.settings.transaction_lifetime_limit_seconds = float(value)
-    return {"was": was}
+    return {"was": int(was) if was.is_integer() else was}
 
 
 @command("configureFailPoint")
