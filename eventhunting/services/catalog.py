@@ -27,7 +27,7 @@ from eventhunting.domain.catalog import (
     TicketTypeDraft,
     inventory_counter,
 )
-from eventhunting.domain.errors import Conflict
+from eventhunting.domain.errors import Conflict, DomainError
 from eventhunting.projections.catalog import CatalogPage, CatalogQuery, search_catalog
 from eventhunting.store import keys
 from eventhunting.store.append import (
@@ -98,10 +98,7 @@ class CatalogService:
 
         Not cached: a price or status read here decides an order, so it must be current.
         """
-        try:
-            partition = self.partition_of_event(event_id)
-        except UnicodeEncodeError:
-            return None
+        partition = self.partition_of_event(event_id)
         return catalog.fold(await self.store.read_stream(partition, catalog.event_stream(event_id)))
 
     async def load_event(self, event_id: str) -> CatalogEvent:
@@ -228,15 +225,25 @@ class CatalogService:
                 _ensure_same_request(earlier, fingerprint)
                 return await self._ticket_type_added_by(actor, event_id, earlier)
         ticket_type_id = new_id_in_partition(partition, self.store.partitions)
-        state, result = await self._command(
-            actor,
-            event_id,
-            lambda state: catalog.add_ticket_type(
-                state, ticket_type_id=ticket_type_id, draft=draft
-            ),
-            idempotency_id=idempotency_id,
-            fingerprint=fingerprint if idempotency_id else None,
-        )
+        try:
+            state, result = await self._command(
+                actor,
+                event_id,
+                lambda state: catalog.add_ticket_type(
+                    state, ticket_type_id=ticket_type_id, draft=draft
+                ),
+                idempotency_id=idempotency_id,
+                fingerprint=fingerprint if idempotency_id else None,
+            )
+        except DomainError:
+            # The same request may have raced this one in and taken the name: answer as it did.
+            earlier = None
+            if idempotency_id is not None:
+                earlier = await self._earlier_result(partition, idempotency_id)
+            if earlier is None:
+                raise
+            _ensure_same_request(earlier, fingerprint)
+            return await self._ticket_type_added_by(actor, event_id, earlier)
         if result is not None and result.duplicate:
             return await self._ticket_type_added_by(actor, event_id, result)
         return state.ticket_type(ticket_type_id), draft.quantity
@@ -329,9 +336,8 @@ class CatalogService:
         added = earlier.events[0].data
         assert isinstance(added, catalog.TicketTypeAdded)
         detail = await self.event_detail(event_id, actor)
-        return detail.event.ticket_type(added.ticket_type_id), detail.available[
-            added.ticket_type_id
-        ]
+        ticket_type = detail.event.ticket_type(added.ticket_type_id)
+        return ticket_type, detail.available[ticket_type.id]
 
 
 def _fresh_inventory(event: catalog.TicketTypeAdded) -> dict[str, int]:

@@ -244,3 +244,19 @@ async def test_publishing_after_the_end_is_event_ended(
     with pytest.raises(Conflict) as raised:
         await catalog.publish_event(ORGANIZER, created.event.id)
     assert raised.value.code == "event_ended"
+
+
+async def test_racing_repeats_of_one_keyed_add_add_one_ticket_type(
+    catalog: CatalogService, clock: ManualClock
+) -> None:
+    created = await catalog.create_event(ORGANIZER, event_draft(clock))
+    results = await asyncio.gather(
+        *[
+            catalog.add_ticket_type(
+                ORGANIZER, created.event.id, ticket("VIP"), idempotency_key="same"
+            )
+            for _ in range(4)
+        ]
+    )
+    assert len({ticket_type.id for ticket_type, _ in results}) == 1
+    assert len((await catalog.load_event(created.event.id)).ticket_types) == 2
