@@ -2,4 +2,7 @@
 
 from eventhunting.standins.mongo.cli import main
 
-raise SystemExit(main())
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

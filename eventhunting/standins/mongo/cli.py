@@ -46,7 +46,7 @@ class JsonLinesFormatter(logging.Formatter):
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="eventhunting standin mongo",
-        description="MongoDB wire-protocol stand-in for development and tests (not for production).",
+        description="MongoDB wire-protocol stand-in for development and tests only.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=27017, help="port to listen on (0: any free)")
@@ -58,7 +58,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=60.0,
         help="abort transactions open longer than this",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     return parser.parse_args(argv)
 
 
@@ -81,15 +83,19 @@ async def _flush_forever(state: ServerState, path: Path) -> None:
         try:
             await asyncio.to_thread(persistence.write, path, snapshot)
         except OSError:
-            log.exception("saving the data file failed", extra={"event": "error", "data_file": str(path)})
+            log.exception(
+                "saving the data file failed", extra={"event": "error", "data_file": str(path)}
+            )
 
 
 async def serve(arguments: argparse.Namespace) -> int:
     store = Store()
     data_file: Path | None = arguments.data_file
-    if data_file is not None and data_file.exists():
+    if data_file is not None and data_file.exists():  # noqa: ASYNC240 - once, before serving
         loaded = persistence.load(data_file, store)
-        log.info("data loaded", extra={"event": "load", "data_file": str(data_file), "documents": loaded})
+        log.info(
+            "data loaded", extra={"event": "load", "data_file": str(data_file), "documents": loaded}
+        )
     state = ServerState(
         Settings(
             replica_set_name=arguments.replica_set,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,18 +63,44 @@ ELECTION_ID = ObjectId("7fffffff0000000000000001")
 # Fields any command may carry that are not options of the command itself.
 GENERIC_FIELDS = frozenset(
     {
-        "$db", "lsid", "txnNumber", "autocommit", "startTransaction", "$clusterTime",
-        "$readPreference", "readConcern", "writeConcern", "comment", "maxTimeMS", "apiVersion",
-        "apiStrict", "apiDeprecationErrors", "$audit", "$client", "stmtId", "stmtIds",
+        "$db",
+        "lsid",
+        "txnNumber",
+        "autocommit",
+        "startTransaction",
+        "$clusterTime",
+        "$readPreference",
+        "readConcern",
+        "writeConcern",
+        "comment",
+        "maxTimeMS",
+        "apiVersion",
+        "apiStrict",
+        "apiDeprecationErrors",
+        "$audit",
+        "$client",
+        "stmtId",
+        "stmtIds",
     }
 )
 
 RETRYABLE_WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 TRANSACTION_COMMANDS = frozenset(
     {
-        "find", "getMore", "killCursors", "insert", "update", "delete", "findAndModify",
-        "aggregate", "distinct", "commitTransaction", "abortTransaction", "create",
-        "createIndexes", "bulkWrite",
+        "find",
+        "getMore",
+        "killCursors",
+        "insert",
+        "update",
+        "delete",
+        "findAndModify",
+        "aggregate",
+        "distinct",
+        "commitTransaction",
+        "abortTransaction",
+        "create",
+        "createIndexes",
+        "bulkWrite",
     }
 )
 
@@ -196,7 +223,8 @@ def resolve_session(ctx: CommandContext) -> None:
             ctx.transaction = transaction
             return
         raise CommandError(
-            TRANSACTION_COMMITTED, f"Transaction with {{ txnNumber: {txn_number} }} has been committed."
+            TRANSACTION_COMMITTED,
+            f"Transaction with {{ txnNumber: {txn_number} }} has been committed.",
         )
     if transaction.state == "aborted":
         labels = () if ctx.name == "abortTransaction" else (TRANSIENT_TRANSACTION_ERROR,)
@@ -231,7 +259,8 @@ def _require_transaction(ctx: CommandContext) -> Transaction:
         )
     if ctx.transaction is None:
         raise CommandError(
-            NO_SUCH_TRANSACTION, "Given transaction number does not match any in-progress transactions.",
+            NO_SUCH_TRANSACTION,
+            "Given transaction number does not match any in-progress transactions.",
         )
     return ctx.transaction
 
@@ -355,7 +384,9 @@ async def get_parameter(ctx: CommandContext) -> dict[str, Any]:
 async def set_parameter(ctx: CommandContext) -> dict[str, Any]:
     _require_admin(ctx)
     if "transactionLifetimeLimitSeconds" not in ctx.command:
-        raise CommandError(INVALID_OPTIONS, "the stand-in only sets transactionLifetimeLimitSeconds")
+        raise CommandError(
+            INVALID_OPTIONS, "the stand-in only sets transactionLifetimeLimitSeconds"
+        )
     value = ctx.command["transactionLifetimeLimitSeconds"]
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
         raise CommandError(BAD_VALUE, "transactionLifetimeLimitSeconds must be at least 1")
@@ -495,7 +526,9 @@ async def rename_collection(ctx: CommandContext) -> dict[str, Any]:
     store.drop_collection(source_db, source_name)
     renamed = store.create_collection(target_db, target_name, collection.options)
     renamed.records, renamed.indexes, renamed.removable = (
-        collection.records, collection.indexes, collection.removable,
+        collection.records,
+        collection.indexes,
+        collection.removable,
     )
     return {}
 
@@ -566,7 +599,11 @@ def _cursor_reply(
     batch_size: int | None = None,
     single_batch: bool = False,
 ) -> dict[str, Any]:
-    options = ctx.command.get("cursor") if ctx.name in ("aggregate", "listCollections", "listIndexes") else None
+    options = (
+        ctx.command.get("cursor")
+        if ctx.name in ("aggregate", "listCollections", "listIndexes")
+        else None
+    )
     if batch_size is None and isinstance(options, dict):
         batch_size = options.get("batchSize")
     if batch_size is None:
@@ -603,10 +640,16 @@ async def get_more(ctx: CommandContext) -> dict[str, Any]:
 
 @command("killCursors")
 async def kill_cursors(ctx: CommandContext) -> dict[str, Any]:
-    killed, missing = [], []
+    killed: list[Any] = []
+    missing: list[Any] = []
     for cursor_id in ctx.command.get("cursors") or []:
         (killed if ctx.state.close_cursor(int(cursor_id)) else missing).append(cursor_id)
-    return {"cursorsKilled": killed, "cursorsNotFound": missing, "cursorsAlive": [], "cursorsUnknown": []}
+    return {
+        "cursorsKilled": killed,
+        "cursorsNotFound": missing,
+        "cursorsAlive": [],
+        "cursorsUnknown": [],
+    }
 
 
 # ---------------------------------------------------------------- reads
@@ -641,7 +684,11 @@ def _validate_sort(sort: Document | None) -> None:
         if isinstance(direction, dict):
             continue
         if isinstance(direction, bool) or direction not in (1, -1):
-            raise CommandError(BAD_VALUE, f"$sort key ordering must be 1 (for ascending) or -1 (for descending): {field_name}")
+            raise CommandError(
+                BAD_VALUE,
+                "$sort key ordering must be 1 (for ascending) or -1 (for descending): "
+                f"{field_name}",
+            )
 
 
 @command("find")
@@ -661,19 +708,27 @@ async def find(ctx: CommandContext) -> dict[str, Any]:
         limit, single_batch = -limit, True
     collection = _existing(ctx, name)
     scan_limit = skip + limit if limit and not sort else 0
-    documents = [d for _, d in snapshots.matching_documents(collection, query, ctx.transaction, scan_limit)]
+    documents = [
+        d for _, d in snapshots.matching_documents(collection, query, ctx.transaction, scan_limit)
+    ]
     documents = matching.sort_documents(documents, sort)
     if skip:
         documents = documents[skip:]
     if limit:
         documents = documents[:limit]
     if projection:
-        documents = [p for d in documents if (p := matching.project(d, projection, query)) is not None]
+        documents = [
+            p for d in documents if (p := matching.project(d, projection, query)) is not None
+        ]
     if limit and batch_size and batch_size >= limit:
         single_batch = True
     return _cursor_reply(
-        ctx, f"{ctx.database}.{name}", documents, first=True,
-        batch_size=batch_size, single_batch=single_batch,
+        ctx,
+        f"{ctx.database}.{name}",
+        documents,
+        first=True,
+        batch_size=batch_size,
+        single_batch=single_batch,
     )
 
 
@@ -877,7 +932,8 @@ async def update(ctx: CommandContext) -> dict[str, Any]:
     name = _collection_name(ctx)
     statements = _statements(ctx, "updates")
     ordered = bool(ctx.command.get("ordered", True))
-    collection = _for_writing(ctx, name)
+    upserts = any(isinstance(s, dict) and s.get("upsert") for s in statements)
+    collection = _for_writing(ctx, name) if upserts else _existing(ctx, name)
     matched = modified = 0
     upserted = []
     write_errors = []
@@ -890,15 +946,26 @@ async def update(ctx: CommandContext) -> dict[str, Any]:
             matching.validate_update(change)
             multi = bool(statement.get("multi", False))
             if multi and matching.is_replacement(change):
-                raise WriteFailure(FAILED_TO_PARSE, "multi update is not supported for replacement-style update")
+                raise WriteFailure(
+                    FAILED_TO_PARSE, "multi update is not supported for replacement-style update"
+                )
             outcome = _UpdateOutcome()
-            await _write(
+            if collection is None:
+                matching.validate_query(query)
+                continue
+            plan = functools.partial(
+                _plan_update,
                 ctx,
-                lambda q=query, u=change, m=multi, s=statement, o=outcome: _plan_update(  # type: ignore[misc]
-                    ctx, collection, q, u, multi=m, upsert=bool(s.get("upsert", False)),
-                    array_filters=s.get("arrayFilters"), sort=s.get("sort"), outcome=o,
-                ),
+                collection,
+                query,
+                change,
+                multi=multi,
+                upsert=bool(statement.get("upsert", False)),
+                array_filters=statement.get("arrayFilters"),
+                sort=statement.get("sort"),
+                outcome=outcome,
             )
+            await _write(ctx, plan)
             if outcome.upserted:
                 matched += 1
                 upserted.append({"index": index, "_id": outcome.upserted_id})
@@ -991,7 +1058,9 @@ async def find_and_modify(ctx: CommandContext) -> dict[str, Any]:
             removed.clear()
             if collection is None:
                 return []
-            found = snapshots.matching_documents(collection, query, ctx.transaction, 0 if sort else 1)
+            found = snapshots.matching_documents(
+                collection, query, ctx.transaction, 0 if sort else 1
+            )
             if sort and found:
                 first = matching.sort_documents([d for _, d in found], sort)[0]
                 found = [next((k, d) for k, d in found if d is first)]
@@ -1011,12 +1080,21 @@ async def find_and_modify(ctx: CommandContext) -> dict[str, Any]:
             await _write(
                 ctx,
                 lambda: _plan_update(
-                    ctx, collection, query, change, multi=False, upsert=upsert,
-                    array_filters=ctx.command.get("arrayFilters"), sort=sort, outcome=outcome,
+                    ctx,
+                    collection,
+                    query,
+                    change,
+                    multi=False,
+                    upsert=upsert,
+                    array_filters=ctx.command.get("arrayFilters"),
+                    sort=sort,
+                    outcome=outcome,
                 ),
             )
-            last_error = {"n": 1 if (outcome.matched or outcome.upserted) else 0,
-                          "updatedExisting": bool(outcome.matched)}
+            last_error = {
+                "n": 1 if (outcome.matched or outcome.upserted) else 0,
+                "updatedExisting": bool(outcome.matched),
+            }
             if outcome.upserted:
                 last_error["upserted"] = outcome.upserted_id
             value = outcome.after if return_new else (None if outcome.upserted else outcome.before)
@@ -1027,7 +1105,9 @@ async def find_and_modify(ctx: CommandContext) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- indexes
 
-INDEX_SPEC_FIELDS = frozenset({"key", "name", "unique", "sparse", "partialFilterExpression", "v", "ns", "background"})
+INDEX_SPEC_FIELDS = frozenset(
+    {"key", "name", "unique", "sparse", "partialFilterExpression", "v", "ns", "background"}
+)
 
 
 def index_from_spec(spec: Any) -> Index:
@@ -1037,14 +1117,21 @@ def index_from_spec(spec: Any) -> Index:
     if not isinstance(key, dict) or not key:
         raise CommandError(CANNOT_CREATE_INDEX, "Index keys cannot be an empty field")
     for field_name, direction in key.items():
-        valid = (not isinstance(direction, bool) and isinstance(direction, int | float) and direction != 0) or (
-            direction in ("text", "2d", "2dsphere", "hashed")
-        )
+        valid = (
+            not isinstance(direction, bool)
+            and isinstance(direction, int | float)
+            and direction != 0
+        ) or (direction in ("text", "2d", "2dsphere", "hashed"))
         if not valid:
-            raise CommandError(CANNOT_CREATE_INDEX, f"Values in the index key pattern can't be {direction!r} ({field_name})")
+            raise CommandError(
+                CANNOT_CREATE_INDEX,
+                f"Values in the index key pattern can't be {direction!r} ({field_name})",
+            )
     name = spec.get("name")
     if not isinstance(name, str) or not name:
-        raise CommandError(FAILED_TO_PARSE, "The 'name' field is a required property of an index specification")
+        raise CommandError(
+            FAILED_TO_PARSE, "The 'name' field is a required property of an index specification"
+        )
     partial = spec.get("partialFilterExpression")
     if partial is not None and not isinstance(partial, dict):
         raise CommandError(TYPE_MISMATCH, "partialFilterExpression must be an object")

@@ -1,14 +1,15 @@
-"""Query matching, projection, sorting, update operators and pipelines, via mongomock-ng's engine."""
+"""Query matching, projection, sorting, updates and pipelines, by mongomock-ng's engine."""
 
 from __future__ import annotations
 
+import datetime
 import decimal
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 import mongomock_ng
 import pymongo.errors
-from bson import Decimal128, Int64
+from bson import Decimal128, Int64, ObjectId
 from mongomock_ng import aggregate as engine_aggregate
 from mongomock_ng import collection as engine_collection
 from mongomock_ng import filtering as engine_filtering
@@ -21,6 +22,7 @@ from eventhunting.standins.mongo.errors import (
     CommandError,
     WriteFailure,
 )
+from eventhunting.standins.mongo.values import value_key as storage_value_key
 
 Document = dict[str, Any]
 
@@ -100,14 +102,17 @@ def _arithmetic_updater(
 
 
 # mongomock-ng has no $mul and turns a long into an int under $inc; register faithful ones.
-engine_collection._updaters["$inc"] = _arithmetic_updater(  # type: ignore[attr-defined]
-    "$inc", lambda a, b: a + b, lambda v: v
-)
-engine_collection._updaters["$mul"] = _arithmetic_updater(  # type: ignore[attr-defined]
+engine_collection._updaters["$inc"] = _arithmetic_updater("$inc", lambda a, b: a + b, lambda v: v)
+engine_collection._updaters["$mul"] = _arithmetic_updater(
     "$mul", lambda a, b: a * b, lambda v: Decimal128("0") if isinstance(v, Decimal128) else v * 0
 )
 
 _ENGINE: Any = mongomock_ng.MongoClient()["standin"]["engine"]
+# mongomock-ng's functions are untyped; these names give them a type the rest can rely on.
+_filter_applies: Callable[..., bool] = engine_filtering.filter_applies
+_resolve_sort_key: Callable[[str, Document], Any] = engine_filtering.resolve_sort_key
+_process_pipeline: Callable[..., Iterable[Document]] = engine_aggregate.process_pipeline
+_PIPELINE_HANDLERS: dict[str, Any] = engine_aggregate._PIPELINE_HANDLERS
 
 
 def clone(value: Any) -> Any:
@@ -140,9 +145,44 @@ def _translate(error: Exception) -> CommandError:
 
 def matches(query: Document, document: Document) -> bool:
     try:
-        return bool(engine_filtering.filter_applies(query, document))
+        return bool(_filter_applies(query, document))
     except Exception as error:
         raise _translate(error) from error
+
+
+_EQUALITY_TYPES = (str, int, float, ObjectId, datetime.datetime, type(None))
+
+
+def compile_query(query: Document) -> Callable[[Document], bool]:
+    """A predicate for the query; plain top-level equalities skip the general engine."""
+    if not query:
+        return lambda document: True
+    equalities = []
+    for field_name, wanted in query.items():
+        simple = (
+            isinstance(wanted, _EQUALITY_TYPES)
+            and not field_name.startswith("$")
+            and "." not in field_name
+        )
+        if not simple:
+            return lambda document: matches(query, document)
+        equalities.append((field_name, storage_value_key(wanted)))
+
+    def predicate(document: Document) -> bool:
+        for field_name, wanted_key in equalities:
+            value = document.get(field_name, _ABSENT)
+            if value is _ABSENT:
+                value = None
+            elif isinstance(value, list | dict):
+                return matches(query, document)
+            if storage_value_key(value) != wanted_key:
+                return False
+        return True
+
+    return predicate
+
+
+_ABSENT: Any = object()
 
 
 def validate_query(query: Any) -> None:
@@ -177,7 +217,7 @@ def sort_documents(documents: list[Document], sort: Document | None) -> list[Doc
                 continue  # {$meta: "textScore"}: no text search here, keep order
             documents = sorted(
                 documents,
-                key=lambda d, f=field: engine_filtering.resolve_sort_key(f, d),  # type: ignore[misc]
+                key=lambda d, f=field: _resolve_sort_key(f, d),  # type: ignore[misc]
                 reverse=direction < 0,
             )
     except Exception as error:
@@ -225,9 +265,7 @@ def apply_update(
     """Apply update operators, a replacement or a pipeline to a private copy, in place."""
     try:
         if isinstance(update, list):
-            [result] = list(
-                engine_aggregate.process_pipeline([document], _ENGINE.database, update, None)
-            )
+            [result] = list(_process_pipeline([document], _ENGINE.database, update, None))
             document.clear()
             document.update(result)
             return
@@ -271,7 +309,7 @@ class _ForeignCollection:
 
     def find(self, query: Document | None = None, *args: Any, **kwargs: Any) -> Iterator[Document]:
         for document in self._documents():
-            if not query or engine_filtering.filter_applies(query, document):
+            if not query or _filter_applies(query, document):
                 yield clone(document)
 
 
@@ -303,12 +341,12 @@ def run_pipeline(
         (name,) = stage
         if name in UNSUPPORTED_STAGES:
             raise CommandError(NOT_IMPLEMENTED, f"{name} is not supported by the stand-in")
-        if name not in engine_aggregate._PIPELINE_HANDLERS:  # type: ignore[attr-defined]
+        if name not in _PIPELINE_HANDLERS:
             raise CommandError(40324, f"Unrecognized pipeline stage name: '{name}'")
     try:
         return [
             _plain(d)
-            for d in engine_aggregate.process_pipeline(
+            for d in _process_pipeline(
                 [clone(d) for d in documents], _PipelineDatabase(resolve), pipeline, None
             )
         ]

@@ -30,7 +30,11 @@ def capture(store: Store) -> Snapshot:
                     database.name,
                     collection.name,
                     collection.options,
-                    [index.describe() for name, index in collection.indexes.items() if name != "_id_"],
+                    [
+                        index.describe()
+                        for name, index in collection.indexes.items()
+                        if name != "_id_"
+                    ],
                     list(collection.latest_documents()),
                 )
             )
@@ -77,7 +81,12 @@ def write(path: Path, snapshot: Snapshot) -> None:
 
 def _documents_record(database: str, name: str, encoded: list[bytes]) -> bytes:
     return bson.encode(
-        {"kind": "documents", "db": database, "name": name, "docs": [RawBSONDocument(e) for e in encoded]}
+        {
+            "kind": "documents",
+            "db": database,
+            "name": name,
+            "docs": [RawBSONDocument(e) for e in encoded],
+        }
     )
 
 

@@ -34,7 +34,7 @@ WRITE_BUFFER_HIGH_WATER = 4 * 1024 * 1024
 NOT_IN_TRANSACTION_ABORT = frozenset({"commitTransaction", "abortTransaction"})
 
 
-class CloseConnection(Exception):  # noqa: N818 - a signal, not an error
+class CloseConnection(Exception):
     """The failCommand failpoint asked to drop the connection without replying."""
 
 
@@ -125,7 +125,9 @@ class StandinServer:
                 try:
                     request = wire.decode_op_msg(request_id, payload)
                 except CommandError as error:
-                    writer.write(wire.encode_op_msg(self._next_request_id(), request_id, error.reply()))
+                    writer.write(
+                        wire.encode_op_msg(self._next_request_id(), request_id, error.reply())
+                    )
                     continue
                 reply = await self.execute(connection, request.command, request.database)
                 if request.more_to_come:
@@ -136,9 +138,7 @@ class StandinServer:
                 reply = await self.execute(connection, request.command, request.database)
                 writer.write(wire.encode_op_reply(self._next_request_id(), request_id, reply))
             else:
-                log.warning(
-                    "unsupported opcode", extra={"event": "error", "op_code": op_code}
-                )
+                log.warning("unsupported opcode", extra={"event": "error", "op_code": op_code})
                 return
             if writer.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH_WATER:
                 await writer.drain()
@@ -195,7 +195,11 @@ class StandinServer:
 
     def _abort_on_error(self, ctx: CommandContext, reason: str) -> None:
         transaction = ctx.transaction
-        if transaction is not None and transaction.active and ctx.name not in NOT_IN_TRANSACTION_ABORT:
+        if (
+            transaction is not None
+            and transaction.active
+            and ctx.name not in NOT_IN_TRANSACTION_ABORT
+        ):
             abort(self.state.store, transaction, reason)
 
     def _label(self, ctx: CommandContext, reply: dict[str, Any], code: int) -> None:
@@ -206,8 +210,14 @@ class StandinServer:
         )
         if code in RETRYABLE_CODES and retryable_write and RETRYABLE_WRITE_ERROR not in labels:
             labels.append(RETRYABLE_WRITE_ERROR)
-        in_transaction = ctx.command.get("autocommit") is False and ctx.name not in NOT_IN_TRANSACTION_ABORT
-        if in_transaction and code in RETRYABLE_CODES | {WRITE_CONFLICT} and TRANSIENT_TRANSACTION_ERROR not in labels:
+        in_transaction = (
+            ctx.command.get("autocommit") is False and ctx.name not in NOT_IN_TRANSACTION_ABORT
+        )
+        if (
+            in_transaction
+            and code in RETRYABLE_CODES | {WRITE_CONFLICT}
+            and TRANSIENT_TRANSACTION_ERROR not in labels
+        ):
             labels.append(TRANSIENT_TRANSACTION_ERROR)
         if labels:
             reply["errorLabels"] = labels
@@ -233,4 +243,3 @@ class StandinServer:
                 ctx.retryable_txn_number = int(ctx.command["txnNumber"])
             self._label(ctx, reply, action.error_code)
         return reply
-

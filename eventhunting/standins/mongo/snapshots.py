@@ -23,7 +23,7 @@ from eventhunting.standins.mongo.storage import (
 from eventhunting.standins.mongo.transactions import Transaction
 
 
-class MustWait(Exception):  # noqa: N818 - a signal to the dispatcher, not an error
+class MustWait(Exception):
     """A write outside transactions met a document an open transaction is writing."""
 
     def __init__(self, transaction: Transaction) -> None:
@@ -62,7 +62,9 @@ def id_keys(query: Document) -> list[Key] | None:
     return [value_key(wanted)]
 
 
-def view(record: Record, key: Key, collection: Collection, transaction: Transaction | None) -> Document | None:
+def view(
+    record: Record, key: Key, collection: Collection, transaction: Transaction | None
+) -> Document | None:
     if transaction is None:
         return record.latest()
     writes = transaction.writes.get(collection)
@@ -117,8 +119,9 @@ def matching_documents(
     else:
         candidates = visible_documents(collection, transaction)
     found = []
+    predicate = matching.compile_query(query)
     for key, document in candidates:
-        if not query or matching.matches(query, document):
+        if predicate(document):
             found.append((key, document))
             if limit and len(found) >= limit:
                 break
@@ -196,7 +199,9 @@ def _check_unique(
             claimed[index_key] = change.key
 
 
-def _update_unique_entries(collection: Collection, changes: list[tuple[Key, Document | None, Document | None]]) -> None:
+def _update_unique_entries(
+    collection: Collection, changes: list[tuple[Key, Document | None, Document | None]]
+) -> None:
     for index in collection.unique_indexes():
         for key, before, _ in changes:
             for index_key in index.keys_of(before):
@@ -286,9 +291,9 @@ def abort(store: Store, transaction: Transaction, reason: str) -> None:
                     del collection.records[key]
     _release_claims(transaction)
     for collection in transaction.created_collections:
-        if collection.created_by is transaction and not collection.records:
-            if store.collection(collection.database, collection.name) is collection:
-                store.drop_collection(collection.database, collection.name)
+        still_empty = collection.created_by is transaction and not collection.records
+        if still_empty and store.collection(collection.database, collection.name) is collection:
+            store.drop_collection(collection.database, collection.name)
     transaction.state = "aborted"
     transaction.abort_reason = reason
     transaction.finished.set()

@@ -107,10 +107,12 @@ class ServerState:
         expired = []
         for session in list(self.sessions.by_key.values()):
             transaction = session.transaction
-            if transaction is not None and transaction.active and now - transaction.started_at > limit:
-                snapshots.abort(
-                    self.store, transaction, "TransactionExceededLifetimeLimitSeconds"
-                )
+            if (
+                transaction is not None
+                and transaction.active
+                and now - transaction.started_at > limit
+            ):
+                snapshots.abort(self.store, transaction, "TransactionExceededLifetimeLimitSeconds")
                 expired.append(transaction)
             idle = now - session.last_used > SESSION_IDLE_TIMEOUT_SECONDS
             if idle and (transaction is None or not transaction.active):

@@ -16,9 +16,7 @@ Doc = dict[str, Any]
 
 
 @pytest.fixture
-def db(
-    mongo_client: AsyncMongoClient[Doc], mongo_database_name: str
-) -> AsyncDatabase[Doc]:
+def db(mongo_client: AsyncMongoClient[Doc], mongo_database_name: str) -> AsyncDatabase[Doc]:
     return mongo_client[mongo_database_name]
 
 

@@ -47,10 +47,26 @@ async def test_group_accumulates_sum_avg_min_max_first_push(orders: AsyncDatabas
         )
     ).to_list()
     assert result == [
-        {"_id": "e1", "total": 400, "count": 2, "average": 200.0, "smallest": 100,
-         "largest": 300, "first": 1, "ids": [1, 2]},
-        {"_id": "e2", "total": 200, "count": 2, "average": 100.0, "smallest": 50,
-         "largest": 150, "first": 3, "ids": [3, 4]},
+        {
+            "_id": "e1",
+            "total": 400,
+            "count": 2,
+            "average": 200.0,
+            "smallest": 100,
+            "largest": 300,
+            "first": 1,
+            "ids": [1, 2],
+        },
+        {
+            "_id": "e2",
+            "total": 200,
+            "count": 2,
+            "average": 100.0,
+            "smallest": 50,
+            "largest": 150,
+            "first": 3,
+            "ids": [3, 4],
+        },
     ]
 
 
@@ -76,7 +92,10 @@ async def test_unwind_count_and_add_fields(orders: AsyncDatabase[Doc]) -> None:
     assert unwound == [{"n": 6}]
     added = await (
         await orders.orders.aggregate(
-            [{"$match": {"_id": 2}}, {"$addFields": {"paid": True, "vat": {"$multiply": ["$amount", 0.1]}}}]
+            [
+                {"$match": {"_id": 2}},
+                {"$addFields": {"paid": True, "vat": {"$multiply": ["$amount", 0.1]}}},
+            ]
         )
     ).to_list()
     assert added[0]["paid"] is True
@@ -88,7 +107,14 @@ async def test_lookup_joins_another_collection(orders: AsyncDatabase[Doc]) -> No
         await orders.orders.aggregate(
             [
                 {"$match": {"buyer": {"$in": ["u1", "u3"]}}},
-                {"$lookup": {"from": "buyers", "localField": "buyer", "foreignField": "_id", "as": "who"}},
+                {
+                    "$lookup": {
+                        "from": "buyers",
+                        "localField": "buyer",
+                        "foreignField": "_id",
+                        "as": "who",
+                    }
+                },
                 {"$project": {"who.name": 1}},
                 {"$sort": {"_id": 1}},
             ]

@@ -64,7 +64,9 @@ def test_concurrent_processes_increment_exactly(
     counters = sync_client[mongo_database_name].counters
     counters.insert_one({"_id": "c", "n": 0})
     processes = [
-        subprocess.Popen([sys.executable, "-c", PROCESS_SCRIPT, mongodb_url, mongo_database_name, "100"])
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS_SCRIPT, mongodb_url, mongo_database_name, "100"]
+        )
         for _ in range(3)
     ]
     assert [p.wait(timeout=60) for p in processes] == [0, 0, 0]
@@ -80,7 +82,9 @@ async def test_competing_read_modify_write_transactions_lose_no_update(
         current = await db.counters.find_one({"_id": "c"}, session=session)
         assert current is not None
         await asyncio.sleep(0)
-        await db.counters.update_one({"_id": "c"}, {"$set": {"n": current["n"] + 1}}, session=session)
+        await db.counters.update_one(
+            {"_id": "c"}, {"$set": {"n": current["n"] + 1}}, session=session
+        )
 
     async def worker() -> None:
         async with mongo_client.start_session() as session:

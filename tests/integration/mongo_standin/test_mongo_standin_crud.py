@@ -44,13 +44,19 @@ async def test_find_filters_sorts_skips_limits_and_projects(db: AsyncDatabase[Do
     await db.things.insert_many(
         [{"_id": i, "n": i, "even": i % 2 == 0, "tag": f"t{i % 3}"} for i in range(20)]
     )
-    found = await db.things.find(
-        {"even": True, "n": {"$gte": 4}}, {"n": 1, "_id": 0}
-    ).sort("n", DESCENDING).skip(1).limit(3).to_list()
+    found = (
+        await db.things.find({"even": True, "n": {"$gte": 4}}, {"n": 1, "_id": 0})
+        .sort("n", DESCENDING)
+        .skip(1)
+        .limit(3)
+        .to_list()
+    )
     assert found == [{"n": 16}, {"n": 14}, {"n": 12}]
-    by_tag = await db.things.find({"tag": {"$in": ["t0", "t1"]}, "n": {"$lt": 6}}).sort(
-        [("tag", ASCENDING), ("n", DESCENDING)]
-    ).to_list()
+    by_tag = (
+        await db.things.find({"tag": {"$in": ["t0", "t1"]}, "n": {"$lt": 6}})
+        .sort([("tag", ASCENDING), ("n", DESCENDING)])
+        .to_list()
+    )
     assert [d["n"] for d in by_tag] == [3, 0, 4, 1]
     excluded = await db.things.find_one({"_id": 5}, {"tag": 0, "even": 0})
     assert excluded == {"_id": 5, "n": 5}
@@ -120,8 +126,14 @@ async def test_update_operators_change_documents(db: AsyncDatabase[Doc]) -> None
     touched = found.pop("touched")
     assert isinstance(touched, datetime.datetime)
     assert found == {
-        "_id": 1, "count": 3, "price": 30, "tags": ["a", "b", "c"], "renamed": 1,
-        "low": 1, "high": 9, "nested": {"value": "x"},
+        "_id": 1,
+        "count": 3,
+        "price": 30,
+        "tags": ["a", "b", "c"],
+        "renamed": 1,
+        "low": 1,
+        "high": 9,
+        "nested": {"value": "x"},
     }
     await db.things.update_one({"_id": 1}, {"$addToSet": {"tags": "a"}, "$pull": {"tags": "b"}})
     assert (await db.things.find_one({"_id": 1}) or {})["tags"] == ["a", "c"]
@@ -157,7 +169,10 @@ async def test_upsert_inserts_from_the_filter_and_set_on_insert(db: AsyncDatabas
     )
     assert result.upserted_id == "checkpoint-1"
     assert await db.things.find_one({"_id": "checkpoint-1"}) == {
-        "_id": "checkpoint-1", "kind": "checkpoint", "position": 5, "created": True,
+        "_id": "checkpoint-1",
+        "kind": "checkpoint",
+        "position": 5,
+        "created": True,
     }
     again = await db.things.update_one(
         {"_id": "checkpoint-1"},
@@ -178,7 +193,9 @@ async def test_upsert_without_id_in_filter_generates_an_object_id(db: AsyncDatab
 
 
 async def test_array_filters_update_only_matching_elements(db: AsyncDatabase[Doc]) -> None:
-    await db.things.insert_one({"_id": 1, "seats": [{"n": 1, "held": False}, {"n": 2, "held": False}]})
+    await db.things.insert_one(
+        {"_id": 1, "seats": [{"n": 1, "held": False}, {"n": 2, "held": False}]}
+    )
     await db.things.update_one(
         {"_id": 1}, {"$set": {"seats.$[seat].held": True}}, array_filters=[{"seat.n": 2}]
     )
@@ -260,8 +277,11 @@ async def test_distinct_unwinds_arrays_and_filters(db: AsyncDatabase[Doc]) -> No
 
 async def test_bulk_write_mixes_operations(db: AsyncDatabase[Doc]) -> None:
     result = await db.things.bulk_write(
-        [InsertOne({"_id": 1, "n": 0}), UpdateOne({"_id": 1}, {"$inc": {"n": 5}}),
-         UpdateOne({"_id": 2}, {"$set": {"n": 1}}, upsert=True)]
+        [
+            InsertOne({"_id": 1, "n": 0}),
+            UpdateOne({"_id": 1}, {"$inc": {"n": 5}}),
+            UpdateOne({"_id": 2}, {"$set": {"n": 1}}, upsert=True),
+        ]
     )
     assert (result.inserted_count, result.modified_count, result.upserted_count) == (1, 1, 1)
     assert await db.things.find_one({"_id": 1}) == {"_id": 1, "n": 5}
@@ -300,7 +320,12 @@ def test_sync_client_crud_round_trip(sync_db: Database[Doc]) -> None:
     sync_db.things.update_many({"n": {"$lt": 10}}, {"$set": {"small": True}})
     assert sync_db.things.count_documents({"small": True}) == 10
     assert [d["_id"] for d in sync_db.things.find({}, batch_size=4).sort("n", -1).limit(6)] == [
-        29, 28, 27, 26, 25, 24,
+        29,
+        28,
+        27,
+        26,
+        25,
+        24,
     ]
     assert sync_db.things.find_one_and_delete({"_id": 0}) == {"_id": 0, "n": 0, "small": True}
     assert sync_db.things.delete_many({"small": True}).deleted_count == 9

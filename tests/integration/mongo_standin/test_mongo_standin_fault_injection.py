@@ -16,8 +16,11 @@ Doc = dict[str, Any]
 async def test_with_transaction_retries_commits_that_fail_transiently(
     mongodb_url: str, mongo_database_name: str
 ) -> None:
-    failures = {"failCommands": ["commitTransaction"], "errorCode": 112,
-                "errorLabels": ["TransientTransactionError"]}
+    failures = {
+        "failCommands": ["commitTransaction"],
+        "errorCode": 112,
+        "errorLabels": ["TransientTransactionError"],
+    }
     async with fail_command(mongodb_url, {"times": 2}, failures) as client:
         orders = client[mongo_database_name].orders
         attempts = 0

@@ -102,7 +102,9 @@ async def test_drop_of_a_missing_collection_is_harmless(db: AsyncDatabase[Doc]) 
     await db.drop_collection("never_created")
 
 
-async def test_sessions_can_be_ended(mongo_client: AsyncMongoClient[Doc], db: AsyncDatabase[Doc]) -> None:
+async def test_sessions_can_be_ended(
+    mongo_client: AsyncMongoClient[Doc], db: AsyncDatabase[Doc]
+) -> None:
     async with mongo_client.start_session() as session:
         await db.things.insert_one({"_id": 1}, session=session)
     await mongo_client.admin.command({"endSessions": []})

@@ -12,7 +12,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 Doc = dict[str, Any]
 
 
-async def test_duplicate_id_raises_duplicate_key_error_with_key_value(db: AsyncDatabase[Doc]) -> None:
+async def test_duplicate_id_raises_duplicate_key_error_with_key_value(
+    db: AsyncDatabase[Doc],
+) -> None:
     await db.things.insert_one({"_id": "a"})
     with pytest.raises(DuplicateKeyError) as raised:
         await db.things.insert_one({"_id": "a"})
@@ -32,7 +34,9 @@ async def test_unique_index_rejects_a_second_document_with_the_key(db: AsyncData
     assert details["keyPattern"] == {"email": 1}
     assert details["keyValue"] == {"email": "a@example.com"}
     with pytest.raises(DuplicateKeyError):
-        await db.accounts.update_one({"email": "b@example.com"}, {"$set": {"email": "a@example.com"}}, upsert=True)
+        await db.accounts.update_one(
+            {"email": "b@example.com"}, {"$set": {"email": "a@example.com"}}, upsert=True
+        )
     assert await db.accounts.count_documents({}) == 1
 
 
@@ -48,7 +52,9 @@ async def test_unique_key_is_free_again_after_the_holder_changes(db: AsyncDataba
 
 async def test_compound_unique_index_compares_all_fields(db: AsyncDatabase[Doc]) -> None:
     await db.seats.create_index([("event", ASCENDING), ("seat", ASCENDING)], unique=True)
-    await db.seats.insert_many([{"event": 1, "seat": "A1"}, {"event": 2, "seat": "A1"}, {"event": 1, "seat": "A2"}])
+    await db.seats.insert_many(
+        [{"event": 1, "seat": "A1"}, {"event": 2, "seat": "A1"}, {"event": 1, "seat": "A2"}]
+    )
     with pytest.raises(DuplicateKeyError) as raised:
         await db.seats.insert_one({"event": 1, "seat": "A1"})
     assert (raised.value.details or {})["keyValue"] == {"event": 1, "seat": "A1"}
@@ -65,9 +71,7 @@ async def test_missing_fields_count_as_null_unless_sparse(db: AsyncDatabase[Doc]
 
 
 async def test_partial_unique_index_only_covers_matching_documents(db: AsyncDatabase[Doc]) -> None:
-    await db.holds.create_index(
-        "seat", unique=True, partialFilterExpression={"active": True}
-    )
+    await db.holds.create_index("seat", unique=True, partialFilterExpression={"active": True})
     await db.holds.insert_many([{"seat": "A1", "active": False}, {"seat": "A1", "active": True}])
     with pytest.raises(DuplicateKeyError):
         await db.holds.insert_one({"seat": "A1", "active": True})

@@ -1,4 +1,4 @@
-"""The stand-in's --data-file keeps data across restarts (stand-in only: a real server has its own)."""
+"""The stand-in's --data-file keeps data across restarts (a property of the stand-in only)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,23 @@ pytestmark = pytest.mark.skipif(
 
 
 @contextmanager
-def standin(data_file: Path, stop: signal.Signals = signal.SIGTERM) -> Iterator[tuple[str, list[str]]]:
+def standin(
+    data_file: Path, stop: signal.Signals = signal.SIGTERM
+) -> Iterator[tuple[str, list[str]]]:
     """Run the stand-in on data_file; yield its URL and (after stopping) its log lines."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "eventhunting.standins.mongo", "--host", "127.0.0.1",
-         "--port", str(port), "--data-file", str(data_file)],
+        [
+            sys.executable,
+            "-m",
+            "eventhunting.standins.mongo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-file",
+            str(data_file),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -54,7 +65,9 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
     data_file = tmp_path / "mongo.bson"
     with standin(data_file) as (url, log), MongoClient[Doc](url) as client:
         client.app.accounts.create_index("email", unique=True)
-        client.app.accounts.insert_many([{"_id": i, "email": f"u{i}@example.com"} for i in range(500)])
+        client.app.accounts.insert_many(
+            [{"_id": i, "email": f"u{i}@example.com"} for i in range(500)]
+        )
         client.app.checkpoints.insert_one({"_id": "p0", "position": "7-0"})
     events = [json.loads(line)["event"] for line in log]
     assert events[0] == "start"

@@ -45,18 +45,23 @@ async def test_abort_leaves_no_trace(
         await db.orders.delete_one({"_id": 2}, session=session)
         await db.fresh.insert_one({"_id": "x"}, session=session)
         await session.abort_transaction()
-    assert await db.orders.find({}).sort("_id", 1).to_list() == [{"_id": 1, "n": 1}, {"_id": 2, "n": 2}]
+    assert await db.orders.find({}).sort("_id", 1).to_list() == [
+        {"_id": 1, "n": 1},
+        {"_id": 2, "n": 2},
+    ]
     assert await db.fresh.find_one({"_id": "x"}) is None
 
 
 async def test_context_manager_aborts_when_the_block_raises(
     mongo_client: AsyncMongoClient[Doc], db: AsyncDatabase[Doc]
 ) -> None:
-    async with mongo_client.start_session() as session:
-        with pytest.raises(RuntimeError):
-            async with await session.start_transaction():
-                await db.orders.insert_one({"_id": "doomed"}, session=session)
-                raise RuntimeError("projection failed")
+    async def apply_then_fail() -> None:
+        async with mongo_client.start_session() as session, await session.start_transaction():
+            await db.orders.insert_one({"_id": "doomed"}, session=session)
+            raise RuntimeError("projection failed")
+
+    with pytest.raises(RuntimeError):
+        await apply_then_fail()
     assert await db.orders.find_one({"_id": "doomed"}) is None
 
 
@@ -69,7 +74,10 @@ async def test_context_manager_commits_a_batch_atomically(
             {"_id": "orders:p0"}, {"$set": {"position": "5-0"}}, upsert=True, session=session
         )
     assert await db.read_model.count_documents({}) == 5
-    assert await db.checkpoints.find_one({"_id": "orders:p0"}) == {"_id": "orders:p0", "position": "5-0"}
+    assert await db.checkpoints.find_one({"_id": "orders:p0"}) == {
+        "_id": "orders:p0",
+        "position": "5-0",
+    }
 
 
 async def test_transaction_reads_one_snapshot(
@@ -238,7 +246,14 @@ async def test_reads_and_aggregations_inside_a_transaction_see_its_writes(
             await db.orders.aggregate(
                 [
                     {"$group": {"_id": "$buyer", "total": {"$sum": "$amount"}}},
-                    {"$lookup": {"from": "buyers", "localField": "_id", "foreignField": "_id", "as": "who"}},
+                    {
+                        "$lookup": {
+                            "from": "buyers",
+                            "localField": "_id",
+                            "foreignField": "_id",
+                            "as": "who",
+                        }
+                    },
                 ],
                 session=session,
             )
