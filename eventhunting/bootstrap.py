@@ -61,7 +61,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         database=database,
         clock=clock,
         started_at=time.monotonic(),
-        accounts=build_account_service(settings, redis_client, clock),
+        accounts=build_account_service(settings, redis_client, clock, store=store),
         store=store,
         catalog=catalog,
         orders=OrderService(

@@ -365,12 +365,16 @@ def _text(value: bytes | str) -> str:
 
 
 def build_account_service(
-    settings: Settings, redis: aioredis.Redis, clock: Callable[[], datetime]
+    settings: Settings,
+    redis: aioredis.Redis,
+    clock: Callable[[], datetime],
+    *,
+    store: EventStore | None = None,
 ) -> AccountService:
     """The account service with its token, password and throttle parts, from settings."""
     auth = settings.auth
     return AccountService(
-        store=EventStore(redis, settings.sales.partitions, clock=clock),
+        store=store or EventStore(redis, settings.sales.partitions, clock=clock),
         redis=redis,
         passwords=Passwords(auth.password_hash_profile),
         access_tokens=AccessTokens(auth.jwt_secret, auth.access_token_seconds, clock=clock),
