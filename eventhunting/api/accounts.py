@@ -14,6 +14,7 @@ from eventhunting.bootstrap import Services
 from eventhunting.domain.accounts import ADMIN, Account
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.projections.accounts import ACCOUNTS_COLLECTION
+from eventhunting.settings import SettingsError
 
 # Generous bounds that only stop absurd bodies; the real rules answer with clear messages.
 Email = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -256,7 +257,16 @@ ACCOUNT_ROUTES = [AuthController, MeController, AdminAccountsController, EventSt
 async def create_bootstrap_admin(services: Services) -> None:
     """Start-up hook: the admin from settings exists and has the admin role (idempotent)."""
     auth = services.settings.auth
-    if auth.bootstrap_admin_email and auth.bootstrap_admin_password:
+    if not (auth.bootstrap_admin_email and auth.bootstrap_admin_password):
+        return
+    try:
         await services.accounts.ensure_admin(
             auth.bootstrap_admin_email, auth.bootstrap_admin_password
         )
+    except InvalidInput as error:
+        problems = error.extra.get("errors", [])
+        variable = "PASSWORD" if any(p["field"] == "password" for p in problems) else "EMAIL"
+        reasons = "; ".join(f"{p['field']} {p['message']}" for p in problems) or error.detail
+        raise SettingsError(
+            f"EVENTHUNTING_BOOTSTRAP_ADMIN_{variable} is invalid: {reasons}"
+        ) from None

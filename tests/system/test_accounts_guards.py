@@ -16,6 +16,7 @@ import pytest
 
 from eventhunting.api.auth import BEARER_SCHEME
 from tests.support.accounts import SignedIn, sign_up
+from tests.support.catalog import create_event
 from tests.support.system import RunningSystem
 
 PUBLIC_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
@@ -169,3 +170,17 @@ async def test_every_admin_route_answers_403_to_an_organizer(
         if response.status_code != 403:
             wrong.append(f"{method} {path} -> {response.status_code}")
     assert wrong == []
+
+
+async def test_public_route_shows_more_to_the_owner_and_refuses_a_bad_token(
+    http: httpx.AsyncClient, api_system: RunningSystem
+) -> None:
+    organizer = await sign_up(http, api_system, roles=["organizer"])
+    draft = await create_event(http, organizer)
+    path = f"/api/v1/events/{draft['id']}"
+    assert (await http.get(path, headers=organizer.headers)).status_code == 200
+    assert (await http.get(path)).status_code == 404
+    forged = {"Authorization": "Bearer not-a-token"}
+    response = await http.get(path, headers=forged)
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthenticated"
