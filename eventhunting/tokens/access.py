@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -20,6 +21,9 @@ TOKEN_TYPE = "access"  # noqa: S105 (a claim value, not a secret)
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "typ", "email")
 # Several API processes may disagree on the time by a few seconds.
 CLOCK_SKEW_SECONDS = 5
+# Verified signatures per process. A token is immutable, so a verified one stays verified;
+# expiry is checked on every use and roles are never cached (they are read per request).
+VERIFIED_CACHE_SIZE = 16_384
 
 
 class InvalidAccessToken(Unauthenticated):
@@ -62,6 +66,7 @@ class AccessTokens:
         self.key_id = key_id_of(secret)
         self.lifetime_seconds = lifetime_seconds
         self.clock = clock
+        self._verified = functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)(self._decode)
 
     def issue(self, account_id: str, email: str) -> IssuedAccessToken:
         issued_at = int(self.clock().timestamp())
@@ -80,6 +85,13 @@ class AccessTokens:
 
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid token; InvalidAccessToken for anything else."""
+        claims = self._verified(token)
+        if claims.expires_at <= self.clock().timestamp() - CLOCK_SKEW_SECONDS:
+            raise InvalidAccessToken("The access token has expired.")
+        return claims
+
+    def _decode(self, token: str) -> AccessClaims:
+        """Check signature, algorithm, key id and every claim (pyjwt checks time, too)."""
         try:
             decoded = decode_complete(
                 token,

@@ -161,3 +161,22 @@ def test_garbage_is_refused(garbage: str) -> None:
 def test_malformed_refresh_token_has_no_family(token: str) -> None:
     with pytest.raises(Exception, match="not valid"):
         family_of(token)
+
+
+def test_token_verified_earlier_is_refused_once_it_expires() -> None:
+    clock = [datetime.now(UTC)]
+    access = AccessTokens(SECRET, 900, clock=lambda: clock[0])
+    token = access.issue("01ACCOUNT", "ana@example.com").token
+    assert access.verify(token).account_id == "01ACCOUNT"
+    clock[0] += timedelta(seconds=900 + 60)
+    with pytest.raises(InvalidAccessToken, match="expired"):
+        access.verify(token)
+
+
+def test_refused_token_stays_refused_when_presented_again() -> None:
+    header, payload, signature = segments(tokens().issue("01ACCOUNT", "a@example.com").token)
+    forged = ".".join([header, encode_segment({**decode_segment(payload), "sub": "x"}), signature])
+    access = tokens()
+    for _ in range(3):
+        with pytest.raises(InvalidAccessToken):
+            access.verify(forged)
