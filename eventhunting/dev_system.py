@@ -70,7 +70,7 @@ class ChildProcess:
         self.started_at = time.monotonic()
         logger.info(
             "process started",
-            extra={"process": self.name, "pid": self.process.pid, "restarts": self.restarts},
+            extra={"child": self.name, "pid": self.process.pid, "restarts": self.restarts},
         )
 
     def has_exited(self) -> bool:
@@ -87,7 +87,7 @@ class ChildProcess:
         logger.warning(
             "process exited; restarting",
             extra={
-                "process": self.name,
+                "child": self.name,
                 "exit_code": self.process.returncode,
                 "restart_in_seconds": delay,
             },
@@ -101,7 +101,7 @@ class ChildProcess:
         try:
             self.process.wait(timeout=STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
-            logger.warning("process did not stop in time; killing", extra={"process": self.name})
+            logger.warning("process did not stop in time; killing", extra={"child": self.name})
             self.process.kill()
             self.process.wait()
 
@@ -138,7 +138,7 @@ class DevSystem:
         self.stopping = True
         for child in reversed(self.children):
             child.stop()
-            logger.info("process stopped", extra={"process": child.name})
+            logger.info("process stopped", extra={"child": child.name})
         (self.data_dir / "processes.json").unlink(missing_ok=True)
 
     def write_process_table(self) -> None:
@@ -215,6 +215,7 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
                 "--appendfsync", "always",
                 "--save", "",
                 "--loglevel", "warning",
+                "--logfile", str(directory / "redis" / "redis.log"),
             ],
             environment,
         )  # fmt: skip

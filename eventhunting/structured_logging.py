@@ -10,7 +10,12 @@ from typing import Any
 import msgspec
 
 # Attributes every LogRecord has; anything else came from `extra=` and is logged as a field.
-_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# uvicorn adds `color_message`, a duplicate of the message with terminal colours.
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 _encoder = msgspec.json.Encoder()
 
 
