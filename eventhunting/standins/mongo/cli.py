@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bson.errors
+
 from eventhunting.standins.mongo import persistence
 from eventhunting.standins.mongo.server import StandinServer
 from eventhunting.standins.mongo.state import ServerState, Settings
@@ -91,11 +93,16 @@ async def _flush_forever(state: ServerState, path: Path) -> None:
 async def serve(arguments: argparse.Namespace) -> int:
     store = Store()
     data_file: Path | None = arguments.data_file
-    if data_file is not None and data_file.exists():  # noqa: ASYNC240 - once, before serving
-        loaded = persistence.load(data_file, store)
-        log.info(
-            "data loaded", extra={"event": "load", "data_file": str(data_file), "documents": loaded}
+    loaded = 0
+    try:
+        if data_file is not None and data_file.exists():  # noqa: ASYNC240 - once, before serving
+            loaded = persistence.load(data_file, store)
+    except (OSError, ValueError, bson.errors.BSONError) as error:
+        log.error(
+            "cannot load the data file",
+            extra={"event": "error", "data_file": str(data_file), "error": str(error)},
         )
+        return 1
     state = ServerState(
         Settings(
             replica_set_name=arguments.replica_set,
@@ -104,7 +111,19 @@ async def serve(arguments: argparse.Namespace) -> int:
         store,
     )
     server = StandinServer(state)
-    port = await server.start(arguments.host, arguments.port)
+    try:
+        port = await server.start(arguments.host, arguments.port)
+    except OSError as error:
+        log.error(
+            "cannot listen",
+            extra={
+                "event": "error",
+                "host": arguments.host,
+                "port": arguments.port,
+                "error": str(error),
+            },
+        )
+        return 1
     log.info(
         "mongo stand-in listening",
         extra={
@@ -113,6 +132,7 @@ async def serve(arguments: argparse.Namespace) -> int:
             "port": port,
             "replica_set": arguments.replica_set,
             "data_file": str(data_file) if data_file else None,
+            "documents_loaded": loaded,
         },
     )
     stopping = asyncio.Event()

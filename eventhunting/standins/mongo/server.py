@@ -73,7 +73,7 @@ class StandinServer:
             await asyncio.sleep(REAPER_INTERVAL_SECONDS)
             try:
                 for transaction in self.state.reap():
-                    log.info(
+                    log.debug(
                         "transaction aborted",
                         extra={"event": "transaction_expired", "txn_number": transaction.number},
                     )
