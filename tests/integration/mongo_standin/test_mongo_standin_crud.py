@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
 import pytest
 from bson import Decimal128, Int64, ObjectId
-from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReturnDocument, UpdateOne
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    InsertOne,
+    MongoClient,
+    ReturnDocument,
+    UpdateOne,
+    WriteConcern,
+)
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, WriteError
 from pymongo.synchronous.database import Database
@@ -336,3 +345,27 @@ def test_sync_client_reads_its_own_write(
 ) -> None:
     sync_client[mongo_database_name].things.insert_one({"_id": "s"})
     assert sync_client[mongo_database_name].things.find_one({"_id": "s"}) == {"_id": "s"}
+
+
+async def test_unacknowledged_write_is_applied(db: AsyncDatabase[Doc]) -> None:
+    unacknowledged = db.things.with_options(write_concern=WriteConcern(w=0))
+    result = await unacknowledged.insert_one({"_id": "fire-and-forget"})
+    assert not result.acknowledged
+    for _ in range(100):
+        if await db.things.find_one({"_id": "fire-and-forget"}) is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert await db.things.find_one({"_id": "fire-and-forget"}) == {"_id": "fire-and-forget"}
+
+
+async def test_renamed_collection_keeps_documents_and_indexes(db: AsyncDatabase[Doc]) -> None:
+    await db.scratch.create_index("k", unique=True)
+    await db.scratch.insert_one({"_id": 1, "k": "a"})
+    await db.scratch.rename("final")
+    assert await db.final.find_one({"_id": 1}) == {"_id": 1, "k": "a"}
+    assert "k_1" in await db.final.index_information()
+    assert "scratch" not in await db.list_collection_names()
+
+
+async def test_indexes_of_a_missing_collection_are_none(db: AsyncDatabase[Doc]) -> None:
+    assert [i async for i in await db.nothing.list_indexes()] == []
