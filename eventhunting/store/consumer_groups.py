@@ -146,8 +146,10 @@ class ConsumerGroup(Generic[T]):
     after the handler returns. When a batch fails, its entries are handled one by one: an
     entry that fails blocks later entries of its own aggregate stream (they are held, in
     order) but not entries of other aggregates. A failing entry is redelivered after
-    `retry_delay_ms`; once it failed on delivery `max_deliveries` it is copied to
-    `{p<k>}:<group>:dead` with the error, acked, and its held entries go on.
+    `retry_delay_ms`; once it failed on delivery `max_deliveries` (and other entries were
+    handled successfully since its first failure, so an outage of the handler's database
+    dead-letters nothing) it is copied to `{p<k>}:<group>:dead` with the error, acked, and
+    its held entries go on.
 
     Several processes may share a group: entries pending longer than `claim_idle_ms` on a
     dead consumer are taken over with XAUTOCLAIM. Strict per-aggregate order across
@@ -181,6 +183,8 @@ class ConsumerGroup(Generic[T]):
         self.blocked: dict[int, dict[str, Blocked]] = {p: {} for p in self.partitions}
         self.next_autoclaim = 0.0
         self.next_metrics = 0.0
+        self.last_success = float("-inf")
+        self.first_failures: dict[str, float] = {}
 
     async def ensure_groups(self) -> None:
         """Create the group on every partition log (from its start) unless it exists."""
@@ -213,17 +217,40 @@ class ConsumerGroup(Generic[T]):
         """One round: retries due, takeover of idle entries, then new entries."""
         now = time.monotonic()
         await self.retry_due(now)
-        if now >= self.next_autoclaim:
+        # A partition where another consumer still has pending entries is not read further
+        # until those are taken over, so a takeover after a crash keeps the log order.
+        taken = await self.partitions_pending_elsewhere()
+        if taken or now >= self.next_autoclaim:
             self.next_autoclaim = now + self.config.claim_idle_ms / 2000
-            await self.claim_idle_entries()
+            await self.claim_idle_entries(taken or self.partitions)
+            taken = await self.partitions_pending_elsewhere() if taken else taken
         if now >= self.next_metrics:
             self.next_metrics = now + METRICS_INTERVAL_SECONDS
             await self.export_metrics()
         block_ms = self.config.block_ms
-        if any(self.blocked.values()):
-            # Wake up in time for the earliest retry.
-            block_ms = min(block_ms, self.config.retry_delay_ms)
-        await self.read_new(block_ms)
+        if any(self.blocked.values()) or taken:
+            # Wake up in time for the earliest retry or takeover.
+            block_ms = min(block_ms, self.config.retry_delay_ms, self.config.claim_idle_ms // 4)
+        readable = [p for p in self.partitions if p not in taken]
+        if readable:
+            await self.read_new(readable, max(block_ms, 1))
+        else:
+            await asyncio.sleep(block_ms / 1000)
+
+    async def partitions_pending_elsewhere(self) -> list[int]:
+        """Partitions where another consumer of the group holds unacknowledged entries."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for partition in self.partitions:
+                pipe.xpending(keys.log_key(partition), self.group)
+            summaries: list[Any] = await pipe.execute()
+        return [
+            partition
+            for partition, summary in zip(self.partitions, summaries, strict=True)
+            if any(
+                text(consumer["name"]) != self.consumer and int(consumer["pending"]) > 0
+                for consumer in summary.get("consumers") or []
+            )
+        ]
 
     async def process_own_pending(self) -> None:
         """Re-read what this consumer was given before it stopped or died."""
@@ -242,8 +269,8 @@ class ConsumerGroup(Generic[T]):
                 await self.process(partition, entries)
                 after = entries[-1].position
 
-    async def read_new(self, block_ms: int) -> None:
-        streams: dict[Any, Any] = {keys.log_key(p): ">" for p in self.partitions}
+    async def read_new(self, partitions: Sequence[int], block_ms: int) -> None:
+        streams: dict[Any, Any] = {keys.log_key(p): ">" for p in partitions}
         reply = await self.redis.xreadgroup(
             self.group, self.consumer, streams, count=self.config.count, block=block_ms
         )
@@ -252,9 +279,9 @@ class ConsumerGroup(Generic[T]):
             *(self.process(partition, entries) for partition, entries in batches.items())
         )
 
-    async def claim_idle_entries(self) -> None:
+    async def claim_idle_entries(self, partitions: Sequence[int]) -> None:
         """Take over entries that another (dead) consumer left pending too long."""
-        for partition in self.partitions:
+        for partition in partitions:
             await self.refresh_blocked(partition)
             start = "0-0"
             while True:
@@ -362,7 +389,11 @@ class ConsumerGroup(Generic[T]):
                 "error": repr(error),
             },
         )
-        if deliveries >= self.config.max_deliveries:
+        first_failed_at = self.first_failures.setdefault(entry.position, time.monotonic())
+        # Only an entry that fails while others succeed is poison; when everything fails
+        # (the handler's database is down) entries wait instead of being dead-lettered.
+        if deliveries >= self.config.max_deliveries and self.last_success > first_failed_at:
+            self.first_failures.pop(entry.position, None)
             await self.dead_letter(partition, entry, deliveries, error)
             return
         blocked[entry.stream] = Blocked(
@@ -397,6 +428,9 @@ class ConsumerGroup(Generic[T]):
             await self.handler(decoded)
         except Exception as error:
             return error
+        self.last_success = time.monotonic()
+        for entry in entries:
+            self.first_failures.pop(entry.position, None)
         return None
 
     async def ack(self, partition: int, entries: Sequence[LogEntry]) -> None:
