@@ -96,8 +96,8 @@ async def check_interleavings(
                 for ticket_type, quantity in hold.quantities:
                     held[ticket_type] += quantity
                 appended += len(hold.quantities)
-            for stream in range(len(STREAMS)):
-                checked = [h for h in succeeded if h.stream == stream and h.check_version]
+            for index in range(len(STREAMS)):
+                checked = [h for h in succeeded if h.stream == index and h.check_version]
                 assert len(checked) <= 1
             counters = await store.read_counters(
                 PARTITION, [f"inventory:{t}" for t in TICKET_TYPES]
