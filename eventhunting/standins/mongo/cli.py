@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
-import json
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import bson.errors
 
@@ -20,29 +16,11 @@ from eventhunting.standins.mongo import persistence
 from eventhunting.standins.mongo.server import StandinServer
 from eventhunting.standins.mongo.state import ServerState, Settings
 from eventhunting.standins.mongo.storage import Store
+from eventhunting.structured_logging import configure_logging
 
 log = logging.getLogger("eventhunting.standins.mongo")
 
 FLUSH_INTERVAL_SECONDS = 1.0
-_STANDARD_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})))
-
-
-class JsonLinesFormatter(logging.Formatter):
-    """One JSON object per line: time, level, message and the record's extra fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_RECORD_FIELDS and key not in line:
-                line[key] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -66,14 +44,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLinesFormatter())
-    log.handlers[:] = [handler]
-    log.setLevel(level.upper())
-    log.propagate = False
-
-
 async def _flush_forever(state: ServerState, path: Path) -> None:
     saved = state.store.changes
     while True:
@@ -85,9 +55,7 @@ async def _flush_forever(state: ServerState, path: Path) -> None:
         try:
             await asyncio.to_thread(persistence.write, path, snapshot)
         except OSError:
-            log.exception(
-                "saving the data file failed", extra={"event": "error", "data_file": str(path)}
-            )
+            log.exception("saving the data file failed", extra={"data_file": str(path)})
 
 
 async def serve(arguments: argparse.Namespace) -> int:
@@ -100,7 +68,7 @@ async def serve(arguments: argparse.Namespace) -> int:
     except (OSError, ValueError, bson.errors.BSONError) as error:
         log.error(
             "cannot load the data file",
-            extra={"event": "error", "data_file": str(data_file), "error": str(error)},
+            extra={"data_file": str(data_file), "error": str(error)},
         )
         return 1
     state = ServerState(
@@ -117,7 +85,6 @@ async def serve(arguments: argparse.Namespace) -> int:
         log.error(
             "cannot listen",
             extra={
-                "event": "error",
                 "host": arguments.host,
                 "port": arguments.port,
                 "error": str(error),
@@ -127,7 +94,6 @@ async def serve(arguments: argparse.Namespace) -> int:
     log.info(
         "mongo stand-in listening",
         extra={
-            "event": "start",
             "host": arguments.host,
             "port": port,
             "replica_set": arguments.replica_set,
@@ -151,14 +117,14 @@ async def serve(arguments: argparse.Namespace) -> int:
         persistence.write(data_file, persistence.capture(state.store))
     log.info(
         "mongo stand-in stopped",
-        extra={"event": "stop", "uptime_seconds": round(time.monotonic() - started, 3)},
+        extra={"uptime_seconds": round(time.monotonic() - started, 3)},
     )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    configure_logging(arguments.log_level)
+    configure_logging(arguments.log_level.upper())
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]

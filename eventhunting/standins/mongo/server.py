@@ -75,10 +75,12 @@ class StandinServer:
                 for transaction in self.state.reap():
                     log.debug(
                         "transaction aborted",
-                        extra={"event": "transaction_expired", "txn_number": transaction.number},
+                        extra={"txn_number": transaction.number},
                     )
             except Exception:
-                log.exception("reaper failed", extra={"event": "error"})
+                log.exception(
+                    "reaper failed",
+                )
 
     def _next_request_id(self) -> int:
         self._request_ids = (self._request_ids + 1) & 0x7FFFFFFF
@@ -106,7 +108,7 @@ class StandinServer:
         except asyncio.CancelledError:
             pass
         except Exception:
-            log.exception("connection failed", extra={"event": "error", "peer": connection.peer})
+            log.exception("connection failed", extra={"peer": connection.peer})
         finally:
             self.state.open_connections -= 1
             self._connections.discard(task)
@@ -138,7 +140,7 @@ class StandinServer:
                 reply = await self.execute(connection, request.command, request.database)
                 writer.write(wire.encode_op_reply(self._next_request_id(), request_id, reply))
             else:
-                log.warning("unsupported opcode", extra={"event": "error", "op_code": op_code})
+                log.warning("unsupported opcode", extra={"op_code": op_code})
                 return
             if writer.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH_WATER:
                 await writer.drain()
@@ -177,7 +179,7 @@ class StandinServer:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            log.exception("command failed", extra={"event": "error", "command": name})
+            log.exception("command failed", extra={"command": name})
             self._abort_on_error(ctx, str(error))
             return CommandError(1, f"stand-in internal error in {name}: {error!r}").reply()
         if "writeErrors" in reply:

@@ -70,8 +70,8 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
         )
         client.app.checkpoints.insert_one({"_id": "p0", "position": "7-0"})
     events = [json.loads(line)["event"] for line in log]
-    assert events[0] == "start"
-    assert events[-1] == "stop"
+    assert events[0] == "mongo stand-in listening"
+    assert events[-1] == "mongo stand-in stopped"
     with standin(data_file) as (url, _), MongoClient[Doc](url) as client:
         assert client.app.accounts.count_documents({}) == 500
         assert client.app.checkpoints.find_one({"_id": "p0"}) == {"_id": "p0", "position": "7-0"}
