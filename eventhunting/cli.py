@@ -77,6 +77,22 @@ def run_standin(arguments: argparse.Namespace) -> int:
     return run_named_standin(arguments.name, arguments.standin_arguments)
 
 
+def run_restore(arguments: argparse.Namespace) -> int:
+    from eventhunting.store.maintenance import restore_command
+
+    return asyncio.run(restore_command(settings_or_exit(), force=arguments.force))
+
+
+def run_replay(arguments: argparse.Namespace) -> int:
+    from eventhunting.store.maintenance import replay_command
+
+    return asyncio.run(
+        replay_command(
+            settings_or_exit(), names=arguments.projection, from_archive=arguments.from_archive
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventhunting",
@@ -123,6 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="the stand-in's own options (e.g. --port N)",
     )
     standin.set_defaults(handler=run_standin)
+
+    restore = commands.add_parser(
+        "restore", help="rebuild the Redis event store from the MongoDB archive"
+    )
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing event-store keys instead of refusing",
+    )
+    restore.set_defaults(handler=run_restore)
+
+    replay = commands.add_parser(
+        "replay", help="rebuild read models into fresh collections and swap them in"
+    )
+    replay.add_argument(
+        "--projection",
+        action="append",
+        metavar="NAME",
+        help="only this projection (repeatable; default all)",
+    )
+    replay.add_argument(
+        "--from-archive",
+        action="store_true",
+        help="read events from the MongoDB archive instead of the Redis partition logs",
+    )
+    replay.set_defaults(handler=run_replay)
 
     return parser
 

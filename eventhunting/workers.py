@@ -18,6 +18,8 @@ Worker = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
 
 # name -> "module:function" of `async def run(services, stop) -> None`
 WORKERS: dict[str, str] = {
+    "archiver": "eventhunting.store.maintenance:archiver_worker",
+    "projector": "eventhunting.store.maintenance:projector_worker",
     "expirer": "eventhunting.consumers.expirer:run",
 }
 

@@ -19,9 +19,14 @@ from eventhunting.projections.base import (
     checkpoint_id,
 )
 from eventhunting.store import keys
-from eventhunting.store.append import decode_log_entry, stream_range
+from eventhunting.store.append import decode_log_entry, field_of, stream_range
 from eventhunting.store.archive import EVENTS_COLLECTION, utc_from_document
-from eventhunting.store.envelope import EventEnvelope, EventMeta, decode_payload
+from eventhunting.store.envelope import (
+    EventEnvelope,
+    EventMeta,
+    decode_payload,
+    stored_event_decoder,
+)
 from eventhunting.store.progress import ProgressBar
 from eventhunting.store.restore import archive_json_encoder
 
@@ -67,21 +72,32 @@ def envelope_of_document(event_registry: EventRegistry, document: Document) -> E
     )
 
 
+def wanted_by_any(projections: Sequence[Projection], type_name: str) -> bool:
+    return any(p.handles is None or type_name in p.handles for p in projections)
+
+
 async def events_from_archive(
-    database: Database, event_registry: EventRegistry
-) -> AsyncIterator[EventEnvelope]:
+    database: Database, event_registry: EventRegistry, projections: Sequence[Projection]
+) -> AsyncIterator[tuple[int, str, EventEnvelope | None]]:
+    """(partition, position, envelope or None when no projection wants its type)."""
     cursor = database[EVENTS_COLLECTION].find(
         {},
         sort=[("partition", ASCENDING), ("position_ms", ASCENDING), ("position_seq", ASCENDING)],
         batch_size=REPLAY_PAGE,
     )
     async for document in cursor:
-        yield envelope_of_document(event_registry, document)
+        wanted = wanted_by_any(projections, document["type"])
+        envelope = envelope_of_document(event_registry, document) if wanted else None
+        yield int(document["partition"]), document["position"], envelope
 
 
 async def events_from_logs(
-    redis: aioredis.Redis, partitions: int, event_registry: EventRegistry
-) -> AsyncIterator[EventEnvelope]:
+    redis: aioredis.Redis,
+    partitions: int,
+    event_registry: EventRegistry,
+    projections: Sequence[Projection],
+) -> AsyncIterator[tuple[int, str, EventEnvelope | None]]:
+    """(partition, position, envelope or None when no projection wants its type)."""
     for partition in range(partitions):
         start = "-"
         while True:
@@ -89,7 +105,16 @@ async def events_from_logs(
                 redis, keys.log_key(partition), start, "+", count=REPLAY_PAGE
             )
             for entry_id, fields in entries:
-                yield decode_log_entry(event_registry, partition, entry_id, fields)
+                position = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                stored = stored_event_decoder.decode(field_of(fields, "e"))
+                if wanted_by_any(projections, stored.type):
+                    yield (
+                        partition,
+                        position,
+                        decode_log_entry(event_registry, partition, entry_id, fields),
+                    )
+                else:
+                    yield partition, position, None
             if len(entries) < REPLAY_PAGE:
                 break
             last = entries[-1][0]
@@ -126,23 +151,24 @@ async def replay(
 
     if from_archive:
         total = await database[EVENTS_COLLECTION].count_documents({})
-        source = events_from_archive(database, event_registry)
+        source = events_from_archive(database, event_registry, projections)
     else:
         assert redis is not None
         total = 0
         for partition in range(partitions):
             total += int(await redis.xlen(keys.log_key(partition)))
-        source = events_from_logs(redis, partitions, event_registry)
+        source = events_from_logs(redis, partitions, event_registry, projections)
 
     bar = ProgressBar("replay", total, stream=progress)
     last_positions: dict[int, str] = {}
     count = 0
     async with database.client.start_session() as session:
-        async for event in source:
-            for projection in projections:
-                if projection.wants(event):
-                    await projection.apply(event, scratch, session)
-            last_positions[event.partition or 0] = event.position or "0-0"
+        async for partition, position, event in source:
+            if event is not None:
+                for projection in projections:
+                    if projection.wants(event):
+                        await projection.apply(event, scratch, session)
+            last_positions[partition] = position
             count += 1
             bar.advance()
     bar.finish()

@@ -1,0 +1,90 @@
+"""Store workers and maintenance commands wired to the composition root's services."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from eventhunting.store.archive import default_consumer_name, run_archiver
+from eventhunting.store.consumer_groups import ConsumerConfig
+from eventhunting.store.restore import RedisNotEmpty, restore
+
+if TYPE_CHECKING:
+    from eventhunting.bootstrap import Services
+    from eventhunting.settings import Settings
+
+
+async def archiver_worker(services: Services, stop: asyncio.Event) -> None:
+    """`eventhunting worker archiver`."""
+    await run_archiver(
+        services.redis,
+        services.database,
+        ConsumerConfig(),
+        stop,
+        partitions=services.settings.sales.partitions,
+    )
+
+
+async def projector_worker(services: Services, stop: asyncio.Event) -> None:
+    """`eventhunting worker projector`: every registered projection."""
+    from eventhunting.projections.base import run_projector
+    from eventhunting.projections.registry import load_projections
+
+    await run_projector(
+        services.redis,
+        services.database,
+        load_projections(),
+        ConsumerConfig(),
+        stop,
+        partitions=services.settings.sales.partitions,
+        consumer=default_consumer_name(),
+    )
+
+
+async def restore_command(settings: Settings, *, force: bool) -> int:
+    """`eventhunting restore [--force]`: rebuild Redis from the MongoDB archive."""
+    from eventhunting.bootstrap import build_services
+
+    services = await build_services(settings)
+    try:
+        report = await restore(
+            services.redis, services.database, settings.sales.partitions, force=force
+        )
+    except RedisNotEmpty as error:
+        print(f"eventhunting restore: {error} (use --force)", file=sys.stderr)
+        return 1
+    finally:
+        await services.close()
+    print(f"restored {report.events} events into {report.partitions} partitions", file=sys.stderr)
+    return 0
+
+
+async def replay_command(
+    settings: Settings, *, names: Sequence[str] | None, from_archive: bool
+) -> int:
+    """`eventhunting replay [--projection NAME] [--from-archive]`."""
+    from eventhunting.bootstrap import build_services
+    from eventhunting.projections.registry import load_projections
+    from eventhunting.projections.replay import replay
+
+    try:
+        projections = load_projections(names)
+    except LookupError as error:
+        print(f"eventhunting replay: {error}", file=sys.stderr)
+        return 2
+    services = await build_services(settings)
+    try:
+        report = await replay(
+            services.database,
+            projections,
+            redis=services.redis,
+            partitions=settings.sales.partitions,
+            from_archive=from_archive,
+        )
+    finally:
+        await services.close()
+    names_done = ", ".join(report.projections) or "no projections"
+    print(f"replayed {report.events} events into {names_done}", file=sys.stderr)
+    return 0
