@@ -18,7 +18,7 @@ from tests.support.system import RunningSystem, running_system
 REAL_MONGODB_URL_VARIABLE = "EVENTHUNTING_TEST_MONGODB_URL"
 
 # Workers every system test runs beside the API; each feature adds the ones it needs.
-SYSTEM_WORKERS: tuple[str, ...] = ("expirer",)
+SYSTEM_WORKERS: tuple[str, ...] = ("expirer", "projector")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from eventhunting.projections.base import Projection
 
 # name -> "module:ProjectionClass"; each feature adds its read models here.
-PROJECTIONS: dict[str, str] = {}
+PROJECTIONS: dict[str, str] = {
+    "accounts": "eventhunting.projections.accounts:AccountsProjection",
+}
 
 
 def load_projections(names: Sequence[str] | None = None) -> list[Projection]:

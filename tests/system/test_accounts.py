@@ -473,3 +473,25 @@ async def test_bootstrap_admin_has_the_admin_role(
 ) -> None:
     admin = await sign_in_admin(http, api_system)
     assert "admin" in admin.roles
+
+
+async def test_admin_account_list_comes_from_the_read_model(
+    http: httpx.AsyncClient, api_system: RunningSystem
+) -> None:
+    admin = await sign_in_admin(http, api_system)
+    user = await sign_up(http, api_system, roles=["organizer"])
+    for _ in range(100):
+        response = await http.get(
+            "/api/v1/admin/accounts", params={"email": user.email}, headers=admin.headers
+        )
+        assert response.status_code == 200
+        if response.json()["items"] and response.json()["items"][0]["roles"] == [
+            "customer",
+            "organizer",
+        ]:
+            break
+        await asyncio.sleep(0.1)
+    body = response.json()
+    assert body["total"] == 1
+    assert body["items"][0]["id"] == user.account_id
+    assert (body["page"], body["page_size"]) == (1, 20)
