@@ -9,6 +9,7 @@ from pymongo import AsyncMongoClient
 
 from eventhunting.projections.accounts import ACCOUNTS_COLLECTION, AccountsProjection
 from eventhunting.projections.base import Projector
+from eventhunting.projections.replay import replay
 from eventhunting.services.accounts import AccountService
 
 PASSWORD = "a fine password"
@@ -74,3 +75,28 @@ async def test_applying_events_again_changes_nothing(
     assert document is not None
     assert document["staff_events"] == []
     assert document["version"] == 3
+
+
+async def test_replay_rebuilds_the_same_read_model(
+    accounts: AccountService,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    mongo_database_name: str,
+) -> None:
+    database = mongo_client[mongo_database_name]
+    projection = AccountsProjection()
+    await projection.create_indexes(database)
+    for index in range(3):
+        account = await accounts.register(
+            email=f"replay-{index}-{uuid.uuid4().hex[:8]}@example.com",
+            password=PASSWORD,
+            full_name=f"R{index}",
+        )
+        await accounts.set_roles(account.account_id, ["organizer"], actor="admin")
+    await accounts.set_disabled(account.account_id, True, actor="admin")
+    await project_everything(accounts, Projector(database, [projection]))
+    projected = await database[ACCOUNTS_COLLECTION].find().sort("_id").to_list()
+
+    await replay(database, [projection], redis=accounts.store.redis, partitions=accounts.partitions)
+
+    assert await database[ACCOUNTS_COLLECTION].find().sort("_id").to_list() == projected
+    assert len(projected) == 3
