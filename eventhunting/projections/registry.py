@@ -10,6 +10,7 @@ from eventhunting.projections.base import Projection
 # name -> "module:ProjectionClass"; each feature adds its read models here.
 PROJECTIONS: dict[str, str] = {
     "accounts": "eventhunting.projections.accounts:AccountsProjection",
+    "catalog": "eventhunting.projections.catalog:CatalogProjection",
 }
 
 
