@@ -90,3 +90,24 @@ async def http(api_system: RunningSystem) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the running API (real TCP, no mocks)."""
     async with httpx.AsyncClient(base_url=api_system.base_url, timeout=30) as client:
         yield client
+
+
+# Event-store tests use the consumer-group names of the real workers, which the system
+# tests run on database 0 for the whole session; so store tests get a database of their own.
+STORE_TEST_DATABASE = 9
+
+
+@pytest.fixture
+def store_redis_url(redis_url: str) -> str:
+    return f"{redis_url.rsplit('/', 1)[0]}/{STORE_TEST_DATABASE}"
+
+
+@pytest.fixture
+async def store_redis(store_redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on the store-test database of the private Redis, emptied after each test."""
+    client = aioredis.Redis.from_url(store_redis_url)
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()

@@ -32,8 +32,8 @@ Database = Any
 
 
 @pytest.fixture
-def store(redis_client: aioredis.Redis) -> EventStore:
-    return EventStore(redis_client, PARTITIONS, event_registry=store_test_registry)
+def store(store_redis: aioredis.Redis) -> EventStore:
+    return EventStore(store_redis, PARTITIONS, event_registry=store_test_registry)
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ async def run_group(group: ConsumerGroup[Any], pending: Any, total: int) -> None
 
 
 async def project_incrementally(
-    redis_client: aioredis.Redis, database: Database, total: int
+    store_redis: aioredis.Redis, database: Database, total: int
 ) -> None:
     projector = Projector(database, [BasketProjection()])
     seen: list[int] = []
@@ -94,7 +94,7 @@ async def project_incrementally(
         seen.append(len(batch))
 
     group: ConsumerGroup[EventEnvelope] = ConsumerGroup(
-        redis_client,
+        store_redis,
         PROJECTOR_GROUP,
         "p1",
         PARTITIONS,
@@ -157,10 +157,10 @@ async def test_a_failed_event_overtaken_by_another_aggregate_is_applied_on_retry
 
 
 async def test_replay_from_the_logs_and_from_the_archive_equals_the_incremental_build(
-    store: EventStore, redis_client: aioredis.Redis, database: Database
+    store: EventStore, store_redis: aioredis.Redis, database: Database
 ) -> None:
     total = await write_baskets(store)
-    await project_incrementally(redis_client, database, total)
+    await project_incrementally(store_redis, database, total)
     incremental = await read_model(database)
     checkpoints = await database[CHECKPOINTS_COLLECTION].find({}).sort("_id").to_list()
     assert len(incremental) == 6
@@ -174,7 +174,7 @@ async def test_replay_from_the_logs_and_from_the_archive_equals_the_incremental_
         archived.append(len(entries))
 
     group: ConsumerGroup[LogEntry] = ConsumerGroup(
-        redis_client, ARCHIVER_GROUP, "a1", PARTITIONS, archive, FAST, decode=lambda e: e
+        store_redis, ARCHIVER_GROUP, "a1", PARTITIONS, archive, FAST, decode=lambda e: e
     )
     await run_group(group, lambda: sum(archived), total)
 
@@ -182,7 +182,7 @@ async def test_replay_from_the_logs_and_from_the_archive_equals_the_incremental_
     report = await replay(
         database,
         [BasketProjection()],
-        redis=redis_client,
+        redis=store_redis,
         partitions=PARTITIONS,
         event_registry=store_test_registry,
         progress=output,

@@ -36,9 +36,9 @@ def fixed_clock() -> datetime:
 
 
 @pytest.fixture
-def store(redis_client: aioredis.Redis) -> EventStore:
+def store(store_redis: aioredis.Redis) -> EventStore:
     return EventStore(
-        redis_client, PARTITIONS, clock=fixed_clock, event_registry=store_test_registry
+        store_redis, PARTITIONS, clock=fixed_clock, event_registry=store_test_registry
     )
 
 
@@ -123,7 +123,7 @@ async def test_only_one_of_many_concurrent_appenders_at_the_same_version_succeed
 
 
 async def test_a_guard_that_would_exceed_capacity_appends_nothing(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
     await store.append(
         AppendRequest(
@@ -154,7 +154,7 @@ async def test_a_guard_that_would_exceed_capacity_appends_nothing(
     assert counters["inventory:t2"] == {"capacity": 5, "held": 0, "sold": 0}
     assert await store.read_stream(stream) == []
     assert len(await store.read_log(1)) == 1
-    assert not await redis_client.exists(keys.idempotency_key(1, "order-cmd"))
+    assert not await store_redis.exists(keys.idempotency_key(1, "order-cmd"))
 
 
 async def test_counter_changes_on_the_same_counter_are_checked_together(store: EventStore) -> None:
@@ -287,7 +287,7 @@ async def test_a_claim_held_by_another_owner_rejects_the_append(store: EventStor
 
 
 async def test_schedule_changes_add_and_remove_members(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
     key = keys.schedule_key(1, "hold-expiry")
     await store.append(
@@ -298,7 +298,7 @@ async def test_schedule_changes_add_and_remove_members(
             schedules=[ScheduleChange("hold-expiry", "order-1", 1_740_830_400_000)],
         )
     )
-    assert await redis_client.zscore(key, "order-1") == 1_740_830_400_000
+    assert await store_redis.zscore(key, "order-1") == 1_740_830_400_000
     await store.append(
         AppendRequest(
             partition=1,
@@ -307,14 +307,14 @@ async def test_schedule_changes_add_and_remove_members(
             schedules=[ScheduleChange("hold-expiry", "order-1", None)],
         )
     )
-    assert await redis_client.zcard(key) == 0
+    assert await store_redis.zcard(key) == 0
 
 
 async def test_append_reloads_the_script_after_the_server_forgot_it(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
     await store.append(AppendRequest(partition=1, stream=basket(), events=[item()]))
-    await redis_client.script_flush()
+    await store_redis.script_flush()
     result = await store.append(AppendRequest(partition=1, stream=basket(), events=[item()]))
     assert result.version == 1
 
@@ -332,13 +332,13 @@ async def test_read_log_returns_the_partition_in_append_order_after_a_position(
     assert [(e.stream, e.version) for e in later] == [(second, 1)]
 
 
-async def test_old_schema_events_are_upcast_on_read(redis_client: aioredis.Redis) -> None:
+async def test_old_schema_events_are_upcast_on_read(store_redis: aioredis.Redis) -> None:
     stream = basket()
-    old_store = EventStore(redis_client, PARTITIONS, event_registry=old_registry)
+    old_store = EventStore(store_redis, PARTITIONS, event_registry=old_registry)
     await old_store.append(
         AppendRequest(partition=1, stream=stream, events=[ItemAddedV1(sku="a", count=3)])
     )
-    store = EventStore(redis_client, PARTITIONS, event_registry=store_test_registry)
+    store = EventStore(store_redis, PARTITIONS, event_registry=store_test_registry)
     (event,) = await store.read_stream(stream)
     assert event.data == ItemAdded(sku="a", quantity=3)
     assert event.schema == 2

@@ -68,9 +68,9 @@ async def attempt(store: EventStore, versions: list[int], hold: Hold) -> Hold | 
 
 
 async def check_interleavings(
-    redis_url: str, capacity: dict[str, int], plan: list[list[Hold]]
+    store_redis_url: str, capacity: dict[str, int], plan: list[list[Hold]]
 ) -> None:
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = aioredis.Redis.from_url(store_redis_url)
     try:
         await redis.flushdb()
         store = EventStore(redis, PARTITIONS, event_registry=store_test_registry)
@@ -126,6 +126,6 @@ async def check_interleavings(
 )
 @given(capacity=capacities, plan=rounds)
 def test_concurrent_guarded_appends_never_exceed_capacity_nor_write_partially(
-    redis_url: str, capacity: dict[str, int], plan: list[list[Hold]]
+    store_redis_url: str, capacity: dict[str, int], plan: list[list[Hold]]
 ) -> None:
-    asyncio.run(check_interleavings(redis_url, capacity, plan))
+    asyncio.run(check_interleavings(store_redis_url, capacity, plan))

@@ -45,8 +45,8 @@ Database = Any
 
 
 @pytest.fixture
-def store(redis_client: aioredis.Redis) -> EventStore:
-    return EventStore(redis_client, PARTITIONS, event_registry=store_test_registry)
+def store(store_redis: aioredis.Redis) -> EventStore:
+    return EventStore(store_redis, PARTITIONS, event_registry=store_test_registry)
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ async def write_history(store: EventStore) -> int:
     return written
 
 
-async def archive_everything(redis_client: aioredis.Redis, database: Database, total: int) -> None:
+async def archive_everything(store_redis: aioredis.Redis, database: Database, total: int) -> None:
     archiver = Archiver(database)
     archived: list[int] = []
 
@@ -114,7 +114,7 @@ async def archive_everything(redis_client: aioredis.Redis, database: Database, t
         archived.append(len(entries))
 
     group: ConsumerGroup[LogEntry] = ConsumerGroup(
-        redis_client, ARCHIVER_GROUP, "a1", PARTITIONS, handle, FAST, decode=lambda e: e
+        store_redis, ARCHIVER_GROUP, "a1", PARTITIONS, handle, FAST, decode=lambda e: e
     )
     stop = asyncio.Event()
     task = asyncio.create_task(group.run(stop))
@@ -126,11 +126,11 @@ async def archive_everything(redis_client: aioredis.Redis, database: Database, t
 
 
 async def test_the_archiver_copies_every_event_once_with_its_indexes(
-    store: EventStore, redis_client: aioredis.Redis, database: Database
+    store: EventStore, store_redis: aioredis.Redis, database: Database
 ) -> None:
     await create_event_indexes(database)
     total = await write_history(store)
-    await archive_everything(redis_client, database, total)
+    await archive_everything(store_redis, database, total)
     events = database[EVENTS_COLLECTION]
     assert await events.count_documents({}) == total
     log = await store.read_log(0, count=1000)
@@ -145,32 +145,32 @@ async def test_the_archiver_copies_every_event_once_with_its_indexes(
 
 
 async def test_archiving_an_entry_again_changes_nothing(
-    store: EventStore, redis_client: aioredis.Redis, database: Database
+    store: EventStore, store_redis: aioredis.Redis, database: Database
 ) -> None:
     await create_event_indexes(database)
     total = await write_history(store)
-    await archive_everything(redis_client, database, total)
+    await archive_everything(store_redis, database, total)
     events = database[EVENTS_COLLECTION]
     before = await events.find({}).sort("_id").to_list()
-    raw = await stream_range(redis_client, keys.log_key(1), "-", "+", count=5)
+    raw = await stream_range(store_redis, keys.log_key(1), "-", "+", count=5)
     await Archiver(database).archive([log_entry(1, entry_id, fields) for entry_id, fields in raw])
     assert await events.find({}).sort("_id").to_list() == before
 
 
 async def test_restore_from_the_archive_gives_identical_streams_and_counters(
-    store: EventStore, redis_client: aioredis.Redis, database: Database
+    store: EventStore, store_redis: aioredis.Redis, database: Database
 ) -> None:
     await create_event_indexes(database)
     total = await write_history(store)
-    await archive_everything(redis_client, database, total)
-    original = await event_store_snapshot(redis_client)
-    await redis_client.flushdb()
+    await archive_everything(store_redis, database, total)
+    original = await event_store_snapshot(store_redis)
+    await store_redis.flushdb()
 
     output = io.StringIO()
-    report = await restore(redis_client, database, PARTITIONS, progress=output)
+    report = await restore(store_redis, database, PARTITIONS, progress=output)
 
     assert report.events == total
-    assert await event_store_snapshot(redis_client) == original
+    assert await event_store_snapshot(store_redis) == original
     assert "restore" in output.getvalue()
     # The restored store keeps working: a repeated command is still recognised.
     again = await store.append(
@@ -183,24 +183,24 @@ async def test_restore_from_the_archive_gives_identical_streams_and_counters(
     )
     assert again.duplicate
     assert again.fingerprint == "body"
-    infos = await redis_client.xinfo_groups(keys.log_key(0))
+    infos = await store_redis.xinfo_groups(keys.log_key(0))
     assert infos[0]["lag"] == 0
 
 
 async def test_restore_refuses_to_write_over_a_non_empty_store(
-    store: EventStore, redis_client: aioredis.Redis, database: Database
+    store: EventStore, store_redis: aioredis.Redis, database: Database
 ) -> None:
     await store.append(AppendRequest(partition=0, stream=basket(0), events=[BasketClosed()]))
     with pytest.raises(RedisNotEmpty):
-        await restore(redis_client, database, PARTITIONS, progress=io.StringIO())
-    assert await redis_client.xlen(keys.log_key(0)) == 1
+        await restore(store_redis, database, PARTITIONS, progress=io.StringIO())
+    assert await store_redis.xlen(keys.log_key(0)) == 1
 
 
 async def test_a_forced_restore_replaces_the_event_store_keys_only(
-    store: EventStore, redis_client: aioredis.Redis, database: Database
+    store: EventStore, store_redis: aioredis.Redis, database: Database
 ) -> None:
     await store.append(AppendRequest(partition=0, stream=basket(0), events=[BasketClosed()]))
-    await redis_client.set("session:abc", "kept")
-    await restore(redis_client, database, PARTITIONS, force=True, progress=io.StringIO())
-    assert await redis_client.xlen(keys.log_key(0)) == 0
-    assert await redis_client.get("session:abc") == b"kept"
+    await store_redis.set("session:abc", "kept")
+    await restore(store_redis, database, PARTITIONS, force=True, progress=io.StringIO())
+    assert await store_redis.xlen(keys.log_key(0)) == 0
+    assert await store_redis.get("session:abc") == b"kept"

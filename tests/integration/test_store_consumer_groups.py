@@ -20,8 +20,8 @@ FAST = ConsumerConfig(block_ms=50, count=10, claim_idle_ms=200, max_deliveries=3
 
 
 @pytest.fixture
-def store(redis_client: aioredis.Redis) -> EventStore:
-    return EventStore(redis_client, PARTITIONS, event_registry=store_test_registry)
+def store(store_redis: aioredis.Redis) -> EventStore:
+    return EventStore(store_redis, PARTITIONS, event_registry=store_test_registry)
 
 
 def basket(partition: int) -> str:
@@ -36,7 +36,7 @@ async def add(store: EventStore, stream: str, sku: str) -> None:
 
 
 def consumer(
-    redis_client: aioredis.Redis,
+    store_redis: aioredis.Redis,
     handler: Callable[[list[EventEnvelope]], Awaitable[None]],
     *,
     name: str = "c1",
@@ -44,7 +44,7 @@ def consumer(
     config: ConsumerConfig = FAST,
 ) -> ConsumerGroup[EventEnvelope]:
     return ConsumerGroup(
-        redis_client,
+        store_redis,
         group,
         name,
         PARTITIONS,
@@ -68,16 +68,16 @@ async def run_until(
         await asyncio.wait_for(task, 5)
 
 
-async def pending_count(redis_client: aioredis.Redis, group: str = "test") -> int:
+async def pending_count(store_redis: aioredis.Redis, group: str = "test") -> int:
     total = 0
     for partition in range(PARTITIONS):
-        summary = await redis_client.xpending(keys.log_key(partition), group)
+        summary = await store_redis.xpending(keys.log_key(partition), group)
         total += int(summary["pending"])
     return total
 
 
 async def test_every_entry_is_handled_in_partition_order_and_acked(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
     streams = [basket(0), basket(0), basket(1)]
     for index in range(30):
@@ -88,16 +88,16 @@ async def test_every_entry_is_handled_in_partition_order_and_acked(
         assert len({event.partition for event in batch}) == 1
         seen.extend(batch)
 
-    await run_until(consumer(redis_client, handle), lambda: len(seen) == 30)
+    await run_until(consumer(store_redis, handle), lambda: len(seen) == 30)
     for partition in range(PARTITIONS):
         positions = [e.position or "" for e in seen if e.partition == partition]
         expected = [e.position for e in await store.read_log(partition, count=100)]
         assert positions == expected
-    assert await pending_count(redis_client) == 0
+    assert await pending_count(store_redis) == 0
 
 
 async def test_a_poison_entry_is_dead_lettered_without_blocking_other_aggregates(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
     poisoned, other = basket(0), basket(0)
     await add(store, poisoned, "poison")
@@ -119,17 +119,17 @@ async def test_a_poison_entry_is_dead_lettered_without_blocking_other_aggregates
         REGISTRY.get_sample_value("eventhunting_consumer_dead_lettered_total", {"group": "test"})
         or 0.0
     )
-    await run_until(consumer(redis_client, handle), lambda: "after-poison" in handled)
+    await run_until(consumer(store_redis, handle), lambda: "after-poison" in handled)
     assert handled.index("fine-1") < handled.index("fine-2")
     assert handled.index("fine-2") < handled.index("after-poison")
-    dead = await stream_range(redis_client, keys.dead_letter_key(0, "test"), "-", "+")
+    dead = await stream_range(store_redis, keys.dead_letter_key(0, "test"), "-", "+")
     assert len(dead) == 1
     fields = dead[0][1]
     assert fields[b"s"] == poisoned.encode()
     assert int(fields[b"deliveries"]) == FAST.max_deliveries
     assert b"cannot apply this event" in fields[b"error"]
     assert attempts.count("poison") >= FAST.max_deliveries
-    assert await pending_count(redis_client) == 0
+    assert await pending_count(store_redis) == 0
     after = REGISTRY.get_sample_value(
         "eventhunting_consumer_dead_lettered_total", {"group": "test"}
     )
@@ -137,7 +137,7 @@ async def test_a_poison_entry_is_dead_lettered_without_blocking_other_aggregates
 
 
 async def test_a_failing_entry_that_recovers_keeps_its_aggregate_in_order(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
     flaky = basket(1)
     await add(store, flaky, "first")
@@ -154,58 +154,58 @@ async def test_a_failing_entry_that_recovers_keeps_its_aggregate_in_order(
                 raise ConnectionError("read model briefly unavailable")
         handled.extend(e.data.sku for e in batch if isinstance(e.data, ItemAdded))
 
-    await run_until(consumer(redis_client, handle), lambda: len(handled) == 2)
+    await run_until(consumer(store_redis, handle), lambda: len(handled) == 2)
     assert handled == ["first", "second"]
-    assert await redis_client.xlen(keys.dead_letter_key(1, "test")) == 0
+    assert await store_redis.xlen(keys.dead_letter_key(1, "test")) == 0
 
 
 async def test_a_restarted_consumer_first_handles_its_own_pending_entries(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
     stream = basket(0)
     await add(store, stream, "delivered-before-crash")
-    group = consumer(redis_client, lambda batch: asyncio.sleep(0), name="c1")
+    group = consumer(store_redis, lambda batch: asyncio.sleep(0), name="c1")
     await group.ensure_groups()
-    await redis_client.xreadgroup("test", "c1", {keys.log_key(0): ">"}, count=10)
+    await store_redis.xreadgroup("test", "c1", {keys.log_key(0): ">"}, count=10)
     handled: list[str] = []
 
     async def handle(batch: list[EventEnvelope]) -> None:
         handled.extend(e.data.sku for e in batch if isinstance(e.data, ItemAdded))
 
-    await run_until(consumer(redis_client, handle, name="c1"), lambda: bool(handled))
+    await run_until(consumer(store_redis, handle, name="c1"), lambda: bool(handled))
     assert handled == ["delivered-before-crash"]
-    assert await pending_count(redis_client) == 0
+    assert await pending_count(store_redis) == 0
 
 
 async def test_entries_left_idle_by_a_dead_consumer_are_taken_over(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
     stream = basket(1)
     await add(store, stream, "orphan")
-    await consumer(redis_client, lambda batch: asyncio.sleep(0)).ensure_groups()
-    await redis_client.xreadgroup("test", "dead-one", {keys.log_key(1): ">"}, count=10)
+    await consumer(store_redis, lambda batch: asyncio.sleep(0)).ensure_groups()
+    await store_redis.xreadgroup("test", "dead-one", {keys.log_key(1): ">"}, count=10)
     handled: list[str] = []
 
     async def handle(batch: list[EventEnvelope]) -> None:
         handled.extend(e.data.sku for e in batch if isinstance(e.data, ItemAdded))
 
-    await run_until(consumer(redis_client, handle, name="live-one"), lambda: bool(handled))
+    await run_until(consumer(store_redis, handle, name="live-one"), lambda: bool(handled))
     assert handled == ["orphan"]
-    assert await pending_count(redis_client) == 0
+    assert await pending_count(store_redis) == 0
 
 
-async def test_groups_are_created_idempotently(redis_client: aioredis.Redis) -> None:
-    group = consumer(redis_client, lambda batch: asyncio.sleep(0))
+async def test_groups_are_created_idempotently(store_redis: aioredis.Redis) -> None:
+    group = consumer(store_redis, lambda batch: asyncio.sleep(0))
     await group.ensure_groups()
     await group.ensure_groups()
-    infos = await redis_client.xinfo_groups(keys.log_key(0))
+    infos = await store_redis.xinfo_groups(keys.log_key(0))
     assert [info["name"] for info in infos] == [b"test"]
 
 
 async def test_lag_and_pending_are_exported_as_metrics(
-    store: EventStore, redis_client: aioredis.Redis
+    store: EventStore, store_redis: aioredis.Redis
 ) -> None:
-    group = consumer(redis_client, lambda batch: asyncio.sleep(0), group="metered")
+    group = consumer(store_redis, lambda batch: asyncio.sleep(0), group="metered")
     await group.ensure_groups()
     await add(store, basket(0), "a")
     await add(store, basket(0), "b")

@@ -28,7 +28,7 @@ ITEMS_PER_BASKET = 10
 
 
 def start_projector(
-    root: Path, redis_url: str, mongodb_url: str, database: str, consumer: str, delay: float
+    root: Path, store_redis_url: str, mongodb_url: str, database: str, consumer: str, delay: float
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -36,7 +36,7 @@ def start_projector(
             "-m",
             "tests.support.projector_process",
             "--redis",
-            redis_url,
+            store_redis_url,
             "--mongodb",
             mongodb_url,
             "--database",
@@ -59,14 +59,14 @@ async def items_projected(database: Any) -> int:
 
 
 async def test_a_killed_projector_loses_nothing_and_applies_nothing_twice(
-    redis_client: aioredis.Redis,
-    redis_url: str,
+    store_redis: aioredis.Redis,
+    store_redis_url: str,
     mongodb_url: str,
     mongo_client: AsyncMongoClient[dict[str, Any]],
     mongo_database_name: str,
     repository_root: Path,
 ) -> None:
-    store = EventStore(redis_client, PARTITIONS, event_registry=store_test_registry)
+    store = EventStore(store_redis, PARTITIONS, event_registry=store_test_registry)
     expected: dict[str, list[str]] = {}
     for index in range(BASKETS):
         partition = index % PARTITIONS
@@ -88,8 +88,8 @@ async def test_a_killed_projector_loses_nothing_and_applies_nothing_twice(
     await mongo_client.admin.command("setParameter", 1, transactionLifetimeLimitSeconds=2)
     try:
         await crash_and_recover(
-            redis_client,
-            redis_url,
+            store_redis,
+            store_redis_url,
             mongodb_url,
             database,
             mongo_database_name,
@@ -106,8 +106,8 @@ async def test_a_killed_projector_loses_nothing_and_applies_nothing_twice(
 
 
 async def crash_and_recover(
-    redis_client: aioredis.Redis,
-    redis_url: str,
+    store_redis: aioredis.Redis,
+    store_redis_url: str,
     mongodb_url: str,
     database: Any,
     mongo_database_name: str,
@@ -117,7 +117,7 @@ async def crash_and_recover(
 ) -> None:
 
     doomed = start_projector(
-        repository_root, redis_url, mongodb_url, mongo_database_name, "doomed", delay=0.02
+        repository_root, store_redis_url, mongodb_url, mongo_database_name, "doomed", delay=0.02
     )
     try:
         async with asyncio.timeout(30):
@@ -132,14 +132,14 @@ async def crash_and_recover(
     assert projected_at_kill < total
     pending = sum(
         [
-            int((await redis_client.xpending(keys.log_key(p), "projector"))["pending"])
+            int((await store_redis.xpending(keys.log_key(p), "projector"))["pending"])
             for p in range(PARTITIONS)
         ]
     )
     assert pending > 0
 
     survivor = start_projector(
-        repository_root, redis_url, mongodb_url, mongo_database_name, "survivor", delay=0
+        repository_root, store_redis_url, mongodb_url, mongo_database_name, "survivor", delay=0
     )
     try:
         async with asyncio.timeout(30):
@@ -147,7 +147,7 @@ async def crash_and_recover(
                 await asyncio.sleep(0.05)
             while sum(  # noqa: ASYNC110
                 [
-                    int((await redis_client.xpending(keys.log_key(p), "projector"))["pending"])
+                    int((await store_redis.xpending(keys.log_key(p), "projector"))["pending"])
                     for p in range(PARTITIONS)
                 ]
             ):
