@@ -214,6 +214,8 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
                 "--appendonly", "yes",
                 "--appendfsync", "always",
                 "--save", "",
+                # Redis 7.0 preallocates a whole node per new stream; orders are many short streams.
+                "--stream-node-max-bytes", "512",
                 "--loglevel", "warning",
                 "--logfile", str(directory / "redis" / "redis.log"),
             ],
