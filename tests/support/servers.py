@@ -64,6 +64,8 @@ def running_redis(data_dir: Path) -> Iterator[str]:
             "always",
             "--save",
             "",
+            "--stream-node-max-bytes",
+            "512",
             "--daemonize",
             "no",
             "--loglevel",
