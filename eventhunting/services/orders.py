@@ -42,6 +42,8 @@ from eventhunting.store.append import (
     CounterChange,
     EventStore,
     ScheduleChange,
+    StreamVersion,
+    earlier_result_decoder,
     text,
 )
 from eventhunting.store.envelope import EventEnvelope, EventMeta
@@ -53,11 +55,16 @@ LIMIT_EXCEEDED = "limit_exceeded"
 # A release or payment that would drive a counter below zero means the counters and the
 # streams disagree; the guard refuses it rather than writing a wrong number.
 COUNTER_MISMATCH = "inventory_mismatch"
+# Refused because the cached catalog event is no longer current: read it again and retry.
+CATALOG_CHANGED = "catalog_changed"
+PLACE_ATTEMPTS = 3
+# Catalog events kept per process; an entry is only a hint, checked by every append.
+EVENT_CACHE_SIZE = 10_000
 # Cancel, expiry and payment re-read the order and decide again after losing a race; the
 # second decision always sees a settled order, so a few attempts are plenty.
 DECISION_ATTEMPTS = 5
 
-EventLoader = Callable[[str], Awaitable[CatalogEvent | None]]
+EventLoader = Callable[[str], Awaitable[CatalogEvent]]
 Clock = Callable[[], datetime]
 
 
@@ -212,6 +219,7 @@ class OrderService:
         self.hold_seconds = hold_seconds
         self.clock = clock
         self.partitions = store.partitions
+        self.events: dict[str, CatalogEvent] = {}
 
     def partition_of(self, entity_id: str) -> int:
         return keys.partition_of(entity_id, self.partitions)
@@ -224,54 +232,85 @@ class OrderService:
         items: Sequence[RequestedItem],
         idempotency_key: str | None = None,
     ) -> Placement:
-        """Hold the requested tickets in one atomic append, or change nothing and raise."""
+        """Hold the requested tickets in one atomic append, or change nothing and raise.
+
+        The event is usually decided on from the cache; the append checks that its stream is
+        still at the cached version, and any refusal based on the cache is decided again on
+        a fresh read, so a cached event never changes an outcome.
+        """
+        partition = self.partition_of(event_id)
         fingerprint: str | None = None
         idempotency_id: str | None = None
         if idempotency_key is not None:
             fingerprint = fingerprint_of(event_id, items)
             idempotency_id = f"order:{buyer_id}:{idempotency_key}"
-            await self.claim_idempotency_key(idempotency_id, buyer_id, fingerprint)
-        event = await self.load_event(event_id)
-        partition = self.partition_of(event_id)
+            if await self.claim_idempotency_key(idempotency_id, buyer_id, fingerprint):
+                earlier = await self.earlier_placement(partition, idempotency_id)
+                if earlier is not None:
+                    return earlier
         order_id = keys.new_id_in_partition(partition, self.partitions)
-        command = PlaceOrder(
-            order_id=order_id,
-            event_id=event_id,
-            buyer_id=buyer_id,
-            items=tuple(items),
-            placed_at=self.clock(),
-            hold_seconds=self.hold_seconds,
-        )
-        events = decide_place(command, event)
-        assert event is not None
-        effects = counter_effects(events, buyer_limit=event.max_tickets_per_customer)
-        request = AppendRequest(
-            partition=partition,
-            stream=order_stream(order_id),
-            events=events,
-            expected_version=0,
-            meta=EventMeta(command_id=idempotency_id, actor=buyer_id),
-            idempotency_id=idempotency_id,
-            fingerprint=fingerprint,
-            counters=effects.counters,
-            schedules=effects.schedules,
-        )
-        try:
-            result = await self.store.append(request)
-        except GuardRejected as rejected:
-            raise translate_guard(rejected) from None
-        if result.duplicate and result.fingerprint != fingerprint:
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was used with a different request body."
+        for attempt in range(1, PLACE_ATTEMPTS + 1):
+            fresh = attempt > 1 or event_id not in self.events
+            event = await self.event_terms(event_id, fresh=fresh)
+            command = PlaceOrder(
+                order_id=order_id,
+                event_id=event_id,
+                buyer_id=buyer_id,
+                items=tuple(items),
+                placed_at=self.clock(),
+                hold_seconds=self.hold_seconds,
             )
-        order = order_of(result.events)
-        assert order is not None, "an append returns the events it wrote"
-        return Placement(order=order, repeated=result.duplicate)
+            try:
+                events = decide_place(command, event)
+            except DomainError:
+                if fresh:
+                    raise
+                continue
+            effects = counter_effects(events, buyer_limit=event.max_tickets_per_customer)
+            request = AppendRequest(
+                partition=partition,
+                stream=order_stream(order_id),
+                events=events,
+                expected_version=0,
+                meta=EventMeta(command_id=idempotency_id, actor=buyer_id),
+                idempotency_id=idempotency_id,
+                fingerprint=fingerprint,
+                counters=effects.counters,
+                schedules=effects.schedules,
+                stream_versions=[StreamVersion(event.stream, event.version, code=CATALOG_CHANGED)],
+            )
+            try:
+                result = await self.store.append(request)
+            except GuardRejected as rejected:
+                if rejected.code == CATALOG_CHANGED and attempt < PLACE_ATTEMPTS:
+                    continue
+                raise translate_guard(rejected) from None
+            if result.duplicate and result.fingerprint != fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used with a different request body."
+                )
+            order = order_of(result.events)
+            assert order is not None, "an append returns the events it wrote"
+            return Placement(order=order, repeated=result.duplicate)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def event_terms(self, event_id: str, *, fresh: bool) -> CatalogEvent:
+        """The catalog event, from the cache unless `fresh` (then the cache is refreshed)."""
+        if not fresh:
+            cached = self.events.get(event_id)
+            if cached is not None:
+                return cached
+        event = await self.load_event(event_id)
+        if len(self.events) >= EVENT_CACHE_SIZE:
+            # Dicts keep insertion order: dropping the oldest entry bounds the cache.
+            self.events.pop(next(iter(self.events)))
+        self.events[event_id] = event
+        return event
 
     async def claim_idempotency_key(
         self, idempotency_id: str, buyer_id: str, fingerprint: str
-    ) -> None:
-        """Tie the key to the request body before appending.
+    ) -> bool:
+        """Tie the key to the request body before appending; True when it was seen before.
 
         The append's own idempotency record lives in the event's partition, so it cannot see
         the same key used earlier for another event; this record, keyed by the buyer, can.
@@ -282,6 +321,18 @@ class OrderService:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was used with a different request body."
             )
+        return earlier is not None
+
+    async def earlier_placement(self, partition: int, idempotency_id: str) -> Placement | None:
+        """The order a repeated key placed, without deciding again (the sale may have moved
+        on since); None when the first request with the key placed nothing."""
+        stored = await self.redis.get(keys.idempotency_key(partition, idempotency_id))
+        if stored is None:
+            return None
+        result = await self.store.earlier_result(partition, earlier_result_decoder.decode(stored))
+        order = order_of(result.events)
+        assert order is not None
+        return Placement(order=order, repeated=True)
 
     async def get(self, order_id: str) -> Order:
         """The order as its stream says now (read-your-writes)."""

@@ -4,7 +4,8 @@
 -- KEYS[2]  aggregate stream         "{p<k>}:stream:<stream>"
 -- KEYS[3..] every other key the request touches, all of partition k: the idempotency
 --          record "{p<k>}:idem:<id>", counters "{p<k>}:counter:<name>", claims
---          "{p<k>}:claim:<name>" and schedules "{p<k>}:schedule:<name>". They are declared
+--          "{p<k>}:claim:<name>", schedules "{p<k>}:schedule:<name>" and other aggregate
+--          streams whose version is checked "{p<k>}:stream:<stream>". They are declared
 --          for Redis Cluster; the script derives them from the "{p<k>}:" prefix of KEYS[1]
 --          and the names in the effects.
 --
@@ -16,7 +17,8 @@
 --           "counter_changes"?: [{"name", "deltas": {field: int}, "sum_fields"?: [field],
 --                                 "ceiling_field"?, "ceiling"?, "code"}],
 --           "claims"?: [{"name", "owner", "code"}],
---           "schedules"?: [{"name", "member", "score"?}]}   (no score = remove)
+--           "schedules"?: [{"name", "member", "score"?}],   (no score = remove)
+--           "stream_versions"?: [{"stream", "version", "code"}]}   (other streams read)
 --          It is stored verbatim as field "x" of the last log entry, so a restore from the
 --          archive can replay the counters, claims, schedules and idempotency records.
 -- ARGV[4..] one stored event record (JSON) per event, in order.
@@ -24,7 +26,9 @@
 -- Checks, in order, before anything is written:
 --   1. a known idempotency id returns {"dup", <earlier result JSON>};
 --   2. a version mismatch returns {"version", <actual version>};
---   3. a claim owned by someone else, or a counter change that leaves a changed field
+--   3. another stream of "stream_versions" not at its stated version returns
+--      {"guard", <code>, <stream>};
+--   4. a claim owned by someone else, or a counter change that leaves a changed field
 --      below 0 or sum_fields above the ceiling, returns {"guard", <code>, <name>}.
 -- On success: XADD each event to the aggregate stream (entry id 0-<version>, field "e")
 -- and to the partition log (fields "s", "v", "e" and "x" on the last), then apply counter
@@ -87,6 +91,11 @@ local function set_counter(name, field, value)
 end
 
 if effects then
+  for _, read in ipairs(effects.stream_versions or {}) do
+    if redis.call('XLEN', prefix .. 'stream:' .. read.stream) ~= read.version then
+      return {'guard', read.code, read.stream}
+    end
+  end
   for _, claim in ipairs(effects.claims or {}) do
     local owner = redis.call('GET', prefix .. 'claim:' .. claim.name)
     if owner and owner ~= claim.owner then

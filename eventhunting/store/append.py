@@ -66,6 +66,21 @@ class ScheduleChange:
     score: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StreamVersion:
+    """Another aggregate stream of the partition must be at exactly `version`.
+
+    Lets a command rely on state it read (or cached) from a second stream, such as the
+    catalog event an order is priced from: if that stream moved on, the append writes
+    nothing and raises GuardRejected(code, stream), and the caller reads again.
+    """
+
+    stream: str
+    version: int
+    _: KW_ONLY
+    code: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendRequest:
     """Everything one command writes: events of one aggregate stream plus guarded side state."""
@@ -80,6 +95,7 @@ class AppendRequest:
     counters: Sequence[CounterChange | CounterSet] = ()
     claims: Sequence[Claim] = ()
     schedules: Sequence[ScheduleChange] = ()
+    stream_versions: Sequence[StreamVersion] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +140,12 @@ class ScheduleRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     score: float | None = None
 
 
+class StreamVersionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    stream: str
+    version: int
+    code: str
+
+
 class AppendEffects(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Side state of one append (ARGV[3] of append.lua, field "x" of its last log entry)."""
 
@@ -135,6 +157,8 @@ class AppendEffects(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     counter_changes: list[CounterChangeRecord] = []
     claims: list[ClaimRecord] = []
     schedules: list[ScheduleRecord] = []
+    stream_versions: list[StreamVersionRecord] = []
+    """Checks only: restore has nothing to replay for them."""
 
 
 class EarlierResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,6 +213,10 @@ def effects_of(request: AppendRequest) -> AppendEffects | None:
         schedules=[
             ScheduleRecord(name=s.name, member=s.member, score=s.score) for s in request.schedules
         ],
+        stream_versions=[
+            StreamVersionRecord(stream=v.stream, version=v.version, code=v.code)
+            for v in request.stream_versions
+        ],
     )
     return None if effects == AppendEffects() else effects
 
@@ -210,6 +238,7 @@ def keys_of(request: AppendRequest, effects: AppendEffects | None) -> list[str]:
         keys.schedule_key(partition, name)
         for name in dict.fromkeys(s.name for s in effects.schedules)
     ]
+    declared += [keys.stream_key(partition, v.stream) for v in effects.stream_versions]
     return declared
 
 

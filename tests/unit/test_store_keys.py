@@ -47,3 +47,12 @@ def test_every_key_of_a_partition_carries_its_hash_tag() -> None:
     assert all(name.startswith("{p3}:") for name in names)
     assert keys.stream_key(3, "order-1") == "{p3}:stream:order-1"
     assert keys.dead_letter_key(3, "projector") == "{p3}:projector:dead"
+
+
+def test_new_ids_in_a_partition_are_distinct_ulids() -> None:
+    from ulid import ULID
+
+    drawn = [keys.new_id_in_partition(3, 16) for _ in range(2_000)]
+    assert len(set(drawn)) == len(drawn)
+    assert all(str(ULID.from_str(identifier)) == identifier for identifier in drawn)
+    assert {keys.partition_of(identifier, 16) for identifier in drawn} == {3}

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from eventhunting.domain.catalog import CatalogEvent, inventory_counter
+from eventhunting.domain.catalog import CatalogEvent, TicketTypeChanges, inventory_counter
 from eventhunting.domain.errors import DomainError, InvalidInput
 from eventhunting.domain.orders import (
     EventNotOnSale,
@@ -312,6 +312,7 @@ async def test_a_cancelled_event_is_not_on_sale(
     orders: OrderService, catalog: CatalogService, new_event: NewEvent
 ) -> None:
     event = await new_event(TicketTypeSpec("A", 1000, 5))
+    await orders.place(buyer_id="b", event_id=event.id, items=[item(event, 0, 1)])
     await catalog.cancel_event(ORGANIZER, event.id)
     with pytest.raises(EventNotOnSale):
         await orders.place(buyer_id="b", event_id=event.id, items=[item(event, 0, 1)])
@@ -329,3 +330,43 @@ async def test_refusals_change_nothing(
         await orders.place(buyer_id="b", event_id="missing-event", items=[item(event, 0, 1)])
     assert await redis_client.dbsize() == before
     assert await inventory(store, event) == {"capacity": 5, "held": 0, "sold": 0}
+
+
+async def test_a_price_change_is_seen_by_the_next_order_at_once(
+    orders: OrderService, catalog: CatalogService, new_event: NewEvent
+) -> None:
+    event = await new_event(TicketTypeSpec("A", 1000, 5))
+    first = await orders.place(buyer_id="b", event_id=event.id, items=[item(event, 0, 1)])
+    await catalog.change_ticket_type(
+        ORGANIZER, event.id, event.ticket_types[0].id, TicketTypeChanges(price=1500)
+    )
+    second = await orders.place(buyer_id="b", event_id=event.id, items=[item(event, 0, 1)])
+    assert (first.order.total_amount, second.order.total_amount) == (1000, 1500)
+
+
+async def test_a_larger_quantity_is_sellable_at_once(
+    orders: OrderService, catalog: CatalogService, new_event: NewEvent
+) -> None:
+    event = await new_event(TicketTypeSpec("A", 1000, 1))
+    await orders.place(buyer_id="b1", event_id=event.id, items=[item(event, 0, 1)])
+    with pytest.raises(SoldOut):
+        await orders.place(buyer_id="b2", event_id=event.id, items=[item(event, 0, 1)])
+    await catalog.change_ticket_type(
+        ORGANIZER, event.id, event.ticket_types[0].id, TicketTypeChanges(quantity=2)
+    )
+    assert await orders.place(buyer_id="b2", event_id=event.id, items=[item(event, 0, 1)])
+
+
+async def test_a_repeated_key_returns_the_order_even_after_the_sale_closed(
+    orders: OrderService, catalog: CatalogService, new_event: NewEvent
+) -> None:
+    event = await new_event(TicketTypeSpec("A", 1000, 5))
+    first = await orders.place(
+        buyer_id="b", event_id=event.id, items=[item(event, 0, 1)], idempotency_key="k"
+    )
+    await catalog.cancel_event(ORGANIZER, event.id)
+    again = await orders.place(
+        buyer_id="b", event_id=event.id, items=[item(event, 0, 1)], idempotency_key="k"
+    )
+    assert again.repeated
+    assert again.order.id == first.order.id
