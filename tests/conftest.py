@@ -77,10 +77,19 @@ def repository_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def api_system(redis_url: str, mongodb_url: str) -> Iterator[RunningSystem]:
-    """The API and every worker as separate processes on the private Redis and MongoDB."""
+def system_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The running system's own Redis: tests that flush `redis_url` (every `redis_client`
+    test) must not wipe its accounts and consumer groups, and its projector must not read
+    the events other tests write there."""
+    with running_redis(tmp_path_factory.mktemp("system-redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def api_system(system_redis_url: str, mongodb_url: str) -> Iterator[RunningSystem]:
+    """The API and every worker as separate processes on a private Redis and MongoDB."""
     with running_system(
-        redis_url, mongodb_url, f"system_{uuid.uuid4().hex[:8]}", workers=SYSTEM_WORKERS
+        system_redis_url, mongodb_url, f"system_{uuid.uuid4().hex[:8]}", workers=SYSTEM_WORKERS
     ) as system:
         yield system
 
