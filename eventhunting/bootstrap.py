@@ -20,6 +20,10 @@ from eventhunting.store.append import EventStore
 
 Clock = Callable[[], datetime]
 
+# Redis connections per process; more concurrent commands queue for a free one.
+REDIS_MAX_CONNECTIONS = 128
+REDIS_POOL_TIMEOUT_SECONDS = 10.0
+
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
@@ -47,7 +51,14 @@ class Services:
 
 async def build_services(settings: Settings, *, clock: Clock = system_clock) -> Services:
     """Create clients (they connect lazily) and the services built on them."""
-    redis_client = aioredis.Redis.from_url(settings.redis.url, decode_responses=False)
+    # A burst of requests waits for a free connection instead of failing: redis-py's default
+    # pool raises "Too many connections" past 100 concurrent commands (a flash sale does that).
+    redis_pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis.url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=REDIS_POOL_TIMEOUT_SECONDS,
+    )
+    redis_client = aioredis.Redis.from_pool(redis_pool)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongodb.url, tz_aware=True, serverSelectionTimeoutMS=5_000
     )
