@@ -92,9 +92,6 @@ class ProvinceDirectory:
                 lookup.setdefault(slugify(former), province)
         self._lookup: Mapping[str, Province] = lookup
 
-    def __len__(self) -> int:
-        return len(self.by_slug)
-
     def find(self, text: str) -> Province | None:
         key = slugify(text)
         found = self._lookup.get(key)
@@ -112,9 +109,6 @@ class ProvinceDirectory:
                 code="invalid_province",
             )
         return found
-
-    def by_slug_or_none(self, slug: str) -> Province | None:
-        return self.by_slug.get(slug)
 
 
 PROVINCE_DIRECTORY = ProvinceDirectory()

@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain import catalog
 from eventhunting.domain.catalog import CatalogEvent
+from eventhunting.domain.events import registry
 from eventhunting.domain.slugs import fold
 from eventhunting.projections.base import Database, Projection
 from eventhunting.store.envelope import EventEnvelope
@@ -21,15 +22,11 @@ from eventhunting.store.keys import aggregate_id_of
 
 COLLECTION = "catalog_events"
 
+# Every event of an event stream, so an event type added to the catalog is projected too.
 CATALOG_EVENT_TYPES = frozenset(
-    {
-        "EventDrafted",
-        "EventUpdated",
-        "EventPublished",
-        "EventCancelled",
-        "TicketTypeAdded",
-        "TicketTypeChanged",
-    }
+    name
+    for name, described in registry.by_name.items()
+    if described.stream_kind == catalog.STREAM_KIND
 )
 
 MAX_PAGE_SIZE = 100
