@@ -1,0 +1,1 @@
+"""Load and throughput harnesses; not part of the test run (smoke modes are)."""

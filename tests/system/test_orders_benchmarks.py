@@ -1,0 +1,35 @@
+"""The order benchmarks still run: each in its few-second smoke mode, as CI runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.system
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["benchmarks.reserve", "--smoke", "--client", "python"],
+        ["benchmarks.flash_sale", "--smoke"],
+    ],
+    ids=["reserve", "flash_sale"],
+)
+def test_benchmark_smoke_run_succeeds(
+    repository_root: Path, tmp_path: Path, command: list[str]
+) -> None:
+    report = tmp_path / "report.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", *command, "--json", str(report)],
+        cwd=repository_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert report.stat().st_size > 0
