@@ -21,6 +21,7 @@ from eventhunting.domain.errors import DomainError, ErrorKind
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://eventhunting.dev/problems/"
+BEARER_CHALLENGE = 'Bearer realm="eventhunting"'
 
 STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.INVALID: 422,
@@ -58,12 +59,14 @@ def problem(
 def domain_error_response(_: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
     assert isinstance(error, DomainError)
     status = STATUS_BY_KIND[error.kind]
-    headers = None
+    headers: dict[str, str] = {}
     extra = dict(error.extra)
     retry_after = extra.pop("retry_after_seconds", None)
     if retry_after is not None:
-        headers = {"Retry-After": str(retry_after)}
-    return problem(status, error.code, error.title, error.detail, headers=headers, **extra)
+        headers["Retry-After"] = str(retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = BEARER_CHALLENGE
+    return problem(status, error.code, error.title, error.detail, headers=headers or None, **extra)
 
 
 # msgspec names the offending location `$.items[0].quantity`; clients want `items[0].quantity`.
@@ -112,7 +115,10 @@ def http_error_response(_: Request[Any, Any, Any], error: Exception) -> Response
         429: ("rate_limited", "Too many requests"),
     }.get(status, ("http_error", "Request failed"))
     detail = error.detail if status < 500 else "The server could not complete the request."
-    return problem(status, code, title, detail, headers=error.headers or None)
+    headers = dict(error.headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
+    return problem(status, code, title, detail, headers=headers or None)
 
 
 def unexpected_error_response(

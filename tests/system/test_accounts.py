@@ -287,6 +287,14 @@ async def test_logout_without_a_token_answers_401(http: httpx.AsyncClient) -> No
     assert_problem(response, 401, "unauthenticated")
 
 
+async def test_a_401_challenges_for_a_bearer_token(http: httpx.AsyncClient) -> None:
+    missing = await http.get("/api/v1/me")
+    forged = await http.get("/api/v1/me", headers={"Authorization": "Bearer not.a.token"})
+    for response in (missing, forged):
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
 # --- me and token tampering -------------------------------------------------------------
 
 
