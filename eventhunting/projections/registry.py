@@ -11,6 +11,7 @@ from eventhunting.projections.base import Projection
 PROJECTIONS: dict[str, str] = {
     "accounts": "eventhunting.projections.accounts:AccountsProjection",
     "catalog": "eventhunting.projections.catalog:CatalogProjection",
+    "orders": "eventhunting.projections.orders:OrdersProjection",
 }
 
 

@@ -221,6 +221,12 @@ class OrderService:
         self.partitions = store.partitions
         self.events: dict[str, CatalogEvent] = {}
 
+    def now(self) -> datetime:
+        """The clock at millisecond precision, the precision MongoDB keeps: an order reads
+        the same from its stream and from the read model."""
+        moment = self.clock()
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
     def partition_of(self, entity_id: str) -> int:
         return keys.partition_of(entity_id, self.partitions)
 
@@ -257,7 +263,7 @@ class OrderService:
                 event_id=event_id,
                 buyer_id=buyer_id,
                 items=tuple(items),
-                placed_at=self.clock(),
+                placed_at=self.now(),
                 hold_seconds=self.hold_seconds,
             )
             try:
@@ -345,7 +351,7 @@ class OrderService:
     async def cancel(self, order_id: str, *, by: str) -> Order:
         """The buyer gives up a pending order; its tickets are free again at once."""
         return await self.decide_and_append(
-            order_id, lambda order: decide_cancel(order, by=by, now=self.clock()), actor=by
+            order_id, lambda order: decide_cancel(order, by=by, now=self.now()), actor=by
         )
 
     async def expire(self, order_id: str) -> ExpiryOutcome:
@@ -361,7 +367,7 @@ class OrderService:
                 return ExpiryOutcome.MISSING
             if order.status is not OrderStatus.PENDING:
                 return ExpiryOutcome.SETTLED
-            expired = decide_expire(order, now=self.clock())
+            expired = decide_expire(order, now=self.now())
             if expired is None:
                 return ExpiryOutcome.NOT_DUE
             try:
@@ -385,7 +391,7 @@ class OrderService:
             order_id,
             lambda order: decide_payment(
                 order,
-                paid_at=paid_at or self.clock(),
+                paid_at=paid_at or self.now(),
                 amount=amount,
                 method=method,
                 payment_reference=payment_reference,

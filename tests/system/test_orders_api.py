@@ -350,3 +350,27 @@ async def test_an_idempotency_key_reused_with_another_body_is_a_conflict(
         await place(http, buyer, order_body(other, 1), key=key), 409, "idempotency_key_reused"
     )
     assert (await available(http, event), await available(http, other)) == (9, 10)
+
+
+async def test_the_buyer_lists_own_orders_by_status(
+    http: httpx.AsyncClient, organizer: SignedIn, buyer: SignedIn
+) -> None:
+    event = await new_event(http, organizer)
+    kept = (await place(http, buyer, order_body(event, 1))).json()
+    dropped = (await place(http, buyer, order_body(event, 2))).json()
+    cancelled = await http.post(f"/api/v1/orders/{dropped['id']}/cancel", headers=buyer.headers)
+    assert cancelled.status_code == 200
+    async with asyncio.timeout(15):
+        while True:
+            listed = (await http.get("/api/v1/orders", headers=buyer.headers)).json()
+            statuses = {item["id"]: item["status"] for item in listed["items"]}
+            if statuses == {kept["id"]: "pending", dropped["id"]: "cancelled"}:
+                break
+            await asyncio.sleep(0.1)
+    assert (listed["total"], listed["page"], listed["page_size"]) == (2, 1, 20)
+    detail = await http.get(f"/api/v1/orders/{dropped['id']}", headers=buyer.headers)
+    assert listed["items"][0] == detail.json()
+    only_pending = await http.get("/api/v1/orders?status=pending", headers=buyer.headers)
+    assert [item["id"] for item in only_pending.json()["items"]] == [kept["id"]]
+    bad = await http.get("/api/v1/orders?status=lost", headers=buyer.headers)
+    assert_problem(bad, 422, "invalid_input")

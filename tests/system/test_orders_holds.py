@@ -61,7 +61,7 @@ def short_hold_system(
             redis_url,
             mongodb_url,
             f"holds_{uuid.uuid4().hex[:8]}",
-            workers=("expirer",),
+            workers=("expirer", "projector"),
             overrides={"EVENTHUNTING_HOLD_SECONDS": str(HOLD_SECONDS)},
         ) as system,
     ):
@@ -117,6 +117,27 @@ async def available(http: httpx.AsyncClient, event_id: str) -> list[int]:
     return [t["available"] for t in response.json()["ticket_types"]]
 
 
+async def read_model_statuses(
+    http: httpx.AsyncClient, winners: list[tuple[Body, str]], want: str = "pending"
+) -> Counter[str]:
+    """Each winner's order as their list shows it, once the projector has caught up."""
+    async with asyncio.timeout(20):
+        while True:
+            listed = await asyncio.gather(
+                *(http.get("/api/v1/orders", headers=bearer(token)) for _, token in winners)
+            )
+            statuses: Counter[str] = Counter()
+            for (order, _), response in zip(winners, listed, strict=True):
+                items = response.json()["items"]
+                assert len(items) <= 1
+                if items:
+                    assert items[0]["id"] == order["id"]
+                    statuses[items[0]["status"]] += 1
+            if statuses[want] == len(winners):
+                return statuses
+            await asyncio.sleep(0.2)
+
+
 async def test_flash_sale_sells_each_ticket_once_and_expired_holds_come_back(
     client: httpx.AsyncClient, short_hold_system: RunningSystem, services: Services
 ) -> None:
@@ -156,6 +177,7 @@ async def test_flash_sale_sells_each_ticket_once_and_expired_holds_come_back(
         *(client.get(f"/api/v1/orders/{o['id']}", headers=bearer(t)) for o, t in winners)
     )
     assert {r.json()["status"] for r in pending} == {"pending"}
+    assert await read_model_statuses(client, winners) == {"pending": FLASH_TICKETS}
 
     deadline = max(datetime.fromisoformat(order["expires_at"]) for order, _ in winners)
     async with asyncio.timeout(HOLD_SECONDS + 15):
@@ -165,6 +187,7 @@ async def test_flash_sale_sells_each_ticket_once_and_expired_holds_come_back(
         *(client.get(f"/api/v1/orders/{o['id']}", headers=bearer(t)) for o, t in winners)
     )
     assert {r.json()["status"] for r in expired} == {"expired"}
+    assert await read_model_statuses(client, winners, want="expired") == {"expired": FLASH_TICKETS}
     latest = max(datetime.fromisoformat(r.json()["expired_at"]) for r in expired)
     assert latest - deadline <= RELEASE_WITHIN
     counters = (await services.store.read_counters(partition, [name]))[name]
