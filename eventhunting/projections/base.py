@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -31,7 +32,7 @@ PROJECTED = Counter(
 )
 
 
-class Projection:
+class Projection(ABC):
     """A read model in MongoDB, built only from events.
 
     Subclass it and set `name` (stable; it keys the checkpoints) and `collections` (every
@@ -78,12 +79,12 @@ class Projection:
     def wants(self, event: EventEnvelope) -> bool:
         return self.handles is None or event.type in self.handles
 
-    async def create_indexes(self, db: Database) -> None:
-        """Create the indexes of this projection's collections (idempotent)."""
+    async def create_indexes(self, db: Database) -> None:  # noqa: B027 - optional hook
+        """Create the indexes of this projection's collections (idempotent); none by default."""
 
+    @abstractmethod
     async def apply(self, event: EventEnvelope, db: Database, session: AsyncClientSession) -> None:
         """Fold one event into the read model, writing with `session`."""
-        raise NotImplementedError
 
 
 def checkpoint_id(projection: str, partition: int) -> str:
