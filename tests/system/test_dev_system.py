@@ -94,7 +94,7 @@ def dev_system(
                 supervisor.wait()
 
 
-def test_dev_starts_everything_restarts_a_crashed_child_and_stops_all_children(
+def test_dev_starts_everything_restarts_a_crashed_child_and_ctrl_c_stops_all(
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
@@ -116,7 +116,7 @@ def test_dev_starts_everything_restarts_a_crashed_child_and_stops_all_children(
         )
         all_pids = {**children, **process_table(data_dir)}
 
-        supervisor.send_signal(signal.SIGTERM)
+        supervisor.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert supervisor.wait(timeout=30) == 0
         assert supervisor.stdout is not None
         banner = supervisor.stdout.read()
@@ -127,14 +127,18 @@ def test_dev_starts_everything_restarts_a_crashed_child_and_stops_all_children(
     assert not (data_dir / "processes.json").exists()
 
 
-def test_dev_uses_a_configured_redis_instead_of_starting_one(
+def test_dev_uses_a_configured_redis_and_stops_cleanly_on_sigterm(
     tmp_path: Path, redis_url: str
 ) -> None:
     data_dir = tmp_path / "data"
-    with dev_system(data_dir, {"EVENTHUNTING_REDIS_URL": redis_url}) as (_, base_url):
+    with dev_system(data_dir, {"EVENTHUNTING_REDIS_URL": redis_url}) as (supervisor, base_url):
         wait_for(lambda: get_status(f"{base_url}/health/ready") == 200, 60, "/health/ready")
-        assert "redis" not in process_table(data_dir)
-        assert "api" in process_table(data_dir)
+        children = process_table(data_dir)
+        assert "redis" not in children
+        assert "api" in children
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 0
+    assert [name for name, pid in children.items() if alive(pid)] == []
 
 
 def test_dev_with_a_bad_setting_exits_with_one_line(tmp_path: Path) -> None:
