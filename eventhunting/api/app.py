@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from litestar import Litestar
 from litestar.config.app import AppConfig
@@ -13,6 +14,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ControllerRouterHandler
+from tenacity import AsyncRetrying, before_sleep_log, wait_exponential_jitter
 
 from eventhunting import __version__
 from eventhunting.api.accounts import ACCOUNT_ROUTES, create_bootstrap_admin
@@ -48,9 +50,18 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         app.state.services = built
         for hook in STARTUP_HOOKS:
             await hook(built)
+        # Orders are taken from Redis alone: MongoDB being down must not keep the API from
+        # serving, so its start-up work is retried in the background until it succeeds.
+        background = [
+            asyncio.create_task(retry_until_done(hook, built), name=f"startup:{hook.__name__}")
+            for hook in MONGODB_STARTUP_HOOKS
+        ]
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             if services is None:
                 await built.close()
 
@@ -82,6 +93,20 @@ def _without_default_logging(config: AppConfig) -> AppConfig:
     return config
 
 
-StartupHook = Any
-STARTUP_HOOKS: list[StartupHook] = [create_bootstrap_admin, create_catalog_indexes_at_startup]
-"""Coroutines `async (services) -> None` run once at start-up (indexes, bootstrap admin)."""
+logger = logging.getLogger("eventhunting.api")
+
+StartupHook = Callable[[Services], Awaitable[None]]
+STARTUP_HOOKS: list[StartupHook] = [create_bootstrap_admin]
+"""Run once before the API serves (Redis only: the store of record must be there)."""
+MONGODB_STARTUP_HOOKS: list[StartupHook] = [create_catalog_indexes_at_startup]
+"""Run in the background at start-up and retried with backoff until MongoDB answers."""
+
+
+async def retry_until_done(hook: StartupHook, services: Services) -> None:
+    async for attempt in AsyncRetrying(
+        wait=wait_exponential_jitter(initial=0.5, max=30),
+        before_sleep=before_sleep_log(logger, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            await hook(services)

@@ -107,6 +107,16 @@ def _public_detail(detail: str) -> str:
 def http_error_response(_: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
     assert isinstance(error, HTTPException)
     status = error.status_code
+    if status == 400:
+        # A body that is not JSON at all is invalid input like any other (API.md: 422).
+        message = _public_detail(error.detail)
+        return problem(
+            422,
+            "invalid_input",
+            "Invalid input",
+            "The request body could not be read.",
+            errors=[{"field": "", "message": message}],
+        )
     code, title = {
         401: ("unauthenticated", "Authentication required"),
         403: ("forbidden", "Forbidden"),
