@@ -62,7 +62,12 @@ def run_workers(arguments: argparse.Namespace) -> int:
         print(f"eventhunting: unknown worker {unknown[0]!r}; known: {known}", file=sys.stderr)
         return 2
     settings = settings_or_exit()
-    return asyncio.run(run_named_workers(settings, arguments.names))
+    metrics_address = (
+        None if arguments.metrics_port is None else (arguments.metrics_host, arguments.metrics_port)
+    )
+    return asyncio.run(
+        run_named_workers(settings, arguments.names, metrics_address=metrics_address)
+    )
 
 
 def run_dev(arguments: argparse.Namespace) -> int:
@@ -115,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run one or more background workers")
     worker.add_argument("names", nargs="+", metavar="NAME", help="archiver, projector, expirer")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (default: not served)",
+    )
+    worker.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
+    )
     worker.set_defaults(handler=run_workers)
 
     dev = commands.add_parser(

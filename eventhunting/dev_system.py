@@ -258,10 +258,18 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
         return 2
 
     system.add("api", [python, "-m", "eventhunting.cli", "api", "--port", str(port)], environment)
+    worker_metrics: list[str] = []
     for worker in sorted(WORKERS):
+        metrics_port = free_port()
+        worker_metrics.append(f"{worker} http://127.0.0.1:{metrics_port}/metrics")
         system.add(
-            f"worker-{worker}", [python, "-m", "eventhunting.cli", "worker", worker], environment
-        )
+            f"worker-{worker}",
+            [
+                python, "-m", "eventhunting.cli", "worker", worker,
+                "--metrics-port", str(metrics_port),
+            ],
+            environment,
+        )  # fmt: skip
 
     def request_stop(signum: int, _: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -279,7 +287,7 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
             f"  Health          {api_url}/health/ready",
             f"  Metrics         {api_url}/metrics",
             *(f"  {label:<15} {url}" for label, url in announcements),
-            f"  Workers         {', '.join(sorted(WORKERS)) or 'none'}",
+            *(f"  Worker metrics  {line}" for line in worker_metrics),
             f"  Data            {directory}",
             f"  Admin           {environment['EVENTHUNTING_BOOTSTRAP_ADMIN_EMAIL']}",
         ]

@@ -9,6 +9,8 @@ import signal
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from prometheus_client import start_http_server
+
 from eventhunting.bootstrap import Services, build_services
 from eventhunting.settings import Settings
 
@@ -30,8 +32,18 @@ def load_worker(name: str) -> Worker:
     return worker
 
 
-async def run_named_workers(settings: Settings, names: Sequence[str]) -> int:
-    """Run the named workers side by side; stop them all on SIGTERM/SIGINT or if one fails."""
+async def run_named_workers(
+    settings: Settings, names: Sequence[str], *, metrics_address: tuple[str, int] | None = None
+) -> int:
+    """Run the named workers side by side; stop them all on SIGTERM/SIGINT or if one fails.
+
+    With `metrics_address`, the process serves its Prometheus metrics (consumer lag, pending
+    and dead-lettered entries, expiry outcomes) at http://host:port/metrics.
+    """
+    if metrics_address is not None:
+        host, port = metrics_address
+        start_http_server(port, addr=host)
+        logger.info("worker metrics served", extra={"url": f"http://{host}:{port}/metrics"})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ def test_workers_in_compose_are_workers_the_cli_knows() -> None:
     for service in services.values():
         command = service.get("command") or []
         if command[:2] == ["eventhunting", "worker"]:
-            for worker in command[2:]:
+            names = list(itertools.takewhile(lambda word: not word.startswith("--"), command[2:]))
+            assert names, command
+            for worker in names:
                 assert worker in WORKERS, worker
 
 
