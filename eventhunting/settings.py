@@ -96,6 +96,23 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
             le=86_400,
         ),
     ] = 900
+    account_state_cache_seconds: Annotated[
+        int,
+        setting(
+            "ACCOUNT_STATE_CACHE_SECONDS",
+            "How long an API process may reuse an account's roles and disabled flag before"
+            " reading them again (0 = every request); at most the access token lifetime.",
+            ge=0,
+            le=300,
+        ),
+    ] = 5
+
+    def __post_init__(self) -> None:
+        if self.account_state_cache_seconds > self.access_token_seconds:
+            raise ValueError(
+                f"{PREFIX}ACCOUNT_STATE_CACHE_SECONDS is invalid: it must not exceed"
+                f" {PREFIX}ACCESS_TOKEN_SECONDS ({self.access_token_seconds})"
+            )
 
 
 class SalesSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,6 +255,8 @@ def load_settings(
 def describe_validation_error(message: str) -> str:
     """Turn msgspec's `... - at `$.auth.jwt_secret`` into a line naming the variable."""
     reason, _, location = message.partition(" - at `$.")
+    if reason.startswith(PREFIX):
+        return reason  # a check across settings names its variables itself
     if not location:
         missing = reason.removeprefix("Object missing required field `").rstrip("`")
         spec = find_spec(missing) if missing != reason else None

@@ -9,7 +9,7 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from eventhunting.api.auth import Principal, requires_roles, signed_in
+from eventhunting.api.auth import Principal, forget_account_state, requires_roles, signed_in
 from eventhunting.bootstrap import Services
 from eventhunting.domain.accounts import ADMIN, Account
 from eventhunting.domain.errors import InvalidInput
@@ -198,22 +198,34 @@ class AdminAccountsController(Controller):
 
     @put("/{account_id:str}/roles", summary="Set an account's roles")
     async def set_roles(
-        self, account_id: str, data: RolesUpdate, services: Services, principal: Principal
+        self,
+        account_id: str,
+        data: RolesUpdate,
+        services: Services,
+        principal: Principal,
+        request: Request[Any, Any, Any],
     ) -> AccountView:
         account = await services.accounts.set_roles(
             account_id, data.roles, actor=principal.account_id
         )
+        forget_account_state(request.app, account_id)
         return AccountView.of(account)
 
     @put("/{account_id:str}/disabled", summary="Disable or enable an account")
     async def set_disabled(
-        self, account_id: str, data: DisabledUpdate, services: Services, principal: Principal
+        self,
+        account_id: str,
+        data: DisabledUpdate,
+        services: Services,
+        principal: Principal,
+        request: Request[Any, Any, Any],
     ) -> AccountView:
         if data.disabled and account_id == principal.account_id:
             raise InvalidInput("Admins cannot disable their own account.", field="disabled")
         account = await services.accounts.set_disabled(
             account_id, data.disabled, reason=data.reason, actor=principal.account_id
         )
+        forget_account_state(request.app, account_id)
         return AccountView.of(account)
 
 
@@ -226,10 +238,16 @@ class EventStaffController(Controller):
 
     @put("/{account_id:str}", summary="Let an account check tickets in at this event")
     async def grant(
-        self, event_id: str, account_id: str, services: Services, principal: Principal
+        self,
+        event_id: str,
+        account_id: str,
+        services: Services,
+        principal: Principal,
+        request: Request[Any, Any, Any],
     ) -> StaffGrantView:
         await ensure_manages_event(services, principal, event_id)
         await services.accounts.set_staff(account_id, event_id, True, actor=principal.account_id)
+        forget_account_state(request.app, account_id)
         return StaffGrantView(event_id=event_id, account_id=account_id, staff=True)
 
     @delete(
@@ -238,10 +256,16 @@ class EventStaffController(Controller):
         summary="Stop an account checking tickets in at this event",
     )
     async def revoke(
-        self, event_id: str, account_id: str, services: Services, principal: Principal
+        self,
+        event_id: str,
+        account_id: str,
+        services: Services,
+        principal: Principal,
+        request: Request[Any, Any, Any],
     ) -> None:
         await ensure_manages_event(services, principal, event_id)
         await services.accounts.set_staff(account_id, event_id, False, actor=principal.account_id)
+        forget_account_state(request.app, account_id)
 
 
 async def ensure_manages_event(services: Services, principal: Principal, event_id: str) -> None:

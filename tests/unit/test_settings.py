@@ -102,6 +102,22 @@ def test_api_command_with_bad_settings_prints_one_line_and_exits_2(tmp_path: Pat
     ]
 
 
+def test_account_state_cache_longer_than_the_access_token_lifetime_is_refused() -> None:
+    environment = {
+        **VALID,
+        "EVENTHUNTING_ACCESS_TOKEN_SECONDS": "60",
+        "EVENTHUNTING_ACCOUNT_STATE_CACHE_SECONDS": "61",
+    }
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environment, dotenv=None)
+    assert str(raised.value).startswith("EVENTHUNTING_ACCOUNT_STATE_CACHE_SECONDS is invalid")
+    assert "EVENTHUNTING_ACCESS_TOKEN_SECONDS" in str(raised.value)
+
+
+def test_account_state_cache_defaults_to_a_few_seconds() -> None:
+    assert load_settings(VALID, dotenv=None).auth.account_state_cache_seconds == 5
+
+
 def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     missing = [spec.env for spec in field_specs() if f"`{spec.env}`" not in readme]
