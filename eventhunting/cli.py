@@ -37,11 +37,13 @@ def settings_or_exit() -> Settings:
 def run_api(arguments: argparse.Namespace) -> int:
     import uvicorn
 
-    from eventhunting.api.app import create_app
+    from eventhunting.api.app import create_app, freeze_startup_heap
 
     settings = settings_or_exit()
+    app = create_app(settings)
+    freeze_startup_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=arguments.host,
         port=arguments.port,
         log_config=None,

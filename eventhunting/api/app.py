@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -86,6 +87,24 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
     )
     declare_security(app)
     return app
+
+
+YOUNG_GENERATION_THRESHOLD = 7_000
+"""Allocations between collections of the youngest generation (CPython's default is 700)."""
+
+
+def freeze_startup_heap() -> None:
+    """Keep the cyclic garbage collector off what start-up built, before serving.
+
+    Modules, the app and its routes (~70,000 objects) live as long as the process; left in
+    the oldest generation, every full collection scanned them again (~35 ms each under load,
+    a stall for every request in flight). Frozen, they are never scanned; young objects are
+    collected ten times less often, which a request-per-millisecond server can afford.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
 def _without_default_logging(config: AppConfig) -> AppConfig:
