@@ -7,14 +7,20 @@ import sys
 import time
 
 import httpx
+import redis
 
 from tests.support.servers import free_port, wait_for_port
 from tests.support.system import stop_process, system_environment
 
+# A Redis database of its own: other tests leave consumer groups with pending entries behind.
+WORKER_METRICS_DATABASE = 7
+
 
 def test_worker_serves_lag_and_pending_per_partition(redis_url: str, mongodb_url: str) -> None:
+    own_database = redis_url.rsplit("/", 1)[0] + f"/{WORKER_METRICS_DATABASE}"
+    redis.Redis.from_url(own_database).flushdb()
     port = free_port()
-    environment = system_environment(redis_url, mongodb_url, "worker_metrics")
+    environment = system_environment(own_database, mongodb_url, "worker_metrics")
     worker = subprocess.Popen(
         [
             sys.executable, "-m", "eventhunting.cli", "worker", "projector", "archiver",
