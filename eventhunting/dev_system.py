@@ -274,7 +274,10 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
     def request_stop(signum: int, _: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too: a shell starting us in the background leaves it ignored, yet Ctrl-C
+    # (or `kill -INT`) must still stop everything.
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     api_url = f"http://127.0.0.1:{port}"
     try:
         system.start_all()

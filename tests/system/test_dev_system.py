@@ -78,6 +78,8 @@ def dev_system(
             str(data_dir),
         ],
         env=environment,
+        # As a shell starts a background job: SIGINT ignored. Ctrl-C must still stop it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
