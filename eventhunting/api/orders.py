@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
-from eventhunting.api.auth import Principal, principal_of, signed_in
+from eventhunting.api.auth import Principal, guarded_post, principal_of, signed_in
 from eventhunting.bootstrap import Services
 from eventhunting.domain.catalog import EventNotFound
 from eventhunting.domain.orders import Order, OrderNotFound, OrderStatus, RequestedItem
@@ -119,7 +119,7 @@ class OrderController(Controller):
     tags = ["orders"]
     guards = [signed_in]
 
-    @post(
+    @guarded_post(
         "",
         summary="Hold tickets of one event",
         description=(
