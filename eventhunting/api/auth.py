@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from copy import copy
 from typing import Any, cast
 
 import msgspec
-from litestar import Litestar, Request, post
+from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
@@ -59,7 +58,6 @@ __all__ = [
     "authenticate",
     "declare_security",
     "forget_account_state",
-    "guarded_post",
     "principal_of",
     "requires_roles",
     "signed_in",
@@ -240,20 +238,6 @@ class RoleGuard:
 
 signed_in = RoleGuard()
 """Guard: any signed-in account (every account has the `customer` role)."""
-
-
-class guarded_post(post):  # noqa: N801 -- used as a decorator, like Litestar's `post`
-    """Litestar's `post` for a hot route: its RoleGuards are handed the route handler itself.
-
-    Litestar gives every guard call a `copy()` of the handler (~8 µs) so that a guard cannot
-    change it; a RoleGuard never looks at the handler, so it gets the handler as is. Any
-    other guard still gets its own copy. Guards, their order and the OpenAPI document are
-    those of `post`.
-    """
-
-    async def authorize_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-        for guard in self.resolve_guards():
-            await guard(connection, self if isinstance(guard, RoleGuard) else copy(self))  # type: ignore[misc]
 
 
 def requires_roles(*roles: str) -> RoleGuard:

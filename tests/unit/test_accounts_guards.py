@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from litestar import Litestar
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
-from litestar.testing import TestClient
 
-from eventhunting.api.auth import Principal, RoleGuard, guarded_post, requires_roles, signed_in
+from eventhunting.api.auth import Principal, requires_roles, signed_in
 from eventhunting.services.passwords import Passwords
 
 
@@ -51,33 +45,6 @@ def test_requires_roles_refuses_unknown_roles_and_empty_lists() -> None:
 def test_guards_expose_the_roles_they_require() -> None:
     assert requires_roles("organizer", "admin").roles == ("admin", "organizer")
     assert signed_in.roles == ()
-
-
-def test_guarded_post_hands_role_guards_the_handler_itself_and_other_guards_a_copy() -> None:
-    handed: list[BaseRouteHandler] = []
-
-    class RecordingRoleGuard(RoleGuard):
-        async def __call__(
-            self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-        ) -> None:
-            handed.append(handler)
-
-    async def other_guard(
-        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-    ) -> None:
-        handed.append(handler)
-
-    @guarded_post("/", guards=[RecordingRoleGuard(), other_guard], status_code=204)
-    async def create() -> None:
-        return None
-
-    app = Litestar(route_handlers=[create])
-    with TestClient(app) as client:
-        assert client.post("/").status_code == 204
-    registered = app.route_handler_method_map["/"]["POST"]
-    assert handed[0] is registered
-    assert handed[1] is not registered
-    assert type(handed[1]) is type(registered)
 
 
 async def test_password_hashes_are_argon2id_and_verify_only_the_right_password() -> None:
