@@ -1,1 +1,1 @@
-"""payments package."""
+"""Payment gateway adapters (VNPAY): signing, pay URLs, callbacks, querydr and refund."""
