@@ -11,9 +11,9 @@ from eventhunting.payments.vnpay_signing import (
     pipe_joined_signature_is_valid,
     query_signature_is_valid,
     sign_query,
+    signatures_match,
     signed_query_data,
     signed_query_string,
-    signatures_match,
 )
 
 KNOWN_ANSWER_SECRET = "KNOWNANSWER0123456789ABCDEFGHIJK"
@@ -63,9 +63,7 @@ def test_known_answer_is_lowercase_hex_of_hmac_sha512() -> None:
     assert len(KNOWN_ANSWER_HASH) == 128
 
 
-def test_parameters_not_starting_with_vnp_empty_values_and_the_hash_fields_are_not_signed() -> (
-    None
-):
+def test_parameters_not_starting_with_vnp_empty_values_and_the_hash_fields_are_not_signed() -> None:
     parameters = {
         **official_parameters(),
         "order": "42",
@@ -115,9 +113,7 @@ def test_a_tampered_value_fails_verification() -> None:
     assert not query_signature_is_valid(tampered, KNOWN_ANSWER_SECRET)
 
 
-def test_an_added_vnp_parameter_fails_verification_but_an_added_other_parameter_does_not() -> (
-    None
-):
+def test_an_added_vnp_parameter_fails_verification_but_an_added_other_parameter_does_not() -> None:
     signed = {**official_parameters(), "vnp_SecureHash": KNOWN_ANSWER_HASH}
 
     assert not query_signature_is_valid({**signed, "vnp_BankCode": "NCB"}, KNOWN_ANSWER_SECRET)
