@@ -787,7 +787,7 @@ async def aggregate(ctx: CommandContext) -> dict[str, Any]:
         other = ctx.state.store.collection(ctx.database, foreign)
         return [d for _, d in snapshots.visible_documents(other, ctx.transaction)]
 
-    results = matching.run_pipeline(documents, stages, resolve)
+    results = matching.run_pipeline(documents, stages, ctx.database, resolve)
     return _cursor_reply(ctx, f"{ctx.database}.{name}", results, first=True)
 
 

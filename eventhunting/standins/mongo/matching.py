@@ -314,9 +314,11 @@ class _ForeignCollection:
 
 
 class _PipelineDatabase:
-    """What mongomock's $lookup and $unionWith need of a database: other collections' documents."""
+    """What mongomock's stages need of a database: a name, and other collections' documents."""
 
-    def __init__(self, resolve: Callable[[str], Iterable[Document]]) -> None:
+    def __init__(self, name: str, resolve: Callable[[str], Iterable[Document]]) -> None:
+        # Stages at any position may read it: $match (past the first stage) records it.
+        self.name = name
         self._resolve = resolve
 
     def get_collection(self, name: str, *args: Any, **kwargs: Any) -> _ForeignCollection:
@@ -331,6 +333,7 @@ UNSUPPORTED_STAGES = frozenset({"$out", "$merge", "$geoNear", "$graphLookup", "$
 def run_pipeline(
     documents: Iterable[Document],
     pipeline: list[Document],
+    database: str,
     resolve: Callable[[str], Iterable[Document]],
 ) -> list[Document]:
     for stage in pipeline:
@@ -347,7 +350,7 @@ def run_pipeline(
         return [
             _plain(d)
             for d in _process_pipeline(
-                [clone(d) for d in documents], _PipelineDatabase(resolve), pipeline, None
+                [clone(d) for d in documents], _PipelineDatabase(database, resolve), pipeline, None
             )
         ]
     except Exception as error:
