@@ -73,7 +73,8 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
         int,
         setting(
             "LOGIN_FAILURES_PER_ACCOUNT",
-            "Failed logins per email within the window before 429.",
+            "Failed logins for one email from one client address within the window before"
+            " 429 (failures from other addresses do not count).",
             ge=1,
             le=10_000,
         ),
@@ -82,11 +83,22 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
         int,
         setting(
             "LOGIN_FAILURES_PER_ADDRESS",
-            "Failed logins per client address within the window before 429.",
+            "Failed logins from one client address, across emails, within the window before"
+            " 429 (bounds the password-hashing work one address can cause).",
             ge=1,
             le=100_000,
         ),
     ] = 20
+    login_failures_before_slowdown: Annotated[
+        int,
+        setting(
+            "LOGIN_FAILURES_BEFORE_SLOWDOWN",
+            "Failed logins for one email from all addresses within the window after which"
+            " that email gets one attempt per window/this many seconds (429 in between).",
+            ge=1,
+            le=100_000,
+        ),
+    ] = 50
     login_failure_window_seconds: Annotated[
         int,
         setting(

@@ -226,16 +226,17 @@ class AccountService:
             normalised = domain.normalise_email(email)
         except InvalidInput:
             normalised = email.strip().lower()
-        await self.throttle.check(normalised, client_address)
+        # The slot is taken before the costly verification, so concurrent guesses cannot
+        # all get past the limit; a wrong password (or an error) keeps it.
+        await self.throttle.reserve(normalised, client_address)
         account = await self.find_by_email(normalised)
         # An unknown email still spends one hash verification: timing tells nothing.
         matches = await self.passwords.verify(
             account.password_hash if account is not None else None, password
         )
         if account is None or not matches:
-            await self.throttle.record_failure(normalised, client_address)
             raise InvalidCredentials("The email or password is incorrect.")
-        await self.throttle.record_success(normalised)
+        await self.throttle.give_back(normalised, client_address)
         if account.disabled:
             raise DisabledAccount("This account is disabled.")
         return await self.issue_tokens(account)
@@ -383,6 +384,7 @@ def build_account_service(
             redis,
             per_account=auth.login_failures_per_account,
             per_address=auth.login_failures_per_address,
+            slowdown_after=auth.login_failures_before_slowdown,
             window_seconds=auth.login_failure_window_seconds,
         ),
         partitions=settings.sales.partitions,

@@ -1,27 +1,58 @@
-"""Failed-login counters in Redis per account email and per client address (429 past a limit)."""
+"""Sign-in attempt slots in Redis, taken before a password is verified (429 past a limit)."""
 
 from __future__ import annotations
 
 import hashlib
+import math
+from importlib import resources
 
 import redis.asyncio as aioredis
 
 from eventhunting.domain.accounts import TooManyAttempts
 
+RESERVE_SCRIPT = resources.files("eventhunting.services").joinpath("login_reserve.lua").read_text()
+RELEASE_SCRIPT = resources.files("eventhunting.services").joinpath("login_release.lua").read_text()
+
+
+def email_tag(normalised_email: str) -> str:
+    # Hashed so Redis keys do not list people's email addresses; the braces keep every key
+    # of one email in one Redis Cluster slot, so one script can check them together.
+    return "{" + hashlib.sha256(normalised_email.encode()).hexdigest()[:32] + "}"
+
+
+def account_address_key(normalised_email: str, address: str) -> str:
+    """Attempts for one email from one client address: the lock."""
+    return f"login-failures:{email_tag(normalised_email)}:address:{address}"
+
 
 def account_key(normalised_email: str) -> str:
-    # Hashed so Redis keys do not list people's email addresses.
-    digest = hashlib.sha256(normalised_email.encode()).hexdigest()[:32]
-    return f"login-failures:account:{digest}"
+    """Attempts for one email from every address: past the ceiling, attempts are spaced."""
+    return f"login-failures:{email_tag(normalised_email)}:account"
+
+
+def spacing_key(normalised_email: str) -> str:
+    """Present while the next spaced attempt for one email must wait."""
+    return f"login-failures:{email_tag(normalised_email)}:spacing"
 
 
 def address_key(address: str) -> str:
-    return f"login-failures:address:{address}"
+    """Attempts from one client address, across emails: bounds its password-hashing work."""
+    return f"login-failures:address:{{{address}}}"
 
 
 class LoginThrottle:
-    """Fixed windows: the first failure starts the window, the limit closes the door until
-    the window ends (the Retry-After)."""
+    """Fixed windows of attempt slots. An attempt takes a slot from its address, then from
+    its email-and-address pair and its email before the password is checked; a failure
+    keeps the slots, a success gives them back. The first slot starts a counter's window.
+
+    - `per_account`: attempts for one email from one address within the window; at the
+      limit that pair waits out the window. Failures elsewhere never lock an owner out.
+    - `per_address`: attempts from one address across emails; bounds the argon2 work one
+      address can cause.
+    - `slowdown_after`: attempts for one email from every address; past it, the email gets
+      one attempt per `spacing_seconds` (others wait), so a spread-out guesser is slowed
+      and the owner still gets in once the spacing allows.
+    """
 
     def __init__(
         self,
@@ -29,40 +60,61 @@ class LoginThrottle:
         *,
         per_account: int,
         per_address: int,
-        window_seconds: int,
+        slowdown_after: int,
+        window_seconds: float,
+        spacing_seconds: float | None = None,
     ) -> None:
         self.redis = redis
         self.per_account = per_account
         self.per_address = per_address
-        self.window_seconds = window_seconds
+        self.slowdown_after = slowdown_after
+        self.window_ms = max(1, round(window_seconds * 1000))
+        # By default, past the ceiling an email gets about as many attempts again per window.
+        spacing = window_seconds / slowdown_after if spacing_seconds is None else spacing_seconds
+        self.spacing_ms = max(1, round(spacing * 1000))
+        self.reserve_script = redis.register_script(RESERVE_SCRIPT)
+        self.release_script = redis.register_script(RELEASE_SCRIPT)
 
-    async def check(self, normalised_email: str, address: str) -> None:
-        """Raise TooManyAttempts when either counter is at its limit."""
-        keys = (account_key(normalised_email), address_key(address))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(key)
-                pipe.ttl(key)
-            account_count, account_ttl, address_count, address_ttl = await pipe.execute()
-        waits: list[int] = []
-        if account_count is not None and int(account_count) >= self.per_account:
-            waits.append(int(account_ttl))
-        if address_count is not None and int(address_count) >= self.per_address:
-            waits.append(int(address_ttl))
-        if waits:
-            retry_after = max(1, *waits)
-            raise TooManyAttempts(
-                f"Too many failed sign-in attempts; try again in {retry_after} seconds.",
-                retry_after_seconds=retry_after,
+    async def reserve(self, normalised_email: str, address: str) -> None:
+        """Take an attempt slot, or raise TooManyAttempts with the seconds to wait."""
+        # Address first: it bounds the work of one address, whatever emails it tries.
+        wait_ms = int(
+            await self.reserve_script(
+                keys=[address_key(address)], args=[self.window_ms, self.per_address]
             )
+        )
+        if wait_ms:
+            raise too_many_attempts(wait_ms)
+        wait_ms = int(
+            await self.reserve_script(
+                keys=[
+                    account_address_key(normalised_email, address),
+                    account_key(normalised_email),
+                    spacing_key(normalised_email),
+                ],
+                args=[self.window_ms, self.per_account, self.slowdown_after, self.spacing_ms],
+            )
+        )
+        if wait_ms:
+            await self.release_script(keys=[address_key(address)], args=["return"])
+            raise too_many_attempts(wait_ms)
 
-    async def record_failure(self, normalised_email: str, address: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for key in (account_key(normalised_email), address_key(address)):
-                # Starts the window with the first failure; later failures do not extend it.
-                pipe.set(key, 0, ex=self.window_seconds, nx=True)
-                pipe.incr(key)
+    async def give_back(self, normalised_email: str, address: str) -> None:
+        """After a correct password: forgive this address's failures for the email and
+        return the attempt's slots."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            account_keys = [
+                account_address_key(normalised_email, address),
+                account_key(normalised_email),
+            ]
+            await self.release_script(keys=account_keys, args=["clear", "return"], client=pipe)
+            await self.release_script(keys=[address_key(address)], args=["return"], client=pipe)
             await pipe.execute()
 
-    async def record_success(self, normalised_email: str) -> None:
-        await self.redis.delete(account_key(normalised_email))
+
+def too_many_attempts(wait_ms: int) -> TooManyAttempts:
+    retry_after = max(1, math.ceil(wait_ms / 1000))
+    return TooManyAttempts(
+        f"Too many sign-in attempts; try again in {retry_after} seconds.",
+        retry_after_seconds=retry_after,
+    )

@@ -172,17 +172,34 @@ async def test_wrong_password_and_unknown_email_answer_the_same_401(
     )
 
 
-async def test_repeated_failed_logins_for_one_account_answer_429_with_retry_after(
+async def test_repeated_failed_logins_for_one_account_from_one_address_answer_429(
     http: httpx.AsyncClient,
 ) -> None:
     email = unique_email()
     await register(http, email=email)
+    address = client_address()
     for _ in range(5):
-        assert (await login_response(http, email, "wrong password")).status_code == 401
-    # Even the right password from a fresh address waits out the window.
-    response = await login_response(http, email, DEFAULT_PASSWORD)
+        assert (await login_response(http, email, "wrong password", address)).status_code == 401
+    # Even the right password from that address waits out the window...
+    response = await login_response(http, email, DEFAULT_PASSWORD, address)
     assert_problem(response, 429, "too_many_attempts")
     assert 0 < int(response.headers["Retry-After"]) <= 900
+    # ...while the owner elsewhere is not locked out by those failures.
+    assert (await login_response(http, email, DEFAULT_PASSWORD)).status_code == 200
+
+
+async def test_concurrent_wrong_guesses_answer_401_at_most_the_limit(
+    http: httpx.AsyncClient,
+) -> None:
+    email = unique_email()
+    await register(http, email=email)
+    address = client_address()
+    responses = await asyncio.gather(
+        *(login_response(http, email, "wrong password", address) for _ in range(40))
+    )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [401] * 5 + [429] * 35
+    assert (await login_response(http, email, DEFAULT_PASSWORD)).status_code == 200
 
 
 async def test_repeated_failed_logins_from_one_address_answer_429(

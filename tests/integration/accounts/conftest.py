@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ ACCESS_SECONDS = 300
 REFRESH_SECONDS = 3600
 FAILURES_PER_ACCOUNT = 3
 FAILURES_PER_ADDRESS = 5
+FAILURES_BEFORE_SLOWDOWN = 8
 FAILURE_WINDOW_SECONDS = 600
 
 
@@ -69,24 +71,37 @@ def throttle(redis_client: aioredis.Redis) -> LoginThrottle:
         redis_client,
         per_account=FAILURES_PER_ACCOUNT,
         per_address=FAILURES_PER_ADDRESS,
+        slowdown_after=FAILURES_BEFORE_SLOWDOWN,
         window_seconds=FAILURE_WINDOW_SECONDS,
     )
 
 
+AccountServiceWith = Callable[[LoginThrottle], AccountService]
+
+
 @pytest.fixture
-def accounts(
+def accounts_with(
     redis_client: aioredis.Redis,
     clock: ManualClock,
     passwords: CountingPasswords,
     refresh_tokens: RefreshTokens,
-    throttle: LoginThrottle,
-) -> AccountService:
-    return AccountService(
-        store=EventStore(redis_client, PARTITIONS, clock=clock),
-        redis=redis_client,
-        passwords=passwords,
-        access_tokens=AccessTokens(JWT_SECRET, ACCESS_SECONDS, clock=clock),
-        refresh_tokens=refresh_tokens,
-        throttle=throttle,
-        partitions=PARTITIONS,
-    )
+) -> AccountServiceWith:
+    """Build the account service around a throttle of the test's own limits."""
+
+    def build(throttle: LoginThrottle) -> AccountService:
+        return AccountService(
+            store=EventStore(redis_client, PARTITIONS, clock=clock),
+            redis=redis_client,
+            passwords=passwords,
+            access_tokens=AccessTokens(JWT_SECRET, ACCESS_SECONDS, clock=clock),
+            refresh_tokens=refresh_tokens,
+            throttle=throttle,
+            partitions=PARTITIONS,
+        )
+
+    return build
+
+
+@pytest.fixture
+def accounts(accounts_with: AccountServiceWith, throttle: LoginThrottle) -> AccountService:
+    return accounts_with(throttle)

@@ -19,6 +19,7 @@ from eventhunting.services.accounts import AccountService, IdempotencyKeyReused,
 from eventhunting.store import keys
 from eventhunting.tokens.access import InvalidAccessToken
 from tests.integration.accounts.conftest import (
+    FAILURES_BEFORE_SLOWDOWN,
     FAILURES_PER_ACCOUNT,
     FAILURES_PER_ADDRESS,
     CountingPasswords,
@@ -118,18 +119,38 @@ async def test_unknown_email_and_wrong_password_fail_alike_and_both_verify_a_has
     assert (unknown.value.code, unknown.value.detail) == (wrong.value.code, wrong.value.detail)
 
 
-async def test_repeated_failures_for_one_account_are_throttled_with_retry_after(
+async def test_repeated_failures_for_one_account_from_one_address_are_throttled_with_retry_after(
     accounts: AccountService,
 ) -> None:
     account = await accounts.register(email=email(), password=PASSWORD, full_name="A")
-    for attempt in range(FAILURES_PER_ACCOUNT):
+    for _ in range(FAILURES_PER_ACCOUNT):
         with pytest.raises(InvalidCredentials):
             await accounts.login(
-                email=account.email, password="wrong pass", client_address=f"10.1.0.{attempt}"
+                email=account.email, password="wrong pass", client_address="10.1.0.1"
             )
     with pytest.raises(TooManyAttempts) as raised:
-        await accounts.login(email=account.email, password=PASSWORD, client_address="10.1.1.1")
+        await accounts.login(email=account.email, password=PASSWORD, client_address="10.1.0.1")
     assert 0 < raised.value.retry_after_seconds <= 600
+
+
+async def test_failures_from_other_addresses_do_not_lock_the_owner_out(
+    accounts: AccountService,
+) -> None:
+    account = await accounts.register(email=email(), password=PASSWORD, full_name="A")
+    # Two addresses, each at its lock, stay below the account's slow-down ceiling.
+    assert 2 * FAILURES_PER_ACCOUNT < FAILURES_BEFORE_SLOWDOWN
+    for attacker in range(2):
+        for _ in range(FAILURES_PER_ACCOUNT):
+            with pytest.raises(InvalidCredentials):
+                await accounts.login(
+                    email=account.email, password="wrong pass", client_address=f"10.1.2.{attacker}"
+                )
+        with pytest.raises(TooManyAttempts):
+            await accounts.login(
+                email=account.email, password="wrong pass", client_address=f"10.1.2.{attacker}"
+            )
+    pair = await accounts.login(email=account.email, password=PASSWORD, client_address="10.1.3.1")
+    assert pair.access_token
 
 
 async def test_throttled_login_spends_no_hash_verification(
@@ -141,7 +162,7 @@ async def test_throttled_login_spends_no_hash_verification(
             await accounts.login(email=address, password="wrong pass", client_address="10.2.0.1")
     before = passwords.verifications
     with pytest.raises(TooManyAttempts):
-        await accounts.login(email=address, password="wrong pass", client_address="10.2.0.9")
+        await accounts.login(email=address, password="wrong pass", client_address="10.2.0.1")
     assert passwords.verifications == before
 
 
@@ -158,7 +179,9 @@ async def test_repeated_failures_from_one_address_are_throttled_across_emails(
     await accounts.login(email=account.email, password=PASSWORD, client_address="10.3.0.2")
 
 
-async def test_successful_login_clears_the_accounts_failures(accounts: AccountService) -> None:
+async def test_successful_login_forgives_its_addresses_failures_for_the_account(
+    accounts: AccountService,
+) -> None:
     account = await accounts.register(email=email(), password=PASSWORD, full_name="A")
     for _ in range(2):
         for _ in range(FAILURES_PER_ACCOUNT - 1):
@@ -166,7 +189,7 @@ async def test_successful_login_clears_the_accounts_failures(accounts: AccountSe
                 await accounts.login(
                     email=account.email, password="wrong pass", client_address="10.4.0.1"
                 )
-        await accounts.login(email=account.email, password=PASSWORD, client_address="10.4.0.2")
+        await accounts.login(email=account.email, password=PASSWORD, client_address="10.4.0.1")
 
 
 async def test_role_change_shows_in_the_next_access_check_with_the_same_token(
