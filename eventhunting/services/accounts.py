@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -73,8 +74,21 @@ def idempotency_id_of(command: str, key: str) -> str:
     return f"{command}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
-def fingerprint_of(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+def registration_fingerprint_key(jwt_secret: str) -> bytes:
+    """The key of registration fingerprints, derived from the server secret for this use only."""
+    return hmac.new(
+        jwt_secret.encode(), b"eventhunting registration fingerprint", hashlib.sha256
+    ).digest()
+
+
+def registration_fingerprint(
+    key: bytes, *, email: str, full_name: str, roles: Sequence[str], password: str
+) -> str:
+    """HMAC-SHA256 of the whole registration, password included. It is stored with the
+    idempotency record and archived, so it is keyed: without the server secret it cannot be
+    used to test guesses of the password; with it, it only tells "same body or not"."""
+    canonical = msgspec.json.encode([email, full_name, sorted(roles), password])
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
 class AccountService:
@@ -90,6 +104,7 @@ class AccountService:
         refresh_tokens: RefreshTokens,
         throttle: LoginThrottle,
         partitions: int,
+        fingerprint_key: bytes,
     ) -> None:
         self.store = store
         self.redis = redis
@@ -98,6 +113,7 @@ class AccountService:
         self.refresh_tokens = refresh_tokens
         self.throttle = throttle
         self.partitions = partitions
+        self.fingerprint_key = fingerprint_key
 
     # --- reading ------------------------------------------------------------------------
 
@@ -139,6 +155,12 @@ class AccountService:
         """Create an account; exactly one of concurrent registrations of one email wins."""
         normalised = self.validate_registration(email, password)
         name = domain.clean_full_name(full_name)
+        fingerprint = registration_fingerprint(
+            self.fingerprint_key, email=normalised, full_name=name, roles=roles, password=password
+        )
+        idempotency_id = idempotency_id_of("register", idempotency_key) if idempotency_key else None
+        if idempotency_id is not None:
+            await self.claim_registration_key(idempotency_id, fingerprint)
         partition = keys.partition_of(normalised, self.partitions)
         # The account id lives in the email's partition, so the claim and the stream share
         # one slot and the append can check both atomically.
@@ -152,7 +174,6 @@ class AccountService:
         )
         created = domain.fold(events)
         assert created is not None
-        fingerprint = fingerprint_of(normalised, name, *sorted(roles))
         request = AppendRequest(
             partition=partition,
             stream=domain.stream_of(account_id),
@@ -161,9 +182,7 @@ class AccountService:
             meta=EventMeta(actor=actor or account_id),
             claims=[Claim(domain.email_claim(normalised), owner=account_id, code=EmailTaken.code)],
             counters=[CounterSet(flags_counter(account_id), domain.access_flags(created))],
-            idempotency_id=(
-                idempotency_id_of("register", idempotency_key) if idempotency_key else None
-            ),
+            idempotency_id=idempotency_id,
             fingerprint=fingerprint,
         )
         try:
@@ -173,12 +192,30 @@ class AccountService:
                 raise EmailTaken("An account with this email already exists.") from None
             raise
         if result.duplicate:
-            if result.fingerprint != fingerprint:
+            if not hmac.compare_digest(result.fingerprint or "", fingerprint):
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was used for a different registration."
                 )
             return await self.get(keys.aggregate_id_of(result.stream))
         return created
+
+    async def claim_registration_key(self, idempotency_id: str, fingerprint: str) -> None:
+        """Tie an Idempotency-Key to its registration body before appending.
+
+        The append's own idempotency record lives in the email's partition, so it cannot see
+        the same key used earlier with another email; this record, in the key's partition,
+        can. IdempotencyKeyReused when the key came with another body before.
+        """
+        record = keys.idempotency_key(
+            keys.partition_of(idempotency_id, self.partitions), f"body:{idempotency_id}"
+        )
+        earlier = await self.redis.set(record, fingerprint, nx=True, get=True)
+        if isinstance(earlier, bytes | str) and not hmac.compare_digest(
+            _text(earlier), fingerprint
+        ):
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was used for a different registration."
+            )
 
     def validate_registration(self, email: str, password: str) -> str:
         """The normalised email; InvalidInput naming every bad field otherwise."""
@@ -388,4 +425,5 @@ def build_account_service(
             window_seconds=auth.login_failure_window_seconds,
         ),
         partitions=settings.sales.partitions,
+        fingerprint_key=registration_fingerprint_key(auth.jwt_secret),
     )

@@ -144,6 +144,26 @@ async def test_register_with_an_idempotency_key_answers_the_first_result_again(
     assert again.json() == first.json()
 
 
+@pytest.mark.parametrize("changed", ["password", "email"])
+async def test_register_with_a_reused_idempotency_key_and_another_body_answers_409(
+    http: httpx.AsyncClient, changed: str
+) -> None:
+    body = {"email": unique_email(), "password": DEFAULT_PASSWORD, "full_name": "Idem"}
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    first = await http.post("/api/v1/auth/register", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    other = {
+        **body,
+        changed: {"password": "another fine password", "email": unique_email()}[changed],
+    }
+    again = await http.post("/api/v1/auth/register", json=other, headers=headers)
+    assert_problem(again, 409, "idempotency_key_reused")
+    assert first.json()["id"] not in again.text
+    if changed == "email":
+        # Nothing was created for the other email.
+        await register(http, email=other["email"])
+
+
 # --- login ------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from eventhunting.services.accounts import AccountService
+from eventhunting.services.accounts import AccountService, registration_fingerprint_key
 from eventhunting.services.login_throttle import LoginThrottle
 from eventhunting.services.passwords import Passwords
 from eventhunting.store.append import EventStore
@@ -97,6 +97,7 @@ def accounts_with(
             refresh_tokens=refresh_tokens,
             throttle=throttle,
             partitions=PARTITIONS,
+            fingerprint_key=registration_fingerprint_key(JWT_SECRET),
         )
 
     return build

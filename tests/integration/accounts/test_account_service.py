@@ -87,6 +87,55 @@ async def test_idempotency_key_with_a_different_body_is_a_conflict(
         )
 
 
+async def test_idempotency_key_with_a_different_password_is_a_conflict(
+    accounts: AccountService,
+) -> None:
+    address = email()
+    await accounts.register(email=address, password=PASSWORD, full_name="A", idempotency_key="k3")
+    with pytest.raises(IdempotencyKeyReused):
+        await accounts.register(
+            email=address, password="another fine password", full_name="A", idempotency_key="k3"
+        )
+
+
+async def test_idempotency_key_with_a_different_email_is_a_conflict_in_any_partition(
+    accounts: AccountService,
+) -> None:
+    first = await accounts.register(
+        email=email(), password=PASSWORD, full_name="A", idempotency_key="k4"
+    )
+    # Emails of every partition: the key's record is found wherever the new email lives.
+    others = [email() for _ in range(12)]
+    assert len({keys.partition_of(other, 4) for other in others}) > 1
+    for other in others:
+        with pytest.raises(IdempotencyKeyReused):
+            await accounts.register(
+                email=other, password=PASSWORD, full_name="A", idempotency_key="k4"
+            )
+        assert await accounts.find_by_email(other) is None
+    assert (await accounts.get(first.account_id)).email == first.email
+
+
+async def test_registration_stores_no_password_in_clear(
+    accounts: AccountService, redis_client: aioredis.Redis
+) -> None:
+    secret = "a very recognisable password"
+    await accounts.register(email=email(), password=secret, full_name="A", idempotency_key="k5")
+    async for key in redis_client.scan_iter():
+        kind = await redis_client.type(key)
+        if kind == b"string":
+            values = [await redis_client.get(key)]
+        elif kind == b"stream":
+            values = [
+                value for _, fields in await redis_client.xrange(key) for value in fields.values()
+            ]
+        elif kind == b"hash":
+            values = list((await redis_client.hgetall(key)).values())
+        else:
+            values = []
+        assert not any(secret.encode() in (value or b"") for value in values), key
+
+
 async def test_login_returns_tokens_that_authenticate_the_account(
     accounts: AccountService,
 ) -> None:
