@@ -11,7 +11,7 @@ StandinMain = Callable[[Sequence[str]], int]
 # name -> module whose `main(argv) -> int` serves the stand-in
 STANDIN_MODULES: dict[str, str] = {
     "mongo": "eventhunting.standins.mongo.__main__",
-    "smtp": "eventhunting.standins.smtp",
+    "smtp": "eventhunting.standins.smtp.__main__",
     "vnpay": "eventhunting.standins.vnpay",
 }
 
@@ -24,6 +24,14 @@ def run_standin(name: str, argv: Sequence[str]) -> int:
     except ModuleNotFoundError as error:
         if error.name is not None and module_name.startswith(error.name):
             print(f"eventhunting: the {name} stand-in is not available yet", file=sys.stderr)
+            return 2
+        if error.name is not None and not error.name.startswith("eventhunting"):
+            # The stand-ins' own libraries come with the extra, never with a production install.
+            print(
+                f"eventhunting: the {name} stand-in needs {error.name!r}:"
+                " pip install 'eventhunting[standins]'",
+                file=sys.stderr,
+            )
             return 2
         raise
     main: StandinMain = module.main
