@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -103,6 +104,54 @@ def running_mongo_standin() -> Iterator[str]:
     try:
         wait_for_port(port, process=process)
         yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass(frozen=True)
+class SmtpSink:
+    """Where a running SMTP sink listens: SMTP on `smtp_port`, inbox and API at `http_url`."""
+
+    smtp_port: int
+    http_url: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def smtp_url(self) -> str:
+        return f"smtp://127.0.0.1:{self.smtp_port}"
+
+
+@contextmanager
+def running_smtp_sink(data_dir: Path | None = None, *extra_arguments: str) -> Iterator[SmtpSink]:
+    """Start the SMTP sink stand-in as a separate process on free ports; yield where it is."""
+    smtp_port, http_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eventhunting.standins.smtp",
+            "--host",
+            "127.0.0.1",
+            "--smtp-port",
+            str(smtp_port),
+            "--http-port",
+            str(http_port),
+            *(["--data-dir", str(data_dir)] if data_dir is not None else []),
+            *extra_arguments,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for_port(smtp_port, process=process)
+        wait_for_port(http_port, process=process)
+        yield SmtpSink(smtp_port, f"http://127.0.0.1:{http_port}", process)
     finally:
         process.terminate()
         try:
