@@ -241,6 +241,30 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
         )
     announcements.append(("MongoDB", environment["EVENTHUNTING_MONGODB_URL"]))
 
+    if not environment.get("EVENTHUNTING_SMTP_URL"):
+        if importlib.util.find_spec("aiosmtpd") is None:
+            print(
+                "eventhunting: the SMTP sink needs the standins extra"
+                " (pip install -e '.[standins]'); or set EVENTHUNTING_SMTP_URL",
+                file=sys.stderr,
+            )
+            return 2
+        smtp_port, inbox_port = free_port(), free_port()
+        system.add(
+            "smtp-sink",
+            [
+                python, "-m", "eventhunting.cli", "standin", "smtp",
+                "--host", "127.0.0.1",
+                "--smtp-port", str(smtp_port),
+                "--http-port", str(inbox_port),
+                "--data-dir", str(directory / "smtp-sink"),
+            ],
+            environment,
+        )  # fmt: skip
+        environment["EVENTHUNTING_SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+        announcements.append(("SMTP", environment["EVENTHUNTING_SMTP_URL"]))
+        announcements.append(("Mail inbox", f"http://127.0.0.1:{inbox_port}/"))
+
     generated: list[str] = []
     if not environment.get("EVENTHUNTING_JWT_SECRET"):
         environment["EVENTHUNTING_JWT_SECRET"] = secrets.token_urlsafe(48)

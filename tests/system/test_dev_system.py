@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import smtplib
 import subprocess
 import sys
 import time
@@ -47,6 +48,27 @@ def alive(pid: int) -> bool:
     # A zombie still answers kill(0); it is gone for our purposes once reaped or defunct.
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def read_banner(supervisor: subprocess.Popen[str]) -> str:
+    """The lines dev prints once everything is up, through "Press Ctrl-C to stop."."""
+    assert supervisor.stdout is not None
+    lines: list[str] = []
+    while not lines or lines[-1] != "Press Ctrl-C to stop.":
+        line = supervisor.stdout.readline()
+        if not line:
+            raise AssertionError(f"dev stopped printing before its banner ended: {lines}")
+        lines.append(line.rstrip("\n"))
+    return "\n".join(lines)
+
+
+def banner_url(banner: str, label: str) -> str:
+    return next(line.split()[-1] for line in banner.splitlines() if line.startswith(f"  {label} "))
+
+
+def child_environment(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
 
 
 def process_table(data_dir: Path) -> dict[str, int]:
@@ -103,8 +125,19 @@ def test_dev_starts_everything_restarts_a_crashed_child_and_ctrl_c_stops_all(
     with dev_system(data_dir) as (supervisor, base_url):
         wait_for(lambda: get_status(f"{base_url}/health/ready") == 200, 60, "/health/ready")
         children = process_table(data_dir)
-        assert {"redis", "mongo-standin", "api"} <= set(children)
+        assert {"redis", "mongo-standin", "smtp-sink", "api"} <= set(children)
         assert all(alive(pid) for pid in children.values())
+        banner = read_banner(supervisor)
+        inbox_url = banner_url(banner, "Mail inbox")
+        wait_for(lambda: get_status(inbox_url) == 200, 30, "the mail inbox")
+        with urllib.request.urlopen(inbox_url, timeout=5) as inbox:
+            assert inbox.status == 200
+            assert "SMTP sink" in inbox.read().decode()
+        smtp_url = child_environment(children["api"])["EVENTHUNTING_SMTP_URL"]
+        assert banner_url(banner, "SMTP") == smtp_url
+        host, smtp_port = smtp_url.removeprefix("smtp://").split(":")
+        with smtplib.SMTP(host, int(smtp_port), timeout=5) as sink:
+            assert sink.noop()[0] == 250
 
         crashed = children["api"]
         os.kill(crashed, signal.SIGKILL)
@@ -121,7 +154,7 @@ def test_dev_starts_everything_restarts_a_crashed_child_and_ctrl_c_stops_all(
         supervisor.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert supervisor.wait(timeout=30) == 0
         assert supervisor.stdout is not None
-        banner = supervisor.stdout.read()
+        supervisor.stdout.read()
         assert "EventHunting is running" in banner
         assert f"{base_url}/api/v1" in banner
     leftovers = [name for name, pid in all_pids.items() if pid != crashed and alive(pid)]
@@ -129,14 +162,20 @@ def test_dev_starts_everything_restarts_a_crashed_child_and_ctrl_c_stops_all(
     assert not (data_dir / "processes.json").exists()
 
 
-def test_dev_uses_a_configured_redis_and_stops_cleanly_on_sigterm(
+def test_dev_uses_a_configured_redis_and_smtp_server_and_stops_cleanly_on_sigterm(
     tmp_path: Path, redis_url: str
 ) -> None:
     data_dir = tmp_path / "data"
-    with dev_system(data_dir, {"EVENTHUNTING_REDIS_URL": redis_url}) as (supervisor, base_url):
+    configured = {
+        "EVENTHUNTING_REDIS_URL": redis_url,
+        "EVENTHUNTING_SMTP_URL": "smtp://127.0.0.1:1",
+    }
+    with dev_system(data_dir, configured) as (supervisor, base_url):
         wait_for(lambda: get_status(f"{base_url}/health/ready") == 200, 60, "/health/ready")
         children = process_table(data_dir)
         assert "redis" not in children
+        assert "smtp-sink" not in children
+        assert child_environment(children["api"])["EVENTHUNTING_SMTP_URL"] == "smtp://127.0.0.1:1"
         assert "api" in children
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=30) == 0
