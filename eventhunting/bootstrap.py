@@ -15,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from eventhunting.services.accounts import AccountService, build_account_service
 from eventhunting.services.catalog import CatalogService
 from eventhunting.services.orders import OrderService
-from eventhunting.settings import Settings
+from eventhunting.settings import Settings, StoreSettings
 from eventhunting.store.append import EventStore
 
 Clock = Callable[[], datetime]
@@ -30,13 +30,23 @@ def system_clock() -> datetime:
 
 
 @dataclass
-class Services:
-    """Everything a request handler or worker needs, built once per process."""
+class StoreClients:
+    """The Redis and MongoDB clients alone: what `replay` and `restore` need."""
 
-    settings: Settings
     redis: aioredis.Redis
     mongo: AsyncMongoClient[dict[str, Any]]
     database: AsyncDatabase[dict[str, Any]]
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.mongo.close()
+
+
+@dataclass
+class Services(StoreClients):
+    """Everything a request handler or worker needs, built once per process."""
+
+    settings: Settings
     clock: Clock
     started_at: float
     accounts: AccountService
@@ -44,13 +54,9 @@ class Services:
     catalog: CatalogService
     orders: OrderService
 
-    async def close(self) -> None:
-        await self.redis.aclose()
-        await self.mongo.close()
 
-
-async def build_services(settings: Settings, *, clock: Clock = system_clock) -> Services:
-    """Create clients (they connect lazily) and the services built on them."""
+def connect_store(settings: StoreSettings) -> StoreClients:
+    """Create the Redis and MongoDB clients (they connect lazily)."""
     # A burst of requests waits for a free connection instead of failing: redis-py's default
     # pool raises "Too many connections" past 100 concurrent commands (a flash sale does that).
     redis_pool = aioredis.BlockingConnectionPool.from_url(
@@ -58,17 +64,26 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         max_connections=REDIS_MAX_CONNECTIONS,
         timeout=REDIS_POOL_TIMEOUT_SECONDS,
     )
-    redis_client = aioredis.Redis.from_pool(redis_pool)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongodb.url, tz_aware=True, serverSelectionTimeoutMS=5_000
     )
-    database = mongo[settings.mongodb.database]
+    return StoreClients(
+        redis=aioredis.Redis.from_pool(redis_pool),
+        mongo=mongo,
+        database=mongo[settings.mongodb.database],
+    )
+
+
+async def build_services(settings: Settings, *, clock: Clock = system_clock) -> Services:
+    """Create clients (they connect lazily) and the services built on them."""
+    clients = connect_store(settings)
+    redis_client, database = clients.redis, clients.database
     store = EventStore(redis_client, settings.sales.partitions, clock=clock)
     catalog = CatalogService(store, database, clock)
     return Services(
         settings=settings,
         redis=redis_client,
-        mongo=mongo,
+        mongo=clients.mongo,
         database=database,
         clock=clock,
         started_at=time.monotonic(),

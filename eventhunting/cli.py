@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from eventhunting import __version__
-from eventhunting.settings import Settings, SettingsError, load_settings
+from eventhunting.settings import Settings, SettingsError, SettingsT, StoreSettings, load_settings
 from eventhunting.structured_logging import configure_logging
 
 Command = Callable[[argparse.Namespace], int]
@@ -24,9 +24,10 @@ Settings come from EVENTHUNTING_* environment variables (see README).
 """
 
 
-def settings_or_exit() -> Settings:
+def settings_or_exit(schema: type[SettingsT]) -> SettingsT:
+    """The settings a command uses (`schema`), or one line naming the bad variable and exit 2."""
     try:
-        settings = load_settings()
+        settings = load_settings(schema=schema)
     except SettingsError as error:
         print(f"eventhunting: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -39,7 +40,7 @@ def run_api(arguments: argparse.Namespace) -> int:
 
     from eventhunting.api.app import create_app, freeze_startup_heap
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(Settings)
     app = create_app(settings)
     freeze_startup_heap()
     uvicorn.run(
@@ -63,7 +64,7 @@ def run_workers(arguments: argparse.Namespace) -> int:
         known = ", ".join(sorted(WORKERS))
         print(f"eventhunting: unknown worker {unknown[0]!r}; known: {known}", file=sys.stderr)
         return 2
-    settings = settings_or_exit()
+    settings = settings_or_exit(Settings)
     metrics_address = (
         None if arguments.metrics_port is None else (arguments.metrics_host, arguments.metrics_port)
     )
@@ -87,7 +88,7 @@ def run_standin(arguments: argparse.Namespace) -> int:
 def run_restore(arguments: argparse.Namespace) -> int:
     from eventhunting.store.maintenance import restore_command
 
-    return asyncio.run(restore_command(settings_or_exit(), force=arguments.force))
+    return asyncio.run(restore_command(settings_or_exit(StoreSettings), force=arguments.force))
 
 
 def run_replay(arguments: argparse.Namespace) -> int:
@@ -95,7 +96,9 @@ def run_replay(arguments: argparse.Namespace) -> int:
 
     return asyncio.run(
         replay_command(
-            settings_or_exit(), names=arguments.projection, from_archive=arguments.from_archive
+            settings_or_exit(StoreSettings),
+            names=arguments.projection,
+            from_archive=arguments.from_archive,
         )
     )
 

@@ -6,7 +6,7 @@ import os
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import msgspec
@@ -165,13 +165,24 @@ class MailSettings(msgspec.Struct, frozen=True, kw_only=True):
     )
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Every setting of the system, grouped by concern."""
+class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every command needs: the event store, MongoDB, partitions and logging.
+
+    `eventhunting replay` and `restore` load only these (they need no JWT secret)."""
 
     redis: RedisSettings
     mongodb: MongoSettings
-    auth: AuthSettings
     sales: SalesSettings = msgspec.field(default_factory=SalesSettings)
+    log_level: Annotated[
+        typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        setting("LOG_LEVEL", "Log level."),
+    ] = "INFO"
+
+
+class Settings(StoreSettings, frozen=True, kw_only=True):
+    """Every setting of the system, grouped by concern (`api`, `worker` and `dev`)."""
+
+    auth: AuthSettings
     vnpay: VnpaySettings = msgspec.field(default_factory=VnpaySettings)
     mail: MailSettings = msgspec.field(default_factory=MailSettings)
     public_base_url: Annotated[str, setting("PUBLIC_BASE_URL", "External base URL of the API.")] = (
@@ -180,10 +191,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     qr_signing_key: Annotated[
         str | None, setting("QR_SIGNING_KEY", "Private key for ticket QR signatures.")
     ] = None
-    log_level: Annotated[
-        typing.Literal["DEBUG", "INFO", "WARNING", "ERROR"],
-        setting("LOG_LEVEL", "Log level."),
-    ] = "INFO"
+
+
+SettingsT = TypeVar("SettingsT", bound=StoreSettings)
 
 
 URL_SCHEMES: dict[str, tuple[str, ...]] = {
@@ -204,8 +214,8 @@ class FieldSpec(typing.NamedTuple):
     annotation: Any
 
 
-def field_specs() -> list[FieldSpec]:
-    """Every setting with its variable name, in declaration order."""
+def field_specs(schema: type[StoreSettings] = Settings) -> list[FieldSpec]:
+    """Every setting of `schema` (all of them by default) with its variable name."""
     specs: list[FieldSpec] = []
 
     def walk(struct: type[msgspec.Struct], group: str | None) -> None:
@@ -219,7 +229,7 @@ def field_specs() -> list[FieldSpec]:
             assert meta.extra is not None
             specs.append(FieldSpec(group, name, meta.extra["env"], meta.description or "", hint))
 
-    walk(Settings, None)
+    walk(schema, None)
     return specs
 
 
@@ -240,15 +250,36 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+@overload
 def load_settings(
     environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
-) -> Settings:
-    """Build settings from the environment (a .env file fills gaps, never overrides)."""
+) -> Settings: ...
+
+
+@overload
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    dotenv: Path | None = Path(".env"),
+    *,
+    schema: type[SettingsT],
+) -> SettingsT: ...
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    dotenv: Path | None = Path(".env"),
+    *,
+    schema: type[StoreSettings] = Settings,
+) -> StoreSettings:
+    """Build settings from the environment (a .env file fills gaps, never overrides).
+
+    Only the settings of `schema` are read and checked: a command asks for what it uses.
+    """
     source: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv is not None else {}
     source.update(os.environ if environ is None else environ)
 
     raw: dict[str, Any] = {}
-    for spec in field_specs():
+    for spec in field_specs(schema):
         value = source.get(spec.env)
         if value is None or value == "":
             continue
@@ -259,42 +290,43 @@ def load_settings(
         target = raw.setdefault(spec.group, {}) if spec.group else raw
         target[spec.name] = value
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        return msgspec.convert(raw, schema, strict=False)
     except msgspec.ValidationError as error:
-        raise SettingsError(describe_validation_error(str(error))) from None
+        raise SettingsError(describe_validation_error(str(error), schema)) from None
 
 
-def describe_validation_error(message: str) -> str:
+def describe_validation_error(message: str, schema: type[StoreSettings] = Settings) -> str:
     """Turn msgspec's `... - at `$.auth.jwt_secret`` into a line naming the variable."""
     reason, _, location = message.partition(" - at `$.")
     if reason.startswith(PREFIX):
         return reason  # a check across settings names its variables itself
     if not location:
         missing = reason.removeprefix("Object missing required field `").rstrip("`")
-        spec = find_spec(missing) if missing != reason else None
+        spec = find_spec(missing, schema=schema) if missing != reason else None
         if spec is not None:
             return f"{spec.env} is required: {spec.description}"
         return message
     path = location.rstrip("`").split(".")
     if reason.startswith("Object missing required field `"):
         path.append(reason.removeprefix("Object missing required field `").rstrip("`"))
-        spec = find_spec(*path)
+        spec = find_spec(*path, schema=schema)
         if spec is not None:
             return f"{spec.env} is required: {spec.description}"
-    spec = find_spec(*path)
+    spec = find_spec(*path, schema=schema)
     if spec is None:
         return message
     return f"{spec.env} is invalid: {reason}"
 
 
-def find_spec(*path: str) -> FieldSpec | None:
+def find_spec(*path: str, schema: type[StoreSettings] = Settings) -> FieldSpec | None:
     group, name = (path[0], path[1]) if len(path) == 2 else (None, path[0])
-    for spec in field_specs():
+    specs = field_specs(schema)
+    for spec in specs:
         if spec.group == group and spec.name == name:
             return spec
     if len(path) == 1:
         # A whole group is missing: name the first required variable in it.
-        for spec in field_specs():
+        for spec in specs:
             if spec.group == path[0]:
                 return spec
     return None

@@ -13,7 +13,7 @@ from eventhunting.store.restore import RedisNotEmpty, restore
 
 if TYPE_CHECKING:
     from eventhunting.bootstrap import Services
-    from eventhunting.settings import Settings
+    from eventhunting.settings import StoreSettings
 
 
 async def archiver_worker(services: Services, stop: asyncio.Event) -> None:
@@ -43,11 +43,11 @@ async def projector_worker(services: Services, stop: asyncio.Event) -> None:
     )
 
 
-async def restore_command(settings: Settings, *, force: bool) -> int:
+async def restore_command(settings: StoreSettings, *, force: bool) -> int:
     """`eventhunting restore [--force]`: rebuild Redis from the MongoDB archive."""
-    from eventhunting.bootstrap import build_services
+    from eventhunting.bootstrap import connect_store
 
-    services = await build_services(settings)
+    services = connect_store(settings)
     try:
         report = await restore(
             services.redis, services.database, settings.sales.partitions, force=force
@@ -62,10 +62,10 @@ async def restore_command(settings: Settings, *, force: bool) -> int:
 
 
 async def replay_command(
-    settings: Settings, *, names: Sequence[str] | None, from_archive: bool
+    settings: StoreSettings, *, names: Sequence[str] | None, from_archive: bool
 ) -> int:
     """`eventhunting replay [--projection NAME] [--from-archive]`."""
-    from eventhunting.bootstrap import build_services
+    from eventhunting.bootstrap import connect_store
     from eventhunting.projections.registry import load_projections
     from eventhunting.projections.replay import replay
 
@@ -74,7 +74,7 @@ async def replay_command(
     except LookupError as error:
         print(f"eventhunting replay: {error}", file=sys.stderr)
         return 2
-    services = await build_services(settings)
+    services = connect_store(settings)
     try:
         report = await replay(
             services.database,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eventhunting.settings import SettingsError, field_specs, load_settings
+from eventhunting.settings import SettingsError, StoreSettings, field_specs, load_settings
 
 VALID = {
     "EVENTHUNTING_REDIS_URL": "redis://127.0.0.1:6390/0",
@@ -100,6 +100,56 @@ def test_api_command_with_bad_settings_prints_one_line_and_exits_2(tmp_path: Pat
         "eventhunting: EVENTHUNTING_REDIS_URL must be a URL starting with"
         " redis://, rediss://, unix://"
     ]
+
+
+def run_command(*arguments: str, environment: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "eventhunting.cli", *arguments],
+        env={"PATH": "/usr/bin:/bin", **environment},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result.returncode, result.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("command", [["api"], ["worker", "projector"]])
+def test_serving_commands_without_a_jwt_secret_print_one_line_naming_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    environment = {key: value for key, value in VALID.items() if "JWT" not in key}
+    returncode, lines = run_command(*command, environment=environment, cwd=tmp_path)
+    assert returncode == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("eventhunting: EVENTHUNTING_JWT_SECRET is required")
+
+
+@pytest.mark.parametrize("command", ["replay", "restore"])
+def test_maintenance_commands_still_name_a_missing_redis_url_in_one_line(
+    tmp_path: Path, command: str
+) -> None:
+    environment = {"EVENTHUNTING_MONGODB_URL": VALID["EVENTHUNTING_MONGODB_URL"]}
+    returncode, lines = run_command(command, environment=environment, cwd=tmp_path)
+    assert returncode == 2
+    assert lines == [
+        "eventhunting: EVENTHUNTING_REDIS_URL is required: Redis URL (redis:// or rediss://)."
+    ]
+
+
+def test_store_settings_ignore_what_only_serving_commands_use() -> None:
+    environment = {
+        "EVENTHUNTING_REDIS_URL": VALID["EVENTHUNTING_REDIS_URL"],
+        "EVENTHUNTING_MONGODB_URL": VALID["EVENTHUNTING_MONGODB_URL"],
+        "EVENTHUNTING_JWT_SECRET": "short",
+        "EVENTHUNTING_PARTITIONS": "8",
+    }
+    settings = load_settings(environment, dotenv=None, schema=StoreSettings)
+    assert settings.sales.partitions == 8
+    assert not hasattr(settings, "auth")
+    with pytest.raises(SettingsError, match=r"^EVENTHUNTING_JWT_SECRET is invalid"):
+        load_settings(environment, dotenv=None)
 
 
 def test_account_state_cache_longer_than_the_access_token_lifetime_is_refused() -> None:
