@@ -122,3 +122,12 @@ def test_a_session_may_authenticate_with_any_credentials_by_default(
         client.sendmail(SENDER, [RECIPIENT], ticket_mail())
     detail = api.get(f"/api/messages/{only_message_id(api)}").json()
     assert detail["auth_user"] == "anyone"
+
+
+def test_the_inbox_pages_delete_button_empties_the_inbox(sink: SmtpSink, api: httpx.Client) -> None:
+    send(sink, ticket_mail(subject="to be deleted"))
+    response = api.post("/clear")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    assert api.get("/api/messages").json() == []
+    assert "No messages yet." in api.get("/").text
