@@ -28,7 +28,7 @@ def run_standin(name: str, argv: Sequence[str]) -> int:
         if error.name is not None and not error.name.startswith("eventhunting"):
             # The stand-ins' own libraries come with the extra, never with a production install.
             print(
-                f"eventhunting: the {name} stand-in needs {error.name!r}:"
+                f"eventhunting: the {name} stand-in needs {error.name.partition('.')[0]!r}:"
                 " pip install 'eventhunting[standins]'",
                 file=sys.stderr,
             )
