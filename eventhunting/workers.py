@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -12,24 +11,49 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from eventhunting.bootstrap import Services, build_services
+from eventhunting.consumers import expirer
+from eventhunting.projections.base import run_projector
+from eventhunting.projections.registry import load_projections
 from eventhunting.settings import Settings
+from eventhunting.store.archive import run_archiver
+from eventhunting.store.consumer_groups import ConsumerConfig, unique_consumer_name
 
 logger = logging.getLogger("eventhunting.workers")
 
 Worker = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
 
-# name -> "module:function" of `async def run(services, stop) -> None`
-WORKERS: dict[str, str] = {
-    "archiver": "eventhunting.store.maintenance:archiver_worker",
-    "projector": "eventhunting.store.maintenance:projector_worker",
-    "expirer": "eventhunting.consumers.expirer:run",
+
+async def archiver(services: Services, stop: asyncio.Event) -> None:
+    """`eventhunting worker archiver`: copy every event into the MongoDB archive."""
+    await run_archiver(
+        services.redis,
+        services.database,
+        ConsumerConfig(),
+        stop,
+        partitions=services.settings.sales.partitions,
+        consumer=unique_consumer_name(),
+    )
+
+
+async def projector(services: Services, stop: asyncio.Event) -> None:
+    """`eventhunting worker projector`: keep every registered read model up to date."""
+    await run_projector(
+        services.redis,
+        services.database,
+        load_projections(),
+        ConsumerConfig(),
+        stop,
+        partitions=services.settings.sales.partitions,
+        consumer=unique_consumer_name(),
+    )
+
+
+# Every worker `eventhunting worker NAME` can run; any number of processes may run each.
+WORKERS: dict[str, Worker] = {
+    "archiver": archiver,
+    "projector": projector,
+    "expirer": expirer.run,
 }
-
-
-def load_worker(name: str) -> Worker:
-    module_name, _, function_name = WORKERS[name].partition(":")
-    worker: Worker = getattr(importlib.import_module(module_name), function_name)
-    return worker
 
 
 async def run_named_workers(
@@ -51,7 +75,7 @@ async def run_named_workers(
     services = await build_services(settings)
     logger.info("workers starting", extra={"workers": list(names)})
     tasks = [
-        asyncio.create_task(load_worker(name)(services, stop), name=f"worker:{name}")
+        asyncio.create_task(WORKERS[name](services, stop), name=f"worker:{name}")
         for name in dict.fromkeys(names)
     ]
     exit_code = 0

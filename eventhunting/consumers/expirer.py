@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -10,6 +11,7 @@ from prometheus_client import Counter
 
 from eventhunting.bootstrap import Services
 from eventhunting.services.orders import ExpiryOutcome, OrderService
+from eventhunting.store.consumer_groups import PartitionOwnership, unique_consumer_name
 
 logger = logging.getLogger("eventhunting.consumers.expirer")
 
@@ -20,6 +22,9 @@ POLL_INTERVAL_SECONDS = 0.25
 BATCH_SIZE = 200
 # Orders expired concurrently; each is a read and one append.
 CONCURRENCY = 32
+# Lease time of a partition: a dead expirer's partitions move to the others within it.
+LEASE_MS = 10_000
+EXPIRER_GROUP = "expirer"
 # After an unexpected error (Redis unreachable) the loop waits this long before polling again.
 ERROR_BACKOFF_SECONDS = 1.0
 
@@ -57,22 +62,42 @@ async def expire_due(orders: OrderService, partitions: Sequence[int], now_limit:
 
 
 async def run(services: Services, stop: asyncio.Event) -> None:
-    """Poll every partition's hold-expiry schedule until `stop` is set."""
+    """Poll the hold-expiry schedules of the partitions this process leases until `stop`.
+
+    Any number of expirer processes split the partitions by the same fenced leases as the
+    consumer groups (group `expirer`); two expiring one order at once would be harmless
+    (the order's version decides), the leases just keep them from doing the work twice.
+    """
     orders = services.orders
-    partitions = range(services.settings.sales.partitions)
-    logger.info("expirer started", extra={"partitions": len(partitions)})
-    while not stop.is_set():
-        try:
-            handled = await expire_due(orders, partitions, BATCH_SIZE)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("expiry round failed")
-            handled = 0
-            await wait_or_stop(stop, ERROR_BACKOFF_SECONDS)
-            continue
-        if handled == 0:
-            await wait_or_stop(stop, POLL_INTERVAL_SECONDS)
+    ownership = PartitionOwnership(
+        services.redis,
+        EXPIRER_GROUP,
+        unique_consumer_name(),
+        services.settings.sales.partitions,
+        lease_ms=LEASE_MS,
+    )
+    leases_stop = asyncio.Event()
+    maintaining = asyncio.create_task(ownership.maintain(leases_stop))
+    logger.info("expirer started", extra={"consumer": ownership.consumer})
+    try:
+        while not stop.is_set():
+            try:
+                for partition in list(ownership.surplus):
+                    await ownership.release(partition)
+                handled = await expire_due(orders, sorted(ownership.held), BATCH_SIZE)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("expiry round failed")
+                await wait_or_stop(stop, ERROR_BACKOFF_SECONDS)
+                continue
+            if handled == 0:
+                await wait_or_stop(stop, POLL_INTERVAL_SECONDS)
+    finally:
+        leases_stop.set()
+        await maintaining
+        with contextlib.suppress(Exception):
+            await ownership.release_all()
     logger.info("expirer stopped")
 
 

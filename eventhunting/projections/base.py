@@ -16,6 +16,8 @@ from eventhunting.domain.events import EventRegistry, registry
 from eventhunting.store.consumer_groups import (
     ConsumerConfig,
     ConsumerGroup,
+    Lease,
+    LeaseLost,
     envelope_decoder,
     position_key,
 )
@@ -66,8 +68,8 @@ class Projection(ABC):
       database and swaps the collections in afterwards).
     - Be deterministic: derive everything from the event (`event.occurred_at`, ids, data),
       never from the clock or random numbers.
-    - Events of one aggregate arrive in version order; events of one partition in log order.
-      An event at or below the partition checkpoint is never applied twice.
+    - Events of one partition arrive in log order (so an aggregate's in version order), each
+      exactly once: an event at or below the partition checkpoint is never applied again.
     - Raise to refuse an event: the batch rolls back, it is retried, and after the
       configured number of deliveries it lands in `{p<k>}:projector:dead`.
     """
@@ -92,27 +94,32 @@ def checkpoint_id(projection: str, partition: int) -> str:
 
 
 def checkpoint_document(
-    projection: str, partition: int, position: str, gaps: Sequence[str] = ()
+    projection: str, partition: int, position: str, fence: int | None = None
 ) -> Document:
     milliseconds, sequence = position_key(position)
-    return {
+    document: Document = {
         "projection": projection,
         "partition": partition,
         "position": position,
         "position_ms": milliseconds,
         "position_seq": sequence,
-        "gaps": sorted(gaps, key=position_key),
     }
+    if fence is not None:
+        document["fence"] = fence
+    return document
 
 
 class Projector:
     """Batch handler of the projector group: applies one partition's batch to every projection.
 
-    The batch and each projection's (projection, partition) checkpoint are written in ONE
-    transaction (`with_transaction` retries transient errors and unknown commit results).
-    Events at or below a checkpoint are skipped, so redelivery applies nothing twice. When a
-    single event fails, the runtime goes on with other aggregates; its position is kept in
-    the checkpoint's `gaps` until it is applied, so it is not skipped when retried.
+    The runtime hands it each partition's entries strictly in log order, so a
+    (projection, partition) checkpoint is one position: everything at or below it is
+    applied, nothing above it is. The batch and the checkpoints are written in ONE
+    transaction (`with_transaction` retries transient errors and unknown commit results);
+    events at or below a checkpoint are skipped, so a redelivered entry applies nothing
+    twice. Each checkpoint also keeps the fencing token of the lease it was written under:
+    a projector whose lease passed on, and whose successor already committed, finds a
+    greater token there and raises `LeaseLost` instead of committing.
     """
 
     def __init__(self, database: Database, projections: Sequence[Projection]) -> None:
@@ -120,66 +127,49 @@ class Projector:
         self.client = database.client
         self.projections = list(projections)
         self.checkpoints = database[CHECKPOINTS_COLLECTION]
-        self.failed: dict[int, set[str]] = {}
 
-    async def __call__(self, batch: list[EventEnvelope]) -> None:
+    async def __call__(self, batch: list[EventEnvelope], lease: Lease) -> None:
         if not batch:
             return
         partition = batch[0].partition
-        if partition is None or any(event.position is None for event in batch):
-            raise ValueError("the projector needs events read from a partition log")
-        failed = self.failed.setdefault(partition, set())
-        try:
-            async with self.client.start_session() as session:
-                applied = await session.with_transaction(
-                    lambda session: self.apply_batch(partition, batch, session)
-                )
-        except Exception:
-            if len(batch) == 1:
-                failed.add(batch[0].position or "")
-            raise
-        newest = position_key(batch[-1].position or "0-0")
-        failed.difference_update(
-            position for position in list(failed) if position_key(position) <= newest
-        )
+        if partition != lease.partition or any(event.position is None for event in batch):
+            raise ValueError("the projector needs events read from the leased partition's log")
+        async with self.client.start_session() as session:
+            applied = await session.with_transaction(
+                lambda session: self.apply_batch(lease, batch, session)
+            )
         for name, count in applied.items():
             PROJECTED.labels(name).inc(count)
 
     async def apply_batch(
-        self, partition: int, batch: list[EventEnvelope], session: AsyncClientSession
+        self, lease: Lease, batch: list[EventEnvelope], session: AsyncClientSession
     ) -> dict[str, int]:
+        partition = lease.partition
         ids = [checkpoint_id(p.name, partition) for p in self.projections]
         stored = {
             document["_id"]: document
             async for document in self.checkpoints.find({"_id": {"$in": ids}}, session=session)
         }
-        failed = self.failed.get(partition, set())
         applied: dict[str, int] = {}
         for projection in self.projections:
             identifier = checkpoint_id(projection.name, partition)
-            checkpoint = stored.get(identifier)
-            done = position_key(checkpoint["position"]) if checkpoint else (0, 0)
-            gaps = set(checkpoint.get("gaps", ())) if checkpoint else set()
-            newest = done
+            checkpoint = stored.get(identifier) or {}
+            if int(checkpoint.get("fence", 0)) > lease.token:
+                raise LeaseLost(partition)
+            done = position_key(checkpoint.get("position", "0-0"))
             count = 0
             for event in batch:
-                position = event.position or ""
-                at = position_key(position)
-                if at <= done and position not in gaps:
+                if position_key(event.position or "0-0") <= done:
                     continue
                 if projection.wants(event):
                     await projection.apply(event, self.database, session)
                     count += 1
-                gaps.discard(position)
-                newest = max(newest, at)
-            newest_position = f"{newest[0]}-{newest[1]}"
-            # Failed events this batch overtook stay applicable when they are retried.
-            gaps.update(p for p in failed if position_key(p) < newest)
+            newest = max(done, position_key(batch[-1].position or "0-0"))
             await self.checkpoints.update_one(
                 {"_id": identifier},
                 {
                     "$set": checkpoint_document(
-                        projection.name, partition, newest_position, list(gaps)
+                        projection.name, partition, f"{newest[0]}-{newest[1]}", lease.token
                     )
                 },
                 upsert=True,
@@ -206,7 +196,6 @@ async def run_projector(
     event_registry: EventRegistry = registry,
 ) -> None:
     """Run the `projector` consumer group until `stop` is set."""
-    await create_projection_indexes(database, projections)
     group: ConsumerGroup[EventEnvelope] = ConsumerGroup(
         redis,
         PROJECTOR_GROUP,
@@ -216,4 +205,4 @@ async def run_projector(
         config,
         decode=envelope_decoder(event_registry),
     )
-    await group.run(stop)
+    await group.run(stop, prepare=lambda: create_projection_indexes(database, projections))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
+from eventhunting.projections.accounts import AccountsProjection
 from eventhunting.projections.base import Projection
+from eventhunting.projections.catalog import CatalogProjection
+from eventhunting.projections.orders import OrdersProjection
 
-# name -> "module:ProjectionClass"; each feature adds its read models here.
-PROJECTIONS: dict[str, str] = {
-    "accounts": "eventhunting.projections.accounts:AccountsProjection",
-    "catalog": "eventhunting.projections.catalog:CatalogProjection",
-    "orders": "eventhunting.projections.orders:OrdersProjection",
+# Every read model the projector keeps and `eventhunting replay` rebuilds, by its name.
+PROJECTIONS: dict[str, type[Projection]] = {
+    projection.name: projection
+    for projection in (AccountsProjection, CatalogProjection, OrdersProjection)
 }
 
 
@@ -22,11 +23,4 @@ def load_projections(names: Sequence[str] | None = None) -> list[Projection]:
     if unknown:
         known = ", ".join(sorted(PROJECTIONS)) or "none"
         raise LookupError(f"unknown projection {unknown[0]!r}; known: {known}")
-    projections: list[Projection] = []
-    for name in chosen:
-        module_name, _, class_name = PROJECTIONS[name].partition(":")
-        projection_class: type[Projection] = getattr(
-            importlib.import_module(module_name), class_name
-        )
-        projections.append(projection_class())
-    return projections
+    return [PROJECTIONS[name]() for name in chosen]

@@ -183,7 +183,10 @@ async def replay(
                 dropTarget=True,
             )
         checkpoints = database[CHECKPOINTS_COLLECTION]
-        await checkpoints.delete_many({"projection": projection.name})
+        # Checkpoints keep their lease fence: a projector fenced out before stays fenced out.
+        await checkpoints.delete_many(
+            {"projection": projection.name, "partition": {"$nin": list(last_positions)}}
+        )
         for partition, position in last_positions.items():
             await checkpoints.update_one(
                 {"_id": checkpoint_id(projection.name, partition)},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +16,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from eventhunting.store.consumer_groups import (
     ConsumerConfig,
     ConsumerGroup,
+    Lease,
     LogEntry,
     position_key,
+    raw_entry,
+    unique_consumer_name,
 )
 from eventhunting.store.envelope import from_epoch_ms, stored_event_decoder
 
@@ -86,7 +88,8 @@ class Archiver:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.events = database[EVENTS_COLLECTION]
 
-    async def __call__(self, entries: list[LogEntry]) -> None:
+    async def __call__(self, entries: list[LogEntry], lease: Lease) -> None:
+        # Idempotent and order-free: a former lease holder writing late writes the same thing.
         await self.archive(entries)
 
     async def archive(self, entries: Sequence[LogEntry]) -> None:
@@ -101,15 +104,6 @@ class Archiver:
         ARCHIVED.inc(len(entries))
 
 
-def default_consumer_name() -> str:
-    """Stable across restarts of one host, so a restarted worker re-reads its own pending."""
-    return socket.gethostname()
-
-
-def raw_entry(entry: LogEntry) -> LogEntry:
-    return entry
-
-
 async def run_archiver(
     redis: aioredis.Redis,
     database: AsyncDatabase[Document],
@@ -120,17 +114,16 @@ async def run_archiver(
     consumer: str | None = None,
 ) -> None:
     """Run the `archiver` consumer group until `stop` is set."""
-    await create_event_indexes(database)
     group: ConsumerGroup[LogEntry] = ConsumerGroup(
         redis,
         ARCHIVER_GROUP,
-        consumer or default_consumer_name(),
+        consumer or unique_consumer_name(),
         partitions,
         Archiver(database),
         config,
         decode=raw_entry,
     )
-    await group.run(stop)
+    await group.run(stop, prepare=lambda: create_event_indexes(database))
 
 
 def utc_from_document(moment: datetime) -> datetime:

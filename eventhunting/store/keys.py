@@ -81,5 +81,22 @@ def dead_letter_key(partition: int, group: str) -> str:
 
 
 def lease_key(partition: int, group: str) -> str:
-    """Which consumer of `group` currently owns the partition (keeps per-partition order)."""
+    """Which consumer of `group` owns the partition now: `"<fencing token> <consumer>"`."""
     return f"{{p{partition}}}:lease:{group}"
+
+
+def fence_key(partition: int, group: str) -> str:
+    """The last fencing token handed out for the partition's lease of `group`."""
+    return f"{{p{partition}}}:lease:{group}:fence"
+
+
+def group_members_key(group: str) -> str:
+    """Live consumers of `group` (sorted set, score = heartbeat deadline in ms)."""
+    return f"group-members:{group}"
+
+
+def partition_of_key(key: str) -> int:
+    """The partition of a partitioned key, read from its `{p<k>}` hash tag."""
+    if not key.startswith("{p"):
+        raise ValueError(f"key {key!r} carries no partition hash tag")
+    return int(key[2 : key.index("}")])

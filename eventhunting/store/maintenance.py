@@ -1,46 +1,15 @@
-"""Store workers and maintenance commands wired to the composition root's services."""
+"""Maintenance commands (restore, replay) wired to the composition root's services."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from eventhunting.store.archive import default_consumer_name, run_archiver
-from eventhunting.store.consumer_groups import ConsumerConfig
 from eventhunting.store.restore import RedisNotEmpty, restore
 
 if TYPE_CHECKING:
-    from eventhunting.bootstrap import Services
     from eventhunting.settings import StoreSettings
-
-
-async def archiver_worker(services: Services, stop: asyncio.Event) -> None:
-    """`eventhunting worker archiver`."""
-    await run_archiver(
-        services.redis,
-        services.database,
-        ConsumerConfig(),
-        stop,
-        partitions=services.settings.sales.partitions,
-    )
-
-
-async def projector_worker(services: Services, stop: asyncio.Event) -> None:
-    """`eventhunting worker projector`: every registered projection."""
-    from eventhunting.projections.base import run_projector
-    from eventhunting.projections.registry import load_projections
-
-    await run_projector(
-        services.redis,
-        services.database,
-        load_projections(),
-        ConsumerConfig(),
-        stop,
-        partitions=services.settings.sales.partitions,
-        consumer=default_consumer_name(),
-    )
 
 
 async def restore_command(settings: StoreSettings, *, force: bool) -> int:

@@ -18,6 +18,8 @@ from eventhunting.store.archive import ARCHIVER_GROUP, Archiver, create_event_in
 from eventhunting.store.consumer_groups import (
     ConsumerConfig,
     ConsumerGroup,
+    Lease,
+    LeaseLost,
     LogEntry,
     envelope_decoder,
 )
@@ -26,7 +28,7 @@ from tests.support.basket_projection import BasketProjection
 from tests.support.store_events import BasketClosed, ItemAdded, store_test_registry
 
 PARTITIONS = 2
-FAST = ConsumerConfig(block_ms=50, count=20, claim_idle_ms=500, max_deliveries=3, retry_delay_ms=20)
+FAST = ConsumerConfig(block_ms=50, count=20, lease_ms=2_000, max_deliveries=3, retry_delay_ms=20)
 
 Database = Any
 
@@ -89,8 +91,8 @@ async def project_incrementally(
     projector = Projector(database, [BasketProjection()])
     seen: list[int] = []
 
-    async def handle(batch: list[EventEnvelope]) -> None:
-        await projector(batch)
+    async def handle(batch: list[EventEnvelope], lease: Lease) -> None:
+        await projector(batch, lease)
         seen.append(len(batch))
 
     group: ConsumerGroup[EventEnvelope] = ConsumerGroup(
@@ -115,9 +117,10 @@ async def test_the_projector_applies_a_redelivered_batch_only_once(
         )
     batch = await store.read_log(0)
     projector = Projector(database, [BasketProjection()])
-    await projector(batch)
-    await projector(batch)
-    await projector(batch[:1])
+    lease = Lease(partition=0, token=1, consumer="p1")
+    await projector(batch, lease)
+    await projector(batch, lease)
+    await projector(batch[:1], lease)
     (document,) = await read_model(database)
     assert [item["sku"] for item in document["items"]] == ["a", "b"]
     checkpoint = await database[CHECKPOINTS_COLLECTION].find_one({"_id": "baskets:0"})
@@ -125,35 +128,27 @@ async def test_the_projector_applies_a_redelivered_batch_only_once(
     assert checkpoint["position"] == batch[-1].position
 
 
-async def test_a_failed_event_overtaken_by_another_aggregate_is_applied_on_retry(
+async def test_a_projector_whose_lease_passed_on_cannot_commit_after_its_successor(
     store: EventStore, database: Database
 ) -> None:
-    flaky, other = basket(0), basket(0)
-    await store.append(
-        AppendRequest(partition=0, stream=flaky, events=[ItemAdded(sku="a", quantity=1)])
-    )
-    await store.append(
-        AppendRequest(partition=0, stream=other, events=[ItemAdded(sku="b", quantity=1)])
-    )
+    stream = basket(0)
+    for sku in ("a", "b"):
+        await store.append(
+            AppendRequest(partition=0, stream=stream, events=[ItemAdded(sku=sku, quantity=1)])
+        )
     first, second = await store.read_log(0)
-    projection = BasketProjection()
-    projector = Projector(database, [projection])
-    original_apply = projection.apply
-    calls = 0
-
-    async def apply_failing_once(event: EventEnvelope, db: Database, session: Any) -> None:
-        nonlocal calls
-        if event.position == first.position and calls == 0:
-            calls += 1
-            raise ConnectionError("transient")
-        await original_apply(event, db, session)
-
-    projection.apply = apply_failing_once  # type: ignore[method-assign]
-    with pytest.raises(ConnectionError):
-        await projector([first])
-    await projector([second])
-    await projector([first])
-    assert {d["_id"] for d in await read_model(database)} == {flaky, other}
+    former = Lease(partition=0, token=5, consumer="former")
+    successor = Lease(partition=0, token=9, consumer="successor")
+    projector = Projector(database, [BasketProjection()])
+    await projector([first], former)
+    await projector([first, second], successor)
+    with pytest.raises(LeaseLost):
+        await projector([second], former)
+    (document,) = await read_model(database)
+    assert [item["sku"] for item in document["items"]] == ["a", "b"]
+    checkpoint = await database[CHECKPOINTS_COLLECTION].find_one({"_id": "baskets:0"})
+    assert checkpoint is not None
+    assert checkpoint["fence"] == successor.token
 
 
 async def test_replay_from_the_logs_and_from_the_archive_equals_the_incremental_build(
@@ -169,8 +164,8 @@ async def test_replay_from_the_logs_and_from_the_archive_equals_the_incremental_
     archiver = Archiver(database)
     archived: list[int] = []
 
-    async def archive(entries: list[LogEntry]) -> None:
-        await archiver(entries)
+    async def archive(entries: list[LogEntry], lease: Lease) -> None:
+        await archiver(entries, lease)
         archived.append(len(entries))
 
     group: ConsumerGroup[LogEntry] = ConsumerGroup(

@@ -29,6 +29,7 @@ from eventhunting.store.archive import (
 from eventhunting.store.consumer_groups import (
     ConsumerConfig,
     ConsumerGroup,
+    Lease,
     LogEntry,
     log_entry,
 )
@@ -39,7 +40,7 @@ from tests.support.redis_snapshot import event_store_snapshot
 from tests.support.store_events import BasketClosed, ItemAdded, store_test_registry
 
 PARTITIONS = 3
-FAST = ConsumerConfig(block_ms=50, count=50, claim_idle_ms=500, max_deliveries=3, retry_delay_ms=20)
+FAST = ConsumerConfig(block_ms=50, count=50, lease_ms=2_000, max_deliveries=3, retry_delay_ms=20)
 
 Database = Any
 
@@ -109,8 +110,8 @@ async def archive_everything(store_redis: aioredis.Redis, database: Database, to
     archiver = Archiver(database)
     archived: list[int] = []
 
-    async def handle(entries: list[LogEntry]) -> None:
-        await archiver(entries)
+    async def handle(entries: list[LogEntry], lease: Lease) -> None:
+        await archiver(entries, lease)
         archived.append(len(entries))
 
     group: ConsumerGroup[LogEntry] = ConsumerGroup(

@@ -30,7 +30,7 @@ async def main(arguments: argparse.Namespace) -> None:
             ConsumerConfig(
                 block_ms=50,
                 count=arguments.count,
-                claim_idle_ms=arguments.claim_idle_ms,
+                lease_ms=arguments.lease_ms,
                 max_deliveries=5,
                 retry_delay_ms=50,
             ),
@@ -52,5 +52,5 @@ if __name__ == "__main__":
     parser.add_argument("--partitions", type=int, required=True)
     parser.add_argument("--consumer", required=True)
     parser.add_argument("--count", type=int, default=10)
-    parser.add_argument("--claim-idle-ms", type=int, default=300)
+    parser.add_argument("--lease-ms", type=int, default=1_000)
     asyncio.run(main(parser.parse_args()))

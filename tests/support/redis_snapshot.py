@@ -9,10 +9,12 @@ import redis.asyncio as aioredis
 
 
 async def event_store_snapshot(redis: aioredis.Redis) -> dict[str, Any]:
-    """Key -> content, for every `{p<k>}:` key; idempotency records compare as JSON."""
+    """Key -> content, for every `{p<k>}:` key but leases; idempotency records compare as JSON."""
     snapshot: dict[str, Any] = {}
     async for raw_key in redis.scan_iter(match="{p*", count=1000):
         key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        if ":lease:" in key:
+            continue  # consumer coordination, not event-store content
         kind = await redis.type(key)
         kind = kind.decode() if isinstance(kind, bytes) else kind
         if kind == "stream":

@@ -11,6 +11,7 @@ from eventhunting.projections.accounts import ACCOUNTS_COLLECTION, AccountsProje
 from eventhunting.projections.base import Projector
 from eventhunting.projections.replay import replay
 from eventhunting.services.accounts import AccountService
+from tests.support.leases import lease_of
 
 PASSWORD = "a fine password"
 
@@ -20,7 +21,7 @@ async def project_everything(accounts: AccountService, projector: Projector) -> 
     for partition in range(accounts.partitions):
         after = "0"
         while batch := await accounts.store.read_log(partition, after, count=3):
-            await projector(batch)
+            await projector(batch, lease_of(batch))
             after = batch[-1].position or after
 
 

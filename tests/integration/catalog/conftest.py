@@ -15,6 +15,7 @@ from eventhunting.projections.base import Projector
 from eventhunting.projections.catalog import CatalogProjection, create_catalog_indexes
 from eventhunting.services.catalog import Actor, CatalogService
 from eventhunting.store.append import EventStore
+from tests.support.leases import lease_of
 
 PARTITIONS = 4
 ORGANIZER = Actor(account_id="organizer-1")
@@ -90,6 +91,6 @@ async def project_everything(store: EventStore, database: AsyncDatabase[dict[str
     for partition in range(store.partitions):
         batch = await store.read_log(partition, count=10_000)
         if batch:
-            await projector(batch)
+            await projector(batch, lease_of(batch))
             seen += len(batch)
     return seen

@@ -25,6 +25,7 @@ from tests.integration.catalog.conftest import (
     project_everything,
     ticket,
 )
+from tests.support.leases import lease_of
 
 Database = AsyncDatabase[dict[str, Any]]
 
@@ -160,7 +161,8 @@ async def test_replay_rebuilds_a_catalog_equal_to_the_live_one(
     projector = Projector(database, [CatalogProjection()])
     for partition in range(store.partitions):
         for event in await store.read_log(partition):
-            await projector([event])  # one event per batch, as a slow projector would
+            # One event per batch, as a slow projector would.
+            await projector([event], lease_of([event]))
     live = await database[COLLECTION].find({}).sort("_id").to_list()
     assert len(live) == 3
     await replay(database, [CatalogProjection()], redis=store.redis, partitions=store.partitions)

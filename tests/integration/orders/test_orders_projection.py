@@ -18,6 +18,7 @@ from eventhunting.projections.orders import (
 from eventhunting.services.orders import OrderService
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore
+from tests.support.leases import lease_of
 
 from .conftest import HOLD_SECONDS, ManualClock, NewEvent, TicketTypeSpec
 
@@ -31,7 +32,7 @@ async def project_partition(store: EventStore, projector: Projector, event: Cata
     partition = keys.partition_of(event.id, store.partitions)
     after = "0"
     while batch := await store.read_log(partition, after, count=3):
-        await projector(batch)
+        await projector(batch, lease_of(batch))
         after = batch[-1].position or after
 
 

@@ -1,0 +1,374 @@
+"""The delivery loop of a consumer group: strict log order per owned partition, ack on success."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from eventhunting.store import keys
+from eventhunting.store.append import text
+from eventhunting.store.consumer_groups.dead_letters import DeadLetters
+from eventhunting.store.consumer_groups.entries import (
+    LogEntry,
+    entries_of_reply,
+    envelope_decoder,
+)
+from eventhunting.store.consumer_groups.metrics import (
+    FAILURES,
+    OWNED_PARTITIONS,
+    PROCESSED,
+    export_group_metrics,
+)
+from eventhunting.store.consumer_groups.outages import is_outage
+from eventhunting.store.consumer_groups.ownership import Lease, LeaseLost, PartitionOwnership
+
+logger = logging.getLogger("eventhunting.store.consumer_groups")
+
+T = TypeVar("T")
+
+ACK_SCRIPT = resources.files(__package__).joinpath("fenced_ack.lua").read_text()
+
+# After a Redis error the loop waits this long before reading again.
+ERROR_BACKOFF_SECONDS = 1.0
+# How often lag, pending and ownership gauges are refreshed.
+METRICS_INTERVAL_SECONDS = 5.0
+
+
+class ConsumerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How a consumer reads, retries, gives up and shares partitions."""
+
+    block_ms: int = 1_000
+    """How long one XREADGROUP waits for new entries."""
+    count: int = 100
+    """Entries read per partition per XREADGROUP (the batch size)."""
+    max_deliveries: int = 5
+    """An entry whose handler failed this many times (not for an outage) goes to <group>:dead."""
+    retry_delay_ms: int = 1_000
+    """Wait before handling a failed entry again."""
+    lease_ms: int = 10_000
+    """Partition lease time: a dead consumer's partitions move to the others within it."""
+
+
+class ConsumerGroupMissing(RuntimeError):
+    """The group vanished from a partition log (NOGROUP): Redis lost its data or it was deleted."""
+
+    def __init__(self, group: str, detail: str) -> None:
+        super().__init__(
+            f"consumer group {group!r} is missing on a partition log ({detail}); Redis lost"
+            " its data or the group was deleted: rebuild Redis with `eventhunting restore`,"
+            " then start the workers again"
+        )
+
+
+class BatchHandler(Protocol[T]):
+    """Applies one partition's entries, in log order, under the partition's lease.
+
+    It must be idempotent: after a crash an entry can be handled again. A handler that
+    commits outside Redis checks `lease.token` there (see `Lease`) and raises `LeaseLost`.
+    """
+
+    async def __call__(self, batch: list[T], lease: Lease, /) -> None: ...
+
+
+@dataclass
+class PartitionState:
+    """Where the consumer stands on one owned partition."""
+
+    lease: Lease
+    catching_up: bool = True
+    """Own pending entries are handled (from `cursor`) before new ones are read."""
+    cursor: str = "0"
+    retry_at: float = 0.0
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+class ConsumerGroup(Generic[T]):
+    """One consumer of a consumer group over the partition logs it holds leases for.
+
+    Exact by construction: each partition is owned by one consumer at a time (fenced
+    leases, `PartitionOwnership`) and handled strictly in log order. An entry is
+    acknowledged only after its handler returned; when an entry fails, the entries after it
+    in its partition wait (they stay pending, in order) and the entry is handled again after
+    `retry_delay_ms`. So no entry is ever passed over, whatever fails or restarts. An entry
+    that failed `max_deliveries` times with an error that is not an outage (see
+    `is_outage`) is copied to `{p<k>}:<group>:dead` with the error and acknowledged, and its
+    partition goes on. A new owner first handles every entry the group still has pending on
+    the partition (the former owner's included), then new ones.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        group: str,
+        consumer: str,
+        partitions: int,
+        handler: BatchHandler[T],
+        config: ConsumerConfig | None = None,
+        *,
+        decode: Callable[[LogEntry], T] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.group = group
+        self.consumer = consumer
+        self.partition_count = partitions
+        self.config = config or ConsumerConfig()
+        self.handler = handler
+        self.decode: Callable[[LogEntry], T] = decode or cast(
+            Callable[[LogEntry], T], envelope_decoder()
+        )
+        self.ownership = PartitionOwnership(
+            redis, group, consumer, partitions, lease_ms=self.config.lease_ms
+        )
+        self.dead_letters = DeadLetters(redis, group)
+        self.ack_script = redis.register_script(ACK_SCRIPT)
+        self.states: dict[int, PartitionState] = {}
+        self.next_metrics = 0.0
+
+    async def ensure_groups(self) -> None:
+        """Create the group on every partition log (from its start) unless it exists."""
+        for partition in range(self.partition_count):
+            try:
+                await self.redis.xgroup_create(
+                    keys.log_key(partition), self.group, id="0", mkstream=True
+                )
+            except ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+
+    async def run(
+        self, stop: asyncio.Event, *, prepare: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Consume until `stop` is set; the batch in hand is finished first, leases given back.
+
+        `prepare` (creating the handler's indexes, say) runs first and, like every round,
+        is retried with backoff while Redis or MongoDB is unreachable.
+        """
+        leases_stop = asyncio.Event()
+        maintaining: asyncio.Task[None] | None = None
+        ready = False
+        try:
+            while not stop.is_set():
+                try:
+                    if not ready:
+                        if prepare is not None:
+                            await prepare()
+                        await self.ensure_groups()
+                        await self.ownership.refresh()
+                        maintaining = asyncio.create_task(self.ownership.maintain(leases_stop))
+                        ready = True
+                    await self.step(stop)
+                except ResponseError as error:
+                    if "NOGROUP" in str(error):
+                        raise ConsumerGroupMissing(self.group, str(error)) from None
+                    await self.back_off(stop, error)
+                except Exception as error:
+                    if not (is_outage(error) or isinstance(error, RedisError | OSError)):
+                        raise
+                    await self.back_off(stop, error)
+        finally:
+            leases_stop.set()
+            if maintaining is not None:
+                await maintaining
+            with contextlib.suppress(RedisError, OSError):
+                await self.ownership.release_all()
+
+    async def back_off(self, stop: asyncio.Event, error: BaseException) -> None:
+        """After a Redis error: wait, then re-read every owned partition's pending entries."""
+        logger.warning(
+            "consumer round failed; retrying",
+            extra={"group": self.group, "error": repr(error)},
+        )
+        for state in self.states.values():
+            state.catching_up, state.cursor = True, "0"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=ERROR_BACKOFF_SECONDS)
+
+    async def step(self, stop: asyncio.Event | None = None) -> None:
+        """One round: follow lease changes, retry what is due, then read new entries."""
+        await self.follow_ownership()
+        now = time.monotonic()
+        if now >= self.next_metrics:
+            self.next_metrics = now + METRICS_INTERVAL_SECONDS
+            await self.export_metrics()
+        due = [s for s in self.states.values() if s.catching_up and s.retry_at <= now]
+        fresh = [p for p, s in self.states.items() if not s.catching_up]
+        waits = [s.retry_at - now for s in self.states.values() if s.catching_up]
+        wait_ms = self.config.block_ms
+        if waits:
+            wait_ms = max(1, min(wait_ms, int(min(waits) * 1000)))
+        rounds = [self.catch_up(state) for state in due]
+        if fresh:
+            rounds.append(self.read_new(fresh, None if due else wait_ms))
+        if rounds:
+            await asyncio.gather(*rounds)
+            return
+        # Nothing owned or everything waiting for a retry: wake for a lease change or a retry.
+        self.ownership.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ownership.changed.wait(), timeout=wait_ms / 1000)
+
+    async def follow_ownership(self) -> None:
+        """Drop partitions whose lease is gone, give back surplus ones, adopt new ones."""
+        held = self.ownership.held
+        for partition in list(self.states):
+            if held.get(partition) != self.states[partition].lease:
+                del self.states[partition]
+        for partition in list(self.ownership.surplus):
+            self.states.pop(partition, None)
+            await self.ownership.release(partition)
+        for partition, lease in list(held.items()):
+            if partition not in self.states:
+                await self.adopt(lease)
+        OWNED_PARTITIONS.labels(self.group).set(len(self.states))
+
+    async def adopt(self, lease: Lease) -> None:
+        """Take over every entry the group has pending on the partition, then own it."""
+        log = keys.log_key(lease.partition)
+        start = "0-0"
+        while True:
+            reply: Any = await self.redis.xautoclaim(
+                log, self.group, self.consumer, 0, start_id=start, count=self.config.count
+            )
+            start = text(reply[0])
+            if start == "0-0":
+                break
+        self.states[lease.partition] = PartitionState(lease=lease)
+
+    async def catch_up(self, state: PartitionState) -> None:
+        """Handle the next page of this consumer's own pending entries of the partition."""
+        partition = state.lease.partition
+        reply = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            {keys.log_key(partition): state.cursor},
+            count=self.config.count,
+        )
+        delivered = entries_of_reply(reply).get(partition)
+        if delivered is None:
+            state.catching_up = False
+            return
+        if delivered.vanished:
+            await self.ack(state, delivered.vanished)
+        if delivered.entries and await self.process(state, delivered.entries):
+            state.cursor = delivered.entries[-1].position
+        elif not delivered.entries:
+            state.cursor = delivered.vanished[-1]
+
+    async def read_new(self, partitions: Sequence[int], block_ms: int | None) -> None:
+        streams: dict[Any, Any] = {keys.log_key(p): ">" for p in partitions}
+        reply = await self.redis.xreadgroup(
+            self.group, self.consumer, streams, count=self.config.count, block=block_ms
+        )
+        batches = entries_of_reply(reply)
+        await asyncio.gather(
+            *(
+                self.process(self.states[partition], delivered.entries)
+                for partition, delivered in batches.items()
+                if partition in self.states and delivered.entries
+            )
+        )
+
+    async def process(self, state: PartitionState, entries: list[LogEntry]) -> bool:
+        """Handle entries in order; False when one failed and the rest of them must wait."""
+        if len(entries) > 1 and entries[0].position in state.failures:
+            # The entry that failed last time goes alone first, so it is not retried twice.
+            return await self.process(state, entries[:1]) and await self.process(
+                state, entries[1:]
+            )
+        error = await self.try_handle(state, entries)
+        if error is None:
+            await self.ack(state, [entry.position for entry in entries])
+            return True
+        if isinstance(error, LeaseLost):
+            self.drop(state)
+            return False
+        for entry in entries:
+            if len(entries) > 1:
+                error = await self.try_handle(state, [entry])
+            if error is None:
+                await self.ack(state, [entry.position])
+                continue
+            if isinstance(error, LeaseLost):
+                self.drop(state)
+                return False
+            if not await self.record_failure(state, entry, error):
+                return False
+        return True
+
+    async def record_failure(
+        self, state: PartitionState, entry: LogEntry, error: Exception
+    ) -> bool:
+        """Count a failure; True when the entry was dead-lettered and the partition goes on."""
+        FAILURES.labels(self.group).inc()
+        outage = is_outage(error)
+        failures = state.failures.get(entry.position, 0) + (0 if outage else 1)
+        state.failures[entry.position] = failures
+        logger.warning(
+            "handler failed",
+            extra={
+                "group": self.group,
+                "partition": entry.partition,
+                "position": entry.position,
+                "stream": entry.stream,
+                "failures": failures,
+                "outage": outage,
+                "error": repr(error),
+            },
+        )
+        if not outage and failures >= self.config.max_deliveries:
+            try:
+                await self.dead_letters.bury(state.lease, entry, failures, error)
+            except LeaseLost:
+                self.drop(state)
+                return False
+            del state.failures[entry.position]
+            return True
+        state.catching_up, state.cursor = True, "0"
+        state.retry_at = time.monotonic() + self.config.retry_delay_ms / 1000
+        return False
+
+    async def try_handle(self, state: PartitionState, entries: list[LogEntry]) -> Exception | None:
+        """Run the handler on decoded entries; the error it raised, or None on success."""
+        try:
+            decoded = [self.decode(entry) for entry in entries]
+            await self.handler(decoded, state.lease)
+        except Exception as error:
+            return error
+        for entry in entries:
+            state.failures.pop(entry.position, None)
+        return None
+
+    async def ack(self, state: PartitionState, positions: Sequence[str]) -> None:
+        lease = state.lease
+        acked = await self.ack_script(
+            keys=[keys.lease_key(lease.partition, self.group), keys.log_key(lease.partition)],
+            args=[lease.value, self.group, *positions],
+        )
+        if acked == -1:
+            self.drop(state)
+            return
+        PROCESSED.labels(self.group).inc(len(positions))
+
+    def drop(self, state: PartitionState) -> None:
+        """The lease passed on: stop handling the partition at once."""
+        partition = state.lease.partition
+        if self.states.get(partition) is state:
+            del self.states[partition]
+        self.ownership.forget(partition)
+        logger.warning(
+            "partition lease lost while handling",
+            extra={"group": self.group, "partition": partition},
+        )
+
+    async def export_metrics(self) -> None:
+        await export_group_metrics(self.redis, self.group, sorted(self.states))
