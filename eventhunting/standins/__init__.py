@@ -12,7 +12,7 @@ StandinMain = Callable[[Sequence[str]], int]
 STANDIN_MODULES: dict[str, str] = {
     "mongo": "eventhunting.standins.mongo.__main__",
     "smtp": "eventhunting.standins.smtp.__main__",
-    "vnpay": "eventhunting.standins.vnpay",
+    "vnpay": "eventhunting.standins.vnpay.__main__",
 }
 
 
