@@ -160,11 +160,11 @@ def refund_refusal(
     sandbox: Sandbox, transaction: Transaction, values: Mapping[str, str]
 ) -> str | None:
     """The code refusing this refund, or None when it may go ahead."""
-    if not transaction.paid:
-        return "95"
     transaction_no = values.get("vnp_TransactionNo", "")
     if transaction_no and transaction_no != transaction.transaction_no:
         return "91"
+    if not transaction.paid:
+        return "95"
     amount = int(values["vnp_Amount"]) // 100
     refunded = sandbox.ledger.refunded_amount(transaction.txn_ref)
     if values["vnp_TransactionType"] == FULL_REFUND:
