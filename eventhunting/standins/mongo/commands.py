@@ -35,7 +35,6 @@ from eventhunting.standins.mongo.errors import (
     OPERATION_NOT_SUPPORTED_IN_TRANSACTION,
     TRANSACTION_COMMITTED,
     TRANSACTION_TOO_OLD,
-    TRANSIENT_TRANSACTION_ERROR,
     TYPE_MISMATCH,
     CommandError,
     WriteFailure,
@@ -216,7 +215,6 @@ def resolve_session(ctx: CommandContext) -> None:
         raise CommandError(
             NO_SUCH_TRANSACTION,
             f"Given transaction number {txn_number} does not match any in-progress transactions.",
-            labels=(TRANSIENT_TRANSACTION_ERROR,),
         )
     if transaction.state == "committed":
         if ctx.name == "commitTransaction":
@@ -227,12 +225,10 @@ def resolve_session(ctx: CommandContext) -> None:
             f"Transaction with {{ txnNumber: {txn_number} }} has been committed.",
         )
     if transaction.state == "aborted":
-        labels = () if ctx.name == "abortTransaction" else (TRANSIENT_TRANSACTION_ERROR,)
         reason = f" ({transaction.abort_reason})" if transaction.abort_reason else ""
         raise CommandError(
             NO_SUCH_TRANSACTION,
             f"Transaction with {{ txnNumber: {txn_number} }} has been aborted.{reason}",
-            labels=labels,
         )
     ctx.transaction = transaction
 
@@ -268,12 +264,17 @@ def _require_transaction(ctx: CommandContext) -> Transaction:
 # ---------------------------------------------------------------- handshake and server info
 
 
+def topology_version(state: ServerState) -> dict[str, Any]:
+    """The replica set's topology never changes: the same process, counter 0."""
+    return {"processId": state.process_id, "counter": Int64(0)}
+
+
 def _hello_reply(ctx: CommandContext, primary_field: str) -> dict[str, Any]:
     me = f"{ctx.connection.local_host}:{ctx.connection.local_port}"
     return {
         "helloOk": True,
         primary_field: True,
-        "topologyVersion": {"processId": ctx.state.process_id, "counter": Int64(0)},
+        "topologyVersion": topology_version(ctx.state),
         "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
         "maxMessageSizeBytes": MAX_MESSAGE_SIZE_BYTES,
         "maxWriteBatchSize": MAX_WRITE_BATCH_SIZE,

@@ -7,9 +7,14 @@ from typing import Any
 CODE_NAMES: dict[int, str] = {
     1: "InternalError",
     2: "BadValue",
+    6: "HostUnreachable",
+    7: "HostNotFound",
     9: "FailedToParse",
+    11: "UserNotFound",
+    13: "Unauthorized",
     14: "TypeMismatch",
     20: "IllegalOperation",
+    24: "LockTimeout",
     26: "NamespaceNotFound",
     27: "IndexNotFound",
     28: "PathNotViable",
@@ -19,22 +24,44 @@ CODE_NAMES: dict[int, str] = {
     50: "MaxTimeMSExpired",
     52: "DollarPrefixedFieldName",
     59: "CommandNotFound",
+    64: "WriteConcernTimeout",
     66: "ImmutableField",
     67: "CannotCreateIndex",
     72: "InvalidOptions",
     73: "InvalidNamespace",
+    79: "UnknownReplWriteConcern",
     85: "IndexOptionsConflict",
     86: "IndexKeySpecsConflict",
+    89: "NetworkTimeout",
     91: "ShutdownInProgress",
+    100: "UnsatisfiableWriteConcern",
     112: "WriteConflict",
     115: "CommandNotSupported",
+    134: "ReadConcernMajorityNotAvailableYet",
+    150: "StaleEpoch",
+    189: "PrimarySteppedDown",
     225: "TransactionTooOld",
     238: "NotImplemented",
+    239: "SnapshotTooOld",
+    246: "SnapshotUnavailable",
+    249: "StaleDbVersion",
+    250: "StaleChunkHistory",
     251: "NoSuchTransaction",
     256: "TransactionCommitted",
+    262: "ExceededTimeLimit",
     263: "OperationNotSupportedInTransaction",
+    267: "PreparedTransactionInProgress",
+    272: "MigrationConflict",
+    290: "TransactionExceededLifetimeLimitSeconds",
+    9001: "SocketException",
+    10107: "NotWritablePrimary",
     11000: "DuplicateKey",
     11600: "InterruptedAtShutdown",
+    11601: "Interrupted",
+    11602: "InterruptedDueToReplStateChange",
+    13388: "StaleConfig",
+    13435: "NotPrimaryNoSecondaryOk",
+    13436: "NotPrimaryOrSecondary",
 }
 
 BAD_VALUE = 2
@@ -60,12 +87,8 @@ NO_SUCH_TRANSACTION = 251
 TRANSACTION_COMMITTED = 256
 OPERATION_NOT_SUPPORTED_IN_TRANSACTION = 263
 DUPLICATE_KEY = 11000
-
-# Codes for which a real server labels a failed retryable write or commit "RetryableWriteError".
-RETRYABLE_CODES = frozenset({6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
-
-TRANSIENT_TRANSACTION_ERROR = "TransientTransactionError"
-RETRYABLE_WRITE_ERROR = "RetryableWriteError"
+UNKNOWN_REPL_WRITE_CONCERN = 79
+UNSATISFIABLE_WRITE_CONCERN = 100
 
 
 def code_name(code: int) -> str:
@@ -73,20 +96,15 @@ def code_name(code: int) -> str:
 
 
 class CommandError(Exception):
-    """A command failed as a whole: answered as {ok: 0, errmsg, code, codeName}."""
+    """A command failed as a whole: answered as {ok: 0, errmsg, code, codeName}.
 
-    def __init__(
-        self,
-        code: int,
-        message: str,
-        *,
-        labels: tuple[str, ...] = (),
-        extra: dict[str, Any] | None = None,
-    ) -> None:
+    Error labels are not chosen here: the server adds them by MongoDB's rules (error_labels).
+    """
+
+    def __init__(self, code: int, message: str, *, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.labels = list(labels)
         self.extra = extra or {}
 
     def reply(self) -> dict[str, Any]:
@@ -97,8 +115,6 @@ class CommandError(Exception):
             "codeName": code_name(self.code),
         }
         reply.update(self.extra)
-        if self.labels:
-            reply["errorLabels"] = list(self.labels)
         return reply
 
 
@@ -128,5 +144,4 @@ def write_conflict() -> CommandError:
         WRITE_CONFLICT,
         "Write conflict during plan execution and yielding is disabled. :: Please retry your "
         "operation or multi-document transaction.",
-        labels=(TRANSIENT_TRANSACTION_ERROR,),
     )

@@ -15,6 +15,7 @@ class FailAction:
     close_connection: bool = False
     block_seconds: float = 0.0
     error_code: int | None = None
+    # When given (even empty), the reply carries exactly these labels instead of computed ones.
     error_labels: list[str] | None = None
     write_concern_error: dict[str, Any] | None = None
 
@@ -54,10 +55,17 @@ class FailCommand:
         self.entered = 0
         return previous
 
-    def trigger(self, command_name: str, app_name: str | None) -> FailAction | None:
+    def trigger(
+        self, command_name: str, app_name: str | None, *, takes_write_concern: bool
+    ) -> FailAction | None:
         if self.mode == "off" or command_name not in self.commands:
             return None
         if self.app_name is not None and self.app_name != app_name:
+            return None
+        data = self.data
+        acts_before = any(k in data for k in ("errorCode", "closeConnection", "blockConnection"))
+        if not acts_before and not ("writeConcernError" in data and takes_write_concern):
+            # MongoDB only fires a failpoint that has something to do for this command.
             return None
         if self.mode == "skip":
             if self.skip > 0:
@@ -68,7 +76,6 @@ class FailCommand:
             if self.remaining <= 0:
                 self.mode = "off"
         self.entered += 1
-        data = self.data
         labels = data.get("errorLabels")
         return FailAction(
             close_connection=bool(data.get("closeConnection", False)),
@@ -76,6 +83,6 @@ class FailCommand:
                 float(data.get("blockTimeMS", 0)) / 1000 if data.get("blockConnection") else 0.0
             ),
             error_code=int(data["errorCode"]) if "errorCode" in data else None,
-            error_labels=list(labels) if labels is not None else None,
-            write_concern_error=data.get("writeConcernError"),
+            error_labels=[str(label) for label in labels] if isinstance(labels, list) else None,
+            write_concern_error=(data.get("writeConcernError") if takes_write_concern else None),
         )

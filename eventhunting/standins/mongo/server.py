@@ -12,20 +12,19 @@ from eventhunting.standins.mongo import wire
 from eventhunting.standins.mongo.commands import (
     COMMANDS,
     CommandContext,
+    Handler,
     resolve_session,
+    topology_version,
 )
-from eventhunting.standins.mongo.errors import (
-    COMMAND_NOT_FOUND,
-    RETRYABLE_CODES,
-    RETRYABLE_WRITE_ERROR,
-    TRANSIENT_TRANSACTION_ERROR,
-    WRITE_CONFLICT,
-    CommandError,
-    code_name,
-)
+from eventhunting.standins.mongo.error_labels import STATE_CHANGE_CODES, error_labels
+from eventhunting.standins.mongo.errors import COMMAND_NOT_FOUND, CommandError
 from eventhunting.standins.mongo.failpoints import FailAction
 from eventhunting.standins.mongo.snapshots import abort
 from eventhunting.standins.mongo.state import Connection, ServerState
+from eventhunting.standins.mongo.write_concerns import (
+    WRITE_CONCERN_COMMANDS,
+    unsatisfied_write_concern,
+)
 
 log = logging.getLogger("eventhunting.standins.mongo")
 
@@ -158,42 +157,76 @@ class StandinServer:
         ctx = CommandContext(self.state, connection, database, command, name)
         action = None
         if name != "configureFailPoint":
-            action = self.state.fail_command.trigger(name, connection.app_name)
+            action = self.state.fail_command.trigger(
+                name, connection.app_name, takes_write_concern=name in WRITE_CONCERN_COMMANDS
+            )
         if action is not None:
-            failed = await self._fail(ctx, action)
-            if failed is not None:
-                return failed
-        max_time = command.get("maxTimeMS")
+            await self._before(action)
+        failed_code: int | None
+        if action is not None and action.error_code is not None:
+            # As on MongoDB, the failure comes before the command reaches its session.
+            failed_code = action.error_code
+            reply = CommandError(failed_code, "Failing command via 'failCommand' failpoint").reply()
+        else:
+            reply, failed_code = await self._run(ctx, handler)
+        self._add_failure_details(ctx, reply, failed_code, action)
+        return reply
+
+    def _add_failure_details(
+        self,
+        ctx: CommandContext,
+        reply: dict[str, Any],
+        failed_code: int | None,
+        action: FailAction | None,
+    ) -> None:
+        """Add the write concern error, error labels and topology version MongoDB would."""
+        write_concern_error = None
+        if ctx.name in WRITE_CONCERN_COMMANDS:
+            write_concern_error = (
+                action.write_concern_error if action is not None else None
+            ) or unsatisfied_write_concern(ctx.command)
+        write_concern_code = None
+        if write_concern_error is not None:
+            reply["writeConcernError"] = write_concern_error
+            write_concern_code = write_concern_error.get("code")
+        if action is not None and action.error_labels is not None:
+            labels = action.error_labels  # failCommand's errorLabels replace computed ones
+        else:
+            labels = error_labels(ctx.name, ctx.command, failed_code, write_concern_code)
+        if labels:
+            reply["errorLabels"] = labels
+        if failed_code in STATE_CHANGE_CODES or write_concern_code in STATE_CHANGE_CODES:
+            reply["topologyVersion"] = topology_version(self.state)
+
+    async def _run(
+        self, ctx: CommandContext, handler: Handler
+    ) -> tuple[dict[str, Any], int | None]:
+        """The command's own reply, and the code it failed with (None when it succeeded)."""
+        max_time = ctx.command.get("maxTimeMS")
         if isinstance(max_time, int | float) and max_time > 0:
             ctx.deadline = time.monotonic() + max_time / 1000
         try:
             resolve_session(ctx)
             if ctx.cached_reply is not None:
-                return ctx.cached_reply
+                return dict(ctx.cached_reply), None
             reply = await handler(ctx)
         except CommandError as error:
             self._abort_on_error(ctx, error.message)
-            reply = error.reply()
-            self._label(ctx, reply, error.code)
-            return reply
+            return error.reply(), error.code
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            log.exception("command failed", extra={"command": name})
+            log.exception("command failed", extra={"command": ctx.name})
             self._abort_on_error(ctx, str(error))
-            return CommandError(1, f"stand-in internal error in {name}: {error!r}").reply()
+            failure = CommandError(1, f"stand-in internal error in {ctx.name}: {error!r}")
+            return failure.reply(), failure.code
         if "writeErrors" in reply:
             self._abort_on_error(ctx, "a write failed")
-            if ctx.transaction is not None:
-                for entry in reply["writeErrors"]:
-                    if entry.get("code") == WRITE_CONFLICT:
-                        reply.setdefault("errorLabels", [TRANSIENT_TRANSACTION_ERROR])
         reply["ok"] = 1.0
-        if "writeConcernError" in ctx.extra:
-            reply["writeConcernError"] = ctx.extra["writeConcernError"]
         if ctx.retryable_txn_number is not None and ctx.session is not None:
-            ctx.session.retried_write = (ctx.retryable_txn_number, reply)
-        return reply
+            # A retry gets this reply; its write concern is checked (and labelled) again.
+            ctx.session.retried_write = (ctx.retryable_txn_number, dict(reply))
+        return reply, None
 
     def _abort_on_error(self, ctx: CommandContext, reason: str) -> None:
         transaction = ctx.transaction
@@ -204,44 +237,8 @@ class StandinServer:
         ):
             abort(self.state.store, transaction, reason)
 
-    def _label(self, ctx: CommandContext, reply: dict[str, Any], code: int) -> None:
-        labels = list(reply.get("errorLabels", []))
-        retryable_write = ctx.retryable_txn_number is not None or ctx.name in (
-            "commitTransaction",
-            "abortTransaction",
-        )
-        if code in RETRYABLE_CODES and retryable_write and RETRYABLE_WRITE_ERROR not in labels:
-            labels.append(RETRYABLE_WRITE_ERROR)
-        in_transaction = (
-            ctx.command.get("autocommit") is False and ctx.name not in NOT_IN_TRANSACTION_ABORT
-        )
-        if (
-            in_transaction
-            and code in RETRYABLE_CODES | {WRITE_CONFLICT}
-            and TRANSIENT_TRANSACTION_ERROR not in labels
-        ):
-            labels.append(TRANSIENT_TRANSACTION_ERROR)
-        if labels:
-            reply["errorLabels"] = labels
-
-    async def _fail(self, ctx: CommandContext, action: FailAction) -> dict[str, Any] | None:
+    async def _before(self, action: FailAction) -> None:
         if action.block_seconds:
             await asyncio.sleep(action.block_seconds)
         if action.close_connection:
             raise CloseConnection
-        if action.error_code is None:
-            if action.write_concern_error is not None:
-                ctx.extra["writeConcernError"] = action.write_concern_error
-            return None
-        reply = CommandError(
-            action.error_code, "Failing command via 'failCommand' failpoint"
-        ).reply()
-        reply["codeName"] = code_name(action.error_code)
-        if action.error_labels is not None:
-            if action.error_labels:
-                reply["errorLabels"] = action.error_labels
-        else:
-            if ctx.command.get("txnNumber") is not None and ctx.command.get("autocommit") is None:
-                ctx.retryable_txn_number = int(ctx.command["txnNumber"])
-            self._label(ctx, reply, action.error_code)
-        return reply
