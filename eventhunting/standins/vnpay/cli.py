@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,6 +15,10 @@ from eventhunting.structured_logging import configure_logging
 
 log = logging.getLogger("eventhunting.standins.vnpay")
 
+# The merchant's own settings, so `eventhunting dev` need not put the secret on a command line.
+TMN_CODE_VARIABLE = "EVENTHUNTING_VNPAY_TMN_CODE"
+HASH_SECRET_VARIABLE = "EVENTHUNTING_VNPAY_HASH_SECRET"  # noqa: S105 - a variable name
+
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -23,8 +28,16 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8090, help="port to listen on")
-    parser.add_argument("--tmn-code", required=True, help="the merchant's vnp_TmnCode")
-    parser.add_argument("--hash-secret", required=True, help="the merchant's hash secret")
+    parser.add_argument(
+        "--tmn-code",
+        default=os.environ.get(TMN_CODE_VARIABLE),
+        help=f"the merchant's vnp_TmnCode (default: ${TMN_CODE_VARIABLE})",
+    )
+    parser.add_argument(
+        "--hash-secret",
+        default=os.environ.get(HASH_SECRET_VARIABLE),
+        help=f"the merchant's hash secret (default: ${HASH_SECRET_VARIABLE}, kept out of ps)",
+    )
     parser.add_argument("--ipn-url", required=True, help="the merchant's IPN URL (GET)")
     parser.add_argument("--data-file", type=Path, default=None, help="keep the ledger in this file")
     parser.add_argument(
@@ -48,7 +61,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if not arguments.tmn_code or not arguments.hash_secret:
+        parser.error(
+            f"--tmn-code and --hash-secret are required (or {TMN_CODE_VARIABLE}"
+            f" and {HASH_SECRET_VARIABLE})"
+        )
+    return arguments
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,12 +15,14 @@ from tests.integration.vnpay.standin_harness import (
     CREDENTIALS,
     Buyer,
     IpnReceiver,
+    Standin,
     payment_url,
     returned_result,
     running_standin,
     stop,
     wait_until,
 )
+from tests.support.servers import free_port, wait_for_port
 
 
 async def test_the_ledger_survives_a_restart_with_a_data_file(
@@ -124,6 +127,14 @@ def test_a_corrupt_data_file_stops_the_standin_with_an_error(
     assert data_file.read_text() == '{"format": "something else"}'
 
 
+def environment_without_merchant() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("EVENTHUNTING_VNPAY_TMN_CODE", "EVENTHUNTING_VNPAY_HASH_SECRET")
+    }
+
+
 def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "eventhunting.cli", "standin", "vnpay", "--port", "1", *arguments],
@@ -131,6 +142,7 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        env=environment_without_merchant(),
     )
 
 
@@ -159,3 +171,31 @@ def test_the_standin_answers_health_and_unknown_paths(ipn_receiver: IpnReceiver)
         assert bad_switch.status_code == 400
         assert unknown_switch.status_code == 400
         assert standin.control("GET", "/switches")["refund_failure_rate"] == 0.0
+
+
+def test_the_merchant_credentials_can_come_from_the_environment(
+    ipn_receiver: IpnReceiver,
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "eventhunting.cli", "standin", "vnpay"),
+            *("--port", str(port), "--ipn-url", ipn_receiver.url, "--log-level", "warning"),
+        ],
+        env={
+            **environment_without_merchant(),
+            "EVENTHUNTING_VNPAY_TMN_CODE": CREDENTIALS.tmn_code,
+            "EVENTHUNTING_VNPAY_HASH_SECRET": CREDENTIALS.hash_secret,
+        },
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process=process)
+        standin = Standin(base_url=f"http://127.0.0.1:{port}", process=process)
+        buyer = Buyer(standin)
+        result = returned_result(buyer.pay(payment_url(standin, "ENV-1")))
+        buyer.client.close()
+    finally:
+        stop(process)
+
+    assert result.paid
