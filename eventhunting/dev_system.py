@@ -275,6 +275,32 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
         generated.append("EVENTHUNTING_BOOTSTRAP_ADMIN_PASSWORD")
     environment.setdefault("EVENTHUNTING_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
 
+    if not environment.get("EVENTHUNTING_VNPAY_PAY_URL"):
+        # Payments go to the VNPAY stand-in unless a gateway is configured; it and the API
+        # share one merchant code and secret, throwaway ones when none are set.
+        if not environment.get("EVENTHUNTING_VNPAY_TMN_CODE"):
+            environment["EVENTHUNTING_VNPAY_TMN_CODE"] = "DEV" + secrets.token_hex(3)[:5].upper()
+            generated.append("EVENTHUNTING_VNPAY_TMN_CODE")
+        if not environment.get("EVENTHUNTING_VNPAY_HASH_SECRET"):
+            environment["EVENTHUNTING_VNPAY_HASH_SECRET"] = secrets.token_hex(16).upper()
+            generated.append("EVENTHUNTING_VNPAY_HASH_SECRET")
+        vnpay_port = free_port()
+        system.add(
+            "vnpay-standin",
+            [
+                python, "-m", "eventhunting.cli", "standin", "vnpay",
+                "--host", "127.0.0.1",
+                "--port", str(vnpay_port),
+                "--ipn-url", f"http://127.0.0.1:{port}/api/v1/payments/vnpay/ipn",
+                "--data-file", str(directory / "vnpay-standin.json"),
+            ],
+            environment,
+        )  # fmt: skip
+        vnpay_url = f"http://127.0.0.1:{vnpay_port}"
+        environment["EVENTHUNTING_VNPAY_PAY_URL"] = f"{vnpay_url}/paymentv2/vpcpay.html"
+        environment["EVENTHUNTING_VNPAY_API_URL"] = f"{vnpay_url}/merchant_webapi/api/transaction"
+        announcements.append(("VNPAY sandbox", f"{vnpay_url}/_sandbox/ledger"))
+
     try:
         load_settings(environment, dotenv=None)
     except SettingsError as error:
@@ -326,6 +352,11 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
         if "EVENTHUNTING_JWT_SECRET" in generated:
             lines.append(
                 "  JWT secret      generated for this run (set EVENTHUNTING_JWT_SECRET to keep one)"
+            )
+        if "EVENTHUNTING_VNPAY_HASH_SECRET" in generated:
+            lines.append(
+                f"  VNPAY merchant  {environment['EVENTHUNTING_VNPAY_TMN_CODE']}, secret generated"
+                " for this run (set EVENTHUNTING_VNPAY_TMN_CODE and _HASH_SECRET to keep them)"
             )
         lines.append("Press Ctrl-C to stop.")
         print("\n".join(lines), flush=True)
