@@ -86,13 +86,13 @@ def run_standin(arguments: argparse.Namespace) -> int:
 
 
 def run_restore(arguments: argparse.Namespace) -> int:
-    from eventhunting.store.maintenance import restore_command
+    from eventhunting.maintenance import restore_command
 
     return asyncio.run(restore_command(settings_or_exit(StoreSettings), force=arguments.force))
 
 
 def run_replay(arguments: argparse.Namespace) -> int:
-    from eventhunting.store.maintenance import replay_command
+    from eventhunting.maintenance import replay_command
 
     return asyncio.run(
         replay_command(

@@ -282,9 +282,7 @@ class ConsumerGroup(Generic[T]):
         """Handle entries in order; False when one failed and the rest of them must wait."""
         if len(entries) > 1 and entries[0].position in state.failures:
             # The entry that failed last time goes alone first, so it is not retried twice.
-            return await self.process(state, entries[:1]) and await self.process(
-                state, entries[1:]
-            )
+            return await self.process(state, entries[:1]) and await self.process(state, entries[1:])
         error = await self.try_handle(state, entries)
         if error is None:
             await self.ack(state, [entry.position for entry in entries])

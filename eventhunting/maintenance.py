@@ -13,20 +13,37 @@ if TYPE_CHECKING:
 
 
 async def restore_command(settings: StoreSettings, *, force: bool) -> int:
-    """`eventhunting restore [--force]`: rebuild Redis from the MongoDB archive."""
+    """`eventhunting restore [--force]`: rebuild Redis from the MongoDB archive.
+
+    The read models are then rebuilt from the restored logs: an event the projector applied
+    but the archiver never copied is gone from the store, so it must not stay in a read model.
+    """
     from eventhunting.bootstrap import connect_store
+    from eventhunting.projections.registry import load_projections
+    from eventhunting.projections.replay import replay
 
     services = connect_store(settings)
     try:
         report = await restore(
             services.redis, services.database, settings.sales.partitions, force=force
         )
+        print(
+            f"restored {report.events} events into {report.partitions} partitions",
+            file=sys.stderr,
+        )
+        replayed = await replay(
+            services.database,
+            load_projections(),
+            redis=services.redis,
+            partitions=settings.sales.partitions,
+        )
     except RedisNotEmpty as error:
         print(f"eventhunting restore: {error} (use --force)", file=sys.stderr)
         return 1
     finally:
         await services.close()
-    print(f"restored {report.events} events into {report.partitions} partitions", file=sys.stderr)
+    names = ", ".join(replayed.projections)
+    print(f"rebuilt {names} from {replayed.events} restored events", file=sys.stderr)
     return 0
 
 
