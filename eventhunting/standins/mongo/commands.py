@@ -38,6 +38,7 @@ from eventhunting.standins.mongo.errors import (
     TYPE_MISMATCH,
     CommandError,
     WriteFailure,
+    write_conflict,
 )
 from eventhunting.standins.mongo.snapshots import Change, MustWait
 from eventhunting.standins.mongo.state import Connection, ServerState
@@ -237,6 +238,11 @@ def resolve_session(ctx: CommandContext) -> None:
 async def commit_transaction(ctx: CommandContext) -> dict[str, Any]:
     transaction = _require_transaction(ctx)
     if transaction.active:
+        if snapshots.creation_conflict(ctx.state.store, transaction):
+            snapshots.abort(
+                ctx.state.store, transaction, "another client created a collection it created"
+            )
+            raise write_conflict()
         snapshots.commit(ctx.state.store, transaction)
     return {}
 
@@ -454,16 +460,15 @@ def _check_database_name(name: str) -> None:
 
 
 def _existing(ctx: CommandContext, name: str) -> Collection | None:
-    return ctx.state.store.collection(ctx.database, name)
+    return snapshots.visible_collection(ctx.state.store, ctx.database, name, ctx.transaction)
 
 
 def _for_writing(ctx: CommandContext, name: str) -> Collection:
-    collection = ctx.state.store.collection(ctx.database, name)
+    collection = _existing(ctx, name)
     if collection is None:
-        collection = ctx.state.store.create_collection(ctx.database, name)
-        if ctx.transaction is not None:
-            collection.created_by = ctx.transaction
-            ctx.transaction.created_collections.append(collection)
+        collection = snapshots.create_collection(
+            ctx.state.store, ctx.database, name, ctx.transaction
+        )
     return collection
 
 
@@ -473,7 +478,7 @@ async def create(ctx: CommandContext) -> dict[str, Any]:
     if _existing(ctx, name) is not None:
         raise CommandError(NAMESPACE_EXISTS, f"Collection {ctx.database}.{name} already exists.")
     options = {k: v for k, v in ctx.command.items() if k != "create" and k not in GENERIC_FIELDS}
-    ctx.state.store.create_collection(ctx.database, name, options)
+    snapshots.create_collection(ctx.state.store, ctx.database, name, ctx.transaction, options)
     return {}
 
 
@@ -525,7 +530,7 @@ async def rename_collection(ctx: CommandContext) -> dict[str, Any]:
         store.drop_collection(target_db, target_name)
     _abort_transactions_on(ctx, [collection])
     store.drop_collection(source_db, source_name)
-    renamed = store.create_collection(target_db, target_name, collection.options)
+    renamed = snapshots.create_collection(store, target_db, target_name, None, collection.options)
     renamed.records, renamed.indexes, renamed.removable = (
         collection.records,
         collection.indexes,
@@ -785,7 +790,7 @@ async def aggregate(ctx: CommandContext) -> dict[str, Any]:
     documents = [d for _, d in snapshots.matching_documents(collection, query, ctx.transaction)]
 
     def resolve(foreign: str) -> list[Document]:
-        other = ctx.state.store.collection(ctx.database, foreign)
+        other = _existing(ctx, foreign)
         return [d for _, d in snapshots.visible_documents(other, ctx.transaction)]
 
     results = matching.run_pipeline(documents, stages, ctx.database, resolve)
@@ -1203,6 +1208,7 @@ async def create_indexes(ctx: CommandContext) -> dict[str, Any]:
                     INDEX_OPTIONS_CONFLICT,
                     f"Index already exists with a different name: {other.name}",
                 )
+        _check_index_build_in_transaction(ctx, collection)
         if index.unique:
             build_unique_entries(collection, index)
         collection.indexes[index.name] = index
@@ -1215,6 +1221,26 @@ async def create_indexes(ctx: CommandContext) -> dict[str, Any]:
     if before == len(collection.indexes):
         reply["note"] = "all indexes already exist"
     return reply
+
+
+def _check_index_build_in_transaction(ctx: CommandContext, collection: Collection) -> None:
+    """A transaction may only add indexes to an empty collection it created itself (7.0)."""
+    transaction = ctx.transaction
+    if transaction is None:
+        return
+    key = (collection.database, collection.name)
+    if transaction.created_collections.get(key) is not collection:
+        raise CommandError(
+            OPERATION_NOT_SUPPORTED_IN_TRANSACTION,
+            f"Cannot create new indexes on existing collection {collection.namespace} in a "
+            f"multi-document transaction.",
+        )
+    if snapshots.visible_documents(collection, transaction):
+        raise CommandError(
+            OPERATION_NOT_SUPPORTED_IN_TRANSACTION,
+            f"Cannot create new indexes on non-empty collection {collection.namespace} in a "
+            f"multi-document transaction.",
+        )
 
 
 @command("listIndexes")

@@ -62,6 +62,44 @@ def id_keys(query: Document) -> list[Key] | None:
     return [value_key(wanted)]
 
 
+def visible_collection(
+    store: Store, database: str, name: str, transaction: Transaction | None
+) -> Collection | None:
+    """The collection a reader sees under this name: its transaction's own uncommitted one, or
+    the committed one if it existed at the transaction's snapshot."""
+    if transaction is not None:
+        created = transaction.created_collections.get((database, name))
+        if created is not None:
+            return created
+    collection = store.collection(database, name)
+    if collection is None:
+        return None
+    if transaction is not None and collection.created_at > transaction.snapshot:
+        return None
+    return collection
+
+
+def create_collection(
+    store: Store,
+    database: str,
+    name: str,
+    transaction: Transaction | None,
+    options: Document | None = None,
+) -> Collection:
+    """Create a collection the caller does not see: at once, or at its transaction's commit.
+
+    As in MongoDB 7.0, creating one in a transaction takes no lock: another client may create
+    the same name meanwhile, and then the transaction's commit fails with a WriteConflict.
+    """
+    if transaction is None:
+        collection = store.create_collection(database, name, options)
+        collection.created_at = store.tick()
+        return collection
+    collection = Collection(database, name, options)
+    transaction.created_collections[(database, name)] = collection
+    return collection
+
+
 def view(
     record: Record, key: Key, collection: Collection, transaction: Transaction | None
 ) -> Document | None:
@@ -257,10 +295,22 @@ def begin(store: Store, transaction: Transaction) -> None:
     store.active_transactions.add(transaction)
 
 
+def creation_conflict(store: Store, transaction: Transaction) -> bool:
+    """Whether a collection the transaction created now exists, created by someone else."""
+    return any(
+        store.collection(database, name) is not None
+        for database, name in transaction.created_collections
+    )
+
+
 def commit(store: Store, transaction: Transaction) -> None:
+    """Apply its writes and publish its collections (after checking creation_conflict)."""
     timestamp = store.tick()
     store.active_transactions.discard(transaction)
     oldest = store.oldest_snapshot()
+    for collection in transaction.created_collections.values():
+        collection.created_at = timestamp
+        store.add_collection(collection)
     for collection, writes in transaction.writes.items():
         applied = []
         for key, after in writes.items():
@@ -272,7 +322,6 @@ def commit(store: Store, transaction: Transaction) -> None:
             record.writer = None
             _prune(collection, key, record, oldest)
         _update_unique_entries(collection, applied)
-        collection.created_by = None
     _release_claims(transaction)
     transaction.state = "committed"
     transaction.finished.set()
@@ -290,10 +339,7 @@ def abort(store: Store, transaction: Transaction, reason: str) -> None:
                 if not record.versions:
                     del collection.records[key]
     _release_claims(transaction)
-    for collection in transaction.created_collections:
-        still_empty = collection.created_by is transaction and not collection.records
-        if still_empty and store.collection(collection.database, collection.name) is collection:
-            store.drop_collection(collection.database, collection.name)
+    transaction.created_collections.clear()  # never published, so nothing else to undo
     transaction.state = "aborted"
     transaction.abort_reason = reason
     transaction.finished.set()

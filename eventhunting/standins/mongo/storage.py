@@ -134,7 +134,11 @@ class Index:
 
 
 class Collection:
-    """Documents by _id key, in insertion order, with their indexes."""
+    """Documents by _id key, in insertion order, with their indexes.
+
+    `created_at` is the commit timestamp from which readers see the collection: a transaction
+    whose snapshot is older does not see it (0: there from the start).
+    """
 
     def __init__(self, database: str, name: str, options: Document | None = None) -> None:
         self.database = database
@@ -144,7 +148,7 @@ class Collection:
         self.records: dict[Key, Record] = {}
         self.indexes: dict[str, Index] = {"_id_": Index(name="_id_", key=[("_id", 1)], unique=True)}
         self.removable: set[Key] = set()
-        self.created_by: Transaction | None = None
+        self.created_at = 0
 
     @property
     def namespace(self) -> str:
@@ -201,6 +205,14 @@ class Store:
             collection = found.collections[name] = Collection(database, name, options)
             self.changes += 1
         return collection
+
+    def add_collection(self, collection: Collection) -> None:
+        """Make a collection created elsewhere (in a transaction) part of the store."""
+        found = self.databases.get(collection.database)
+        if found is None:
+            found = self.databases[collection.database] = Database(collection.database)
+        found.collections[collection.name] = collection
+        self.changes += 1
 
     def drop_collection(self, database: str, name: str) -> bool:
         found = self.databases.get(database)

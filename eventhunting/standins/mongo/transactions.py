@@ -23,7 +23,8 @@ class Transaction:
         self.abort_reason = ""
         self.writes: dict[Collection, dict[Key, Document | None]] = {}
         self.claims: dict[Index, dict[Key, Key]] = {}
-        self.created_collections: list[Collection] = []
+        # Collections (and their indexes) it created: nobody else sees them before commit.
+        self.created_collections: dict[tuple[str, str], Collection] = {}
         self.finished = asyncio.Event()
 
     @property
