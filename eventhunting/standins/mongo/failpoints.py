@@ -63,7 +63,11 @@ class FailCommand:
         if self.app_name is not None and self.app_name != app_name:
             return None
         data = self.data
-        acts_before = any(k in data for k in ("errorCode", "closeConnection", "blockConnection"))
+        acts_before = (
+            "errorCode" in data
+            or bool(data.get("closeConnection"))
+            or bool(data.get("blockConnection"))
+        )
         if not acts_before and not ("writeConcernError" in data and takes_write_concern):
             # MongoDB only fires a failpoint that has something to do for this command.
             return None
