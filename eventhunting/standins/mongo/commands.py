@@ -7,7 +7,7 @@ import datetime
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import bson
@@ -117,7 +117,6 @@ class CommandContext:
     retryable_txn_number: int | None = None
     cached_reply: dict[str, Any] | None = None
     deadline: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def store(self) -> Any:

@@ -164,7 +164,7 @@ class StandinServer:
             await self._before(action)
         failed_code: int | None
         if action is not None and action.error_code is not None:
-            # As on MongoDB, the failure comes before the command reaches its session.
+            # Answered before the command reaches its session: a transaction stays as it was.
             failed_code = action.error_code
             reply = CommandError(failed_code, "Failing command via 'failCommand' failpoint").reply()
         else:
