@@ -225,6 +225,82 @@ def effects_of(request: AppendRequest) -> AppendEffects | None:
     return None if effects == NO_EFFECTS else effects
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """One event of an append with its drawn id, encoded as stored (field "e" of its entries)."""
+
+    event_id: str
+    type_name: str
+    schema: int
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedAppend:
+    """An append request checked and encoded, not yet written (the same for every store)."""
+
+    request: AppendRequest
+    occurred_at_ms: int
+    events: tuple[PreparedEvent, ...]
+
+    def written(self, version: int, positions: Sequence[str]) -> AppendResult:
+        """The result once written: `version` is the stream's version after the append and
+        `positions` are the partition-log positions of the events, in order."""
+        request = self.request
+        first_version = version - len(self.events) + 1
+        stored_at = from_epoch_ms(self.occurred_at_ms)  # exactly what a later read returns
+        envelopes = tuple(
+            EventEnvelope(
+                event_id=prepared.event_id,
+                stream=request.stream,
+                version=first_version + index,
+                type=prepared.type_name,
+                schema=prepared.schema,
+                occurred_at=stored_at,
+                data=event,
+                meta=request.meta,
+                partition=request.partition,
+                position=positions[index],
+            )
+            for index, (prepared, event) in enumerate(zip(self.events, request.events, strict=True))
+        )
+        return AppendResult(
+            partition=request.partition, stream=request.stream, version=version, events=envelopes
+        )
+
+
+def prepare_append(
+    request: AppendRequest,
+    *,
+    partitions: int,
+    event_registry: EventRegistry,
+    clock: Callable[[], datetime],
+) -> PreparedAppend:
+    """Check an append request and encode its events, with ids drawn at the clock's time."""
+    if not request.events:
+        raise ValueError("an append needs at least one event")
+    if not 0 <= request.partition < partitions:
+        raise ValueError(f"partition {request.partition} is outside 0..{partitions - 1}")
+    occurred_at = clock()
+    occurred_at_ms = to_epoch_ms(occurred_at)
+    meta = request.meta
+    prepared: list[PreparedEvent] = []
+    for event in request.events:
+        described = event_registry.type_of(event)
+        # What ULID.from_datetime does (monotonic within a millisecond), minus a copy.
+        event_id = str(ulid.default_generator.generate(occurred_at_ms))
+        record = encode_stored_event(
+            event_id=event_id,
+            type_name=described.name,
+            schema=described.schema,
+            occurred_at=occurred_at,
+            meta=meta,
+            data=event,
+        )
+        prepared.append(PreparedEvent(event_id, described.name, described.schema, record))
+    return PreparedAppend(request=request, occurred_at_ms=occurred_at_ms, events=tuple(prepared))
+
+
 def keys_of(request: AppendRequest, effects: AppendEffects | None) -> list[str]:
     """Every key the script touches, declared so Redis Cluster can route and check it."""
     partition = request.partition
@@ -266,27 +342,9 @@ class EventStore:
 
     async def append(self, request: AppendRequest) -> AppendResult:
         """Write the request atomically, or raise ConcurrencyError/GuardRejected writing nothing."""
-        if not request.events:
-            raise ValueError("an append needs at least one event")
-        if not 0 <= request.partition < self.partitions:
-            raise ValueError(f"partition {request.partition} is outside 0..{self.partitions - 1}")
-        occurred_at = self.clock()
-        occurred_at_ms = to_epoch_ms(occurred_at)
-        meta = request.meta
-        prepared: list[tuple[str, str, int, bytes]] = []
-        for event in request.events:
-            described = self.registry.type_of(event)
-            # What ULID.from_datetime does (monotonic within a millisecond), minus a copy.
-            event_id = str(ulid.default_generator.generate(occurred_at_ms))
-            record = encode_stored_event(
-                event_id=event_id,
-                type_name=described.name,
-                schema=described.schema,
-                occurred_at=occurred_at,
-                meta=meta,
-                data=event,
-            )
-            prepared.append((event_id, described.name, described.schema, record))
+        prepared = prepare_append(
+            request, partitions=self.partitions, event_registry=self.registry, clock=self.clock
+        )
         effects = effects_of(request)
         expected = -1 if request.expected_version is None else request.expected_version
         reply = await self.append_script(
@@ -295,38 +353,12 @@ class EventStore:
                 expected,
                 request.stream,
                 b"" if effects is None else effects_encoder.encode(effects),
-                *(record for *_, record in prepared),
+                *(event.record for event in prepared.events),
             ],
         )
         outcome = text(reply[0])
         if outcome == "ok":
-            version = int(reply[1])
-            positions = text(reply[2]).split(" ")
-            first_version = version - len(prepared) + 1
-            stored_at = from_epoch_ms(occurred_at_ms)  # exactly what a later read returns
-            envelopes = tuple(
-                EventEnvelope(
-                    event_id=event_id,
-                    stream=request.stream,
-                    version=first_version + index,
-                    type=type_name,
-                    schema=schema,
-                    occurred_at=stored_at,
-                    data=event,
-                    meta=meta,
-                    partition=request.partition,
-                    position=positions[index],
-                )
-                for index, ((event_id, type_name, schema, _), event) in enumerate(
-                    zip(prepared, request.events, strict=True)
-                )
-            )
-            return AppendResult(
-                partition=request.partition,
-                stream=request.stream,
-                version=version,
-                events=envelopes,
-            )
+            return prepared.written(int(reply[1]), text(reply[2]).split(" "))
         if outcome == "dup":
             earlier = earlier_result_decoder.decode(reply[1])
             return await self.earlier_result(request.partition, earlier)
