@@ -155,14 +155,89 @@ class VnpaySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MailSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Outgoing mail."""
+    """Outgoing mail, and how hard one delivery tries before it gives the entry back."""
 
     smtp_url: Annotated[
-        str | None, setting("SMTP_URL", "smtp://user:pass@host:port or smtps://...")
+        str | None,
+        setting(
+            "SMTP_URL",
+            "smtp://user:pass@host:port (?starttls=auto|required|never, ?tls_verify=false)"
+            " or smtps://... (implicit TLS).",
+        ),
     ] = None
     mail_from: Annotated[str, setting("MAIL_FROM", "Sender address of outgoing mail.")] = (
         "EventHunting <tickets@eventhunting.local>"
     )
+    smtp_attempts: Annotated[
+        int,
+        setting(
+            "SMTP_ATTEMPTS",
+            "SMTP attempts per delivery for transient failures (4xx, refused, dropped, timeout).",
+            ge=1,
+            le=20,
+        ),
+    ] = 5
+    smtp_retry_max_seconds: Annotated[
+        float,
+        setting(
+            "SMTP_RETRY_MAX_SECONDS",
+            "Cap of the exponential, jittered wait between two SMTP attempts.",
+            ge=0,
+            le=300,
+        ),
+    ] = 30.0
+    smtp_timeout_seconds: Annotated[
+        float,
+        setting(
+            "SMTP_TIMEOUT_SECONDS",
+            "Timeout of connecting and of each SMTP command.",
+            gt=0,
+            le=600,
+        ),
+    ] = 30.0
+
+    def __post_init__(self) -> None:
+        if self.smtp_url is not None:
+            from eventhunting.mail.smtp_url import parse_smtp_url
+
+            try:
+                parse_smtp_url(self.smtp_url)
+            except ValueError as error:
+                raise ValueError(f"{PREFIX}SMTP_URL is invalid: {error}") from None
+
+
+class QrSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Keys of ticket QR signatures: the key that signs, and earlier keys still accepted."""
+
+    signing_key: Annotated[
+        str | None,
+        setting(
+            "QR_SIGNING_KEY",
+            "Ed25519 private key that signs ticket QR codes (PEM, or base64 of the raw 32"
+            " bytes); required by the processes that issue tickets.",
+        ),
+    ] = None
+    public_keys: Annotated[
+        str | None,
+        setting(
+            "QR_PUBLIC_KEYS",
+            "Comma-separated Ed25519 public keys (PEM or base64 raw) whose QR codes are still"
+            " valid: earlier signing keys, or all keys where the signing key is not given.",
+        ),
+    ] = None
+
+    def __post_init__(self) -> None:
+        from eventhunting.tickets.qr_keys import QrKeyError, key_ring_of, parse_private_key
+
+        try:
+            if self.signing_key is not None:
+                parse_private_key(self.signing_key)
+        except QrKeyError as error:
+            raise ValueError(f"{PREFIX}QR_SIGNING_KEY is invalid: {error}") from None
+        try:
+            key_ring_of(self)
+        except QrKeyError as error:
+            raise ValueError(f"{PREFIX}QR_PUBLIC_KEYS is invalid: {error}") from None
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,9 +263,7 @@ class Settings(StoreSettings, frozen=True, kw_only=True):
     public_base_url: Annotated[str, setting("PUBLIC_BASE_URL", "External base URL of the API.")] = (
         "http://127.0.0.1:8000"
     )
-    qr_signing_key: Annotated[
-        str | None, setting("QR_SIGNING_KEY", "Private key for ticket QR signatures.")
-    ] = None
+    qr: QrSettings = msgspec.field(default_factory=QrSettings)
 
 
 SettingsT = TypeVar("SettingsT", bound=StoreSettings)

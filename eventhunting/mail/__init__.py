@@ -1,0 +1,1 @@
+"""Outgoing mail: ticket and refund messages, SMTP delivery and the ledger of sent mail."""
