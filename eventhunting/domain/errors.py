@@ -83,3 +83,15 @@ class RateLimited(DomainError):
     def __init__(self, detail: str, *, retry_after_seconds: int, code: str | None = None) -> None:
         super().__init__(detail, code=code, retry_after_seconds=retry_after_seconds)
         self.retry_after_seconds = retry_after_seconds
+
+
+class IdempotencyKeyReused(Conflict):
+    """A command came again with a known Idempotency-Key but a different body."""
+
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused with a different request"
+
+    def __init__(
+        self, detail: str = "This Idempotency-Key was used with a different request body."
+    ) -> None:
+        super().__init__(detail)

@@ -2,15 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import msgspec
 
 
 class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
     """Base of every domain event payload. Subclasses are registered by name."""
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every command: what someone asks an aggregate to do, imperative (`PlaceOrder`).
+
+    A command carries everything its decision needs besides the aggregate's state, so
+    deciding is a pure function. Fields the server fills in (ids drawn for new entities, the
+    time it was asked at) are named in `drawn_by_server`; the rest is what the client asked,
+    and tells a repeated request from a different one (`fingerprint_of`).
+    """
+
+    drawn_by_server: ClassVar[frozenset[str]] = frozenset()
+
+    def as_requested(self) -> dict[str, Any]:
+        """The command's fields without those the server filled in."""
+        return {
+            name: value
+            for name, value in msgspec.structs.asdict(self).items()
+            if name not in self.drawn_by_server
+        }
+
+
+class RecordedEvent(Protocol):
+    """What a fold needs of a stored event (the store's envelope provides it)."""
+
+    @property
+    def data(self) -> DomainEvent: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+StateT = TypeVar("StateT")
+
+
+def fold(
+    evolve: Callable[[StateT | None, RecordedEvent], StateT], history: Iterable[RecordedEvent]
+) -> StateT | None:
+    """The state a stream's history describes (None for an empty stream), by one `evolve`."""
+    state: StateT | None = None
+    for recorded in history:
+        state = evolve(state, recorded)
+    return state
 
 
 EventT = TypeVar("EventT", bound=type[DomainEvent])

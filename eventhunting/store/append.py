@@ -399,6 +399,13 @@ class EventStore:
             fingerprint=earlier.fingerprint,
         )
 
+    async def find_earlier(self, partition: int, idempotency_id: str) -> AppendResult | None:
+        """What an append with this idempotency id wrote, or None when none was made."""
+        stored = await self.redis.get(keys.idempotency_key(partition, idempotency_id))
+        if stored is None:
+            return None
+        return await self.earlier_result(partition, earlier_result_decoder.decode(stored))
+
     @overload
     async def read_stream(
         self, stream: str, /, *, after_version: int = 0
