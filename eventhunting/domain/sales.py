@@ -1,0 +1,583 @@
+"""Sales figures folded from catalog and order events: tickets, revenue with VAT, timelines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from eventhunting.domain.catalog import (
+    EventCancelled,
+    EventDrafted,
+    EventPublished,
+    EventUpdated,
+    TicketTypeAdded,
+    TicketTypeChanged,
+)
+from eventhunting.domain.events import DomainEvent
+from eventhunting.domain.orders import (
+    CURRENCY,
+    OrderCancelled,
+    OrderExpired,
+    OrderPaid,
+    OrderPlaced,
+)
+
+VAT_RATE_PERCENT = 10
+"""The VAT rate included in every ticket price: Vietnam's standard rate for services.
+
+Prices are VAT-inclusive (what the buyer pays), so VAT is split out of each paid order line
+as `round(amount * rate / (100 + rate))`, half up, and net = gross - VAT. Changing the rate
+(for example to a temporary 8% reduction) changes every figure after `eventhunting replay
+--projection sales`; when invoices carry the VAT they applied, the fold should take it from
+there instead."""
+
+SALES_EVENT_TYPES = frozenset(
+    {
+        "EventDrafted",
+        "EventUpdated",
+        "EventPublished",
+        "EventCancelled",
+        "TicketTypeAdded",
+        "TicketTypeChanged",
+        "OrderPlaced",
+        "OrderPaid",
+        "OrderCancelled",
+        "OrderExpired",
+    }
+)
+"""Event types that change sales figures (others are skipped)."""
+
+
+class Granularity(StrEnum):
+    """Width of a timeline bucket."""
+
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+
+
+BUCKET_WIDTH: dict[Granularity, timedelta] = {
+    Granularity.MINUTE: timedelta(minutes=1),
+    Granularity.HOUR: timedelta(hours=1),
+    Granularity.DAY: timedelta(days=1),
+}
+
+
+def bucket_start(moment: datetime, granularity: Granularity) -> datetime:
+    """The start of the UTC bucket holding `moment` (days are UTC days)."""
+    moment = moment.astimezone(UTC)
+    if granularity is Granularity.MINUTE:
+        return moment.replace(second=0, microsecond=0)
+    if granularity is Granularity.HOUR:
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def vat_included_in(gross: int, rate_percent: int = VAT_RATE_PERCENT) -> int:
+    """The VAT inside a VAT-inclusive amount of VND, rounded half up to a whole dong."""
+    divisor = 100 + rate_percent
+    return (2 * gross * rate_percent + divisor) // (2 * divisor)
+
+
+# --- time to pay: a histogram in fixed buckets, so a median needs no list of orders --------
+
+TIME_TO_PAY_RESOLUTION: tuple[tuple[int | None, int], ...] = (
+    (60, 1),
+    (600, 5),
+    (3_600, 30),
+    (None, 300),
+)
+"""(up to this many seconds, bucket width): whole seconds under a minute, 5 s under ten
+minutes, 30 s under an hour, five minutes beyond. At most ~60 + 108 + 100 + 276 buckets
+for holds up to a day, however many orders are paid."""
+
+
+def time_to_pay_bucket(seconds: float) -> int:
+    """The lower edge, in seconds, of the histogram bucket holding `seconds`."""
+    whole = max(int(seconds), 0)
+    for limit, width in TIME_TO_PAY_RESOLUTION:
+        if limit is None or whole < limit:
+            return whole - whole % width
+    raise AssertionError("the last resolution has no limit")
+
+
+def time_to_pay_width(lower_edge: int) -> int:
+    """The width of the histogram bucket starting at `lower_edge`."""
+    for limit, width in TIME_TO_PAY_RESOLUTION:
+        if limit is None or lower_edge < limit:
+            return width
+    raise AssertionError("the last resolution has no limit")
+
+
+def median_bucket(histogram: Mapping[int, int]) -> int | None:
+    """The lower edge of the bucket holding the (lower) median, or None when it is empty."""
+    total = sum(histogram.values())
+    if total <= 0:
+        return None
+    rank = (total + 1) // 2
+    seen = 0
+    for edge in sorted(histogram):
+        seen += histogram[edge]
+        if seen >= rank:
+            return edge
+    raise AssertionError("rank is within the total")
+
+
+# --- what the fold remembers of an order ------------------------------------------------
+
+
+class OrderLineRecord(msgspec.Struct, frozen=True, kw_only=True):
+    ticket_type_id: str
+    quantity: int
+    amount: int
+
+
+class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What later events of an order need to know of it: its lines, prices and start."""
+
+    order_id: str
+    event_id: str
+    organizer_id: str
+    placed_at: datetime
+    total_amount: int
+    lines: tuple[OrderLineRecord, ...]
+    status: str = "pending"
+
+
+BUCKET_COUNTERS = (
+    "orders_placed",
+    "orders_paid",
+    "orders_cancelled",
+    "orders_expired",
+    "orders_refunded",
+    "tickets_ordered",
+    "tickets_sold",
+    "tickets_released",
+    "tickets_refunded",
+    "tickets_checked_in",
+    "gross",
+    "vat",
+    "refunded",
+)
+"""Counters of a timeline bucket; those of refunds and check-ins stay 0 until those events
+exist."""
+
+TICKET_COUNTERS = ("ordered", "held", "sold", "released", "refunded", "checked_in")
+REVENUE_COUNTERS = ("gross", "vat", "refunded")
+ORDER_COUNTERS = ("placed", "paid", "cancelled", "expired", "refunded")
+
+BucketKey = tuple[str, Granularity, datetime]
+
+
+class SalesTally:
+    """Folds events into what they add to each event's sales figures and timeline buckets.
+
+    The same fold serves the `sales` projection (which writes `sets` with $set and
+    `increments` with $inc, then starts a new tally for the next batch) and time travel
+    (which folds one event's history from its start and reads the figures at once).
+    `organizers` and `orders` are what earlier batches left behind that this one needs.
+    Dotted paths name the fields of the per-event document, as MongoDB does.
+    """
+
+    def __init__(
+        self,
+        organizers: Mapping[str, str] | None = None,
+        orders: Mapping[str, OrderRecord] | None = None,
+    ) -> None:
+        self.organizers: dict[str, str] = dict(organizers or {})
+        self.orders: dict[str, OrderRecord] = dict(orders or {})
+        self.changed_orders: dict[str, OrderRecord] = {}
+        self.sets: dict[str, dict[str, Any]] = {}
+        self.increments: dict[str, dict[str, int]] = {}
+        self.buckets: dict[BucketKey, dict[str, int]] = {}
+
+    # --- folding --------------------------------------------------------------------------
+
+    def apply(self, data: DomainEvent, occurred_at: datetime) -> None:
+        """Fold one event (in log order); events that do not change sales are ignored."""
+        match data:
+            case EventDrafted():
+                self.organizers[data.event_id] = data.organizer_id
+                self.set(
+                    data.event_id,
+                    organizer_id=data.organizer_id,
+                    title=data.title,
+                    status="draft",
+                    currency=CURRENCY,
+                )
+            case EventUpdated():
+                self.set(data.event_id, title=data.title)
+            case EventPublished():
+                self.set(data.event_id, status="published")
+            case EventCancelled():
+                self.set(data.event_id, status="cancelled")
+            case TicketTypeAdded() | TicketTypeChanged():
+                prefix = f"ticket_types.{data.ticket_type_id}"
+                self.set(
+                    data.event_id,
+                    **{
+                        f"{prefix}.name": data.name,
+                        f"{prefix}.price": data.price,
+                        f"{prefix}.quantity": data.quantity,
+                    },
+                )
+            case OrderPlaced():
+                self.placed(data, occurred_at)
+            case OrderPaid():
+                self.paid(data, occurred_at)
+            case OrderCancelled():
+                self.released(data.order_id, "cancelled", occurred_at)
+            case OrderExpired():
+                self.released(data.order_id, "expired", occurred_at)
+            case _:
+                pass
+
+    def placed(self, placed: OrderPlaced, occurred_at: datetime) -> None:
+        organizer = self.organizers.get(placed.event_id)
+        if organizer is None:
+            raise ValueError(f"order {placed.order_id} of unknown event {placed.event_id}")
+        record = OrderRecord(
+            order_id=placed.order_id,
+            event_id=placed.event_id,
+            organizer_id=organizer,
+            placed_at=placed.placed_at,
+            total_amount=placed.total_amount,
+            lines=tuple(
+                OrderLineRecord(
+                    ticket_type_id=line.ticket_type_id, quantity=line.quantity, amount=line.amount
+                )
+                for line in placed.items
+            ),
+        )
+        self.remember(record)
+        tickets = 0
+        for line in record.lines:
+            prefix = f"ticket_types.{line.ticket_type_id}"
+            self.add(record.event_id, {f"{prefix}.ordered": line.quantity})
+            self.add(record.event_id, {f"{prefix}.held": line.quantity})
+            tickets += line.quantity
+        self.add(record.event_id, {"orders.placed": 1})
+        self.add_to_buckets(record, occurred_at, orders_placed=1, tickets_ordered=tickets)
+
+    def paid(self, paid: OrderPaid, occurred_at: datetime) -> None:
+        record = self.known_order(paid.order_id)
+        if record.status == "paid":
+            raise ValueError(f"order {paid.order_id} was paid twice")
+        # A payment that lands after the hold was released takes the tickets from stock
+        # again: they leave `released` instead of `held`, and the order leaves its outcome.
+        late = record.status != "pending"
+        self.remember(msgspec.structs.replace(record, status="paid"))
+        tickets = gross = vat = 0
+        for line in record.lines:
+            prefix = f"ticket_types.{line.ticket_type_id}"
+            line_vat = vat_included_in(line.amount)
+            self.add(
+                record.event_id,
+                {
+                    f"{prefix}.released" if late else f"{prefix}.held": -line.quantity,
+                    f"{prefix}.sold": line.quantity,
+                    f"{prefix}.gross": line.amount,
+                    f"{prefix}.vat": line_vat,
+                },
+            )
+            tickets += line.quantity
+            gross += line.amount
+            vat += line_vat
+        self.add(record.event_id, {"orders.paid": 1})
+        if late:
+            self.add(record.event_id, {f"orders.{record.status}": -1})
+        if record.total_amount > 0:
+            # Free orders are paid the moment they are placed; they would only pull the
+            # median of the orders someone actually paid for towards zero.
+            waited = (paid.paid_at - record.placed_at).total_seconds()
+            self.add(record.event_id, {f"time_to_pay.{time_to_pay_bucket(waited)}": 1})
+        self.add_to_buckets(
+            record, occurred_at, orders_paid=1, tickets_sold=tickets, gross=gross, vat=vat
+        )
+
+    def released(self, order_id: str, outcome: str, occurred_at: datetime) -> None:
+        record = self.known_order(order_id)
+        if record.status != "pending":
+            raise ValueError(f"order {order_id} is {record.status}, not pending")
+        self.remember(msgspec.structs.replace(record, status=outcome))
+        tickets = 0
+        for line in record.lines:
+            prefix = f"ticket_types.{line.ticket_type_id}"
+            self.add(record.event_id, {f"{prefix}.held": -line.quantity})
+            self.add(record.event_id, {f"{prefix}.released": line.quantity})
+            tickets += line.quantity
+        self.add(record.event_id, {f"orders.{outcome}": 1})
+        self.add_to_buckets(
+            record, occurred_at, **{f"orders_{outcome}": 1, "tickets_released": tickets}
+        )
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def known_order(self, order_id: str) -> OrderRecord:
+        record = self.orders.get(order_id)
+        if record is None:
+            raise ValueError(f"order {order_id} was never placed")
+        return record
+
+    def remember(self, record: OrderRecord) -> None:
+        self.orders[record.order_id] = record
+        self.changed_orders[record.order_id] = record
+
+    def set(self, event_id: str, **values: Any) -> None:
+        self.sets.setdefault(event_id, {}).update(values)
+
+    def add(self, event_id: str, deltas: Mapping[str, int]) -> None:
+        counters = self.increments.setdefault(event_id, {})
+        for path, delta in deltas.items():
+            counters[path] = counters.get(path, 0) + delta
+
+    def add_to_buckets(self, record: OrderRecord, occurred_at: datetime, **deltas: int) -> None:
+        for granularity in Granularity:
+            key = (record.event_id, granularity, bucket_start(occurred_at, granularity))
+            counters = self.buckets.setdefault(key, {})
+            for name, delta in deltas.items():
+                counters[name] = counters.get(name, 0) + delta
+
+    # --- reading the figures of a tally that started from an event's beginning --------------
+
+    def document(self, event_id: str) -> dict[str, Any] | None:
+        """The per-event document the projection would hold, or None when nothing happened."""
+        if event_id not in self.sets and event_id not in self.increments:
+            return None
+        document: dict[str, Any] = {"_id": event_id}
+        for path, value in self.sets.get(event_id, {}).items():
+            put_path(document, path, value)
+        for path, delta in self.increments.get(event_id, {}).items():
+            put_path(document, path, delta)
+        return document
+
+    def bucket_documents(
+        self, event_id: str, granularity: Granularity, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """Timeline buckets of one event starting in [start, end), oldest first."""
+        return [
+            {"start": moment, **counters}
+            for (owner, width, moment), counters in sorted(
+                self.buckets.items(), key=lambda item: item[0][2]
+            )
+            if owner == event_id and width is granularity and start <= moment < end
+        ]
+
+
+def put_path(document: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for name in parents:
+        document = document.setdefault(name, {})
+    document[leaf] = value
+
+
+# --- figures as the API answers them -----------------------------------------------------
+
+
+class TicketFigures(msgspec.Struct, kw_only=True):
+    """Tickets ordered (ever held), held now, sold, released (held, then cancelled or
+    expired), refunded and checked in."""
+
+    ordered: int = 0
+    held: int = 0
+    sold: int = 0
+    released: int = 0
+    refunded: int = 0
+    checked_in: int = 0
+
+
+class RevenueFigures(msgspec.Struct, kw_only=True):
+    """Integer VND of paid orders: gross (VAT included), its VAT, net = gross - VAT, and
+    what was refunded (not yet taken off, until refunds exist)."""
+
+    gross: int = 0
+    vat: int = 0
+    net: int = 0
+    refunded: int = 0
+
+
+class TicketTypeSales(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    price: int
+    quantity: int
+    tickets: TicketFigures
+    revenue: RevenueFigures
+
+
+class OrderFigures(msgspec.Struct, kw_only=True):
+    placed: int = 0
+    pending: int = 0
+    paid: int = 0
+    cancelled: int = 0
+    expired: int = 0
+    refunded: int = 0
+
+
+class Conversion(msgspec.Struct, kw_only=True):
+    """Orders paid of orders placed (a hold that became a sale), and the same for tickets."""
+
+    orders_placed: int
+    orders_paid: int
+    order_rate: float | None
+    tickets_ordered: int
+    tickets_sold: int
+    ticket_rate: float | None
+
+
+class TimeToPay(msgspec.Struct, kw_only=True):
+    """From placing to paying, over orders that had something to pay. The median is the
+    lower edge of its histogram bucket: exact to `resolution_seconds`."""
+
+    orders: int
+    median_seconds: int | None
+    resolution_seconds: int | None
+
+
+class TimelineBucket(msgspec.Struct, kw_only=True):
+    start: datetime
+    orders_placed: int = 0
+    orders_paid: int = 0
+    orders_cancelled: int = 0
+    orders_expired: int = 0
+    orders_refunded: int = 0
+    tickets_ordered: int = 0
+    tickets_sold: int = 0
+    tickets_released: int = 0
+    tickets_refunded: int = 0
+    tickets_checked_in: int = 0
+    gross: int = 0
+    vat: int = 0
+    net: int = 0
+    refunded: int = 0
+
+
+class Timeline(msgspec.Struct, kw_only=True):
+    """Buckets with activity that start in [`from`, `to`), oldest first (empty ones left out)."""
+
+    bucket: Granularity
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    items: list[TimelineBucket]
+
+
+class EventSales(msgspec.Struct, kw_only=True):
+    event_id: str
+    organizer_id: str
+    title: str
+    status: str | None
+    as_of: datetime | None
+    currency: str
+    vat_rate_percent: int
+    ticket_types: list[TicketTypeSales]
+    tickets: TicketFigures
+    revenue: RevenueFigures
+    orders: OrderFigures
+    conversion: Conversion
+    time_to_pay: TimeToPay
+    timeline: Timeline
+
+
+def _count(document: Mapping[str, Any], name: str) -> int:
+    return int(document.get(name) or 0)
+
+
+def ticket_type_sales(ticket_type_id: str, document: Mapping[str, Any]) -> TicketTypeSales:
+    tickets = TicketFigures(**{name: _count(document, name) for name in TICKET_COUNTERS})
+    gross, vat = _count(document, "gross"), _count(document, "vat")
+    return TicketTypeSales(
+        id=ticket_type_id,
+        name=str(document.get("name", "")),
+        price=_count(document, "price"),
+        quantity=_count(document, "quantity"),
+        tickets=tickets,
+        revenue=RevenueFigures(
+            gross=gross, vat=vat, net=gross - vat, refunded=_count(document, "refunded")
+        ),
+    )
+
+
+def rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 4)
+
+
+def timeline_bucket(document: Mapping[str, Any]) -> TimelineBucket:
+    counters = {name: _count(document, name) for name in BUCKET_COUNTERS}
+    start: datetime = document["start"]
+    return TimelineBucket(
+        start=start if start.tzinfo else start.replace(tzinfo=UTC),
+        net=counters["gross"] - counters["vat"],
+        **counters,
+    )
+
+
+def event_sales(
+    *,
+    event_id: str,
+    organizer_id: str,
+    title: str,
+    document: Mapping[str, Any] | None,
+    timeline: Timeline,
+    as_of: datetime | None = None,
+) -> EventSales:
+    """The figures of one event from its per-event document (projection or tally)."""
+    document = document or {}
+    ticket_types = [
+        ticket_type_sales(ticket_type_id, fields)
+        for ticket_type_id, fields in (document.get("ticket_types") or {}).items()
+    ]
+    tickets = TicketFigures(
+        **{
+            name: sum(getattr(sales.tickets, name) for sales in ticket_types)
+            for name in TICKET_COUNTERS
+        }
+    )
+    gross = sum(sales.revenue.gross for sales in ticket_types)
+    vat = sum(sales.revenue.vat for sales in ticket_types)
+    refunded = sum(sales.revenue.refunded for sales in ticket_types)
+    counts = document.get("orders") or {}
+    orders = OrderFigures(**{name: _count(counts, name) for name in ORDER_COUNTERS})
+    orders.pending = orders.placed - orders.paid - orders.cancelled - orders.expired
+    histogram = {
+        int(edge): int(count) for edge, count in (document.get("time_to_pay") or {}).items()
+    }
+    median = median_bucket(histogram)
+    return EventSales(
+        event_id=event_id,
+        organizer_id=organizer_id,
+        title=title,
+        status=document.get("status"),
+        as_of=as_of,
+        currency=str(document.get("currency", CURRENCY)),
+        vat_rate_percent=VAT_RATE_PERCENT,
+        ticket_types=ticket_types,
+        tickets=tickets,
+        revenue=RevenueFigures(gross=gross, vat=vat, net=gross - vat, refunded=refunded),
+        orders=orders,
+        conversion=Conversion(
+            orders_placed=orders.placed,
+            orders_paid=orders.paid,
+            order_rate=rate(orders.paid, orders.placed),
+            tickets_ordered=tickets.ordered,
+            tickets_sold=tickets.sold,
+            ticket_rate=rate(tickets.sold, tickets.ordered),
+        ),
+        time_to_pay=TimeToPay(
+            orders=sum(histogram.values()),
+            median_seconds=median,
+            resolution_seconds=None if median is None else time_to_pay_width(median),
+        ),
+        timeline=timeline,
+    )
+
+
+def fold_sales(events: Iterable[tuple[DomainEvent, datetime]]) -> SalesTally:
+    """A tally of (event, occurred_at) pairs in log order, from an empty start."""
+    tally = SalesTally()
+    for data, occurred_at in events:
+        tally.apply(data, occurred_at)
+    return tally
