@@ -8,11 +8,12 @@ from eventhunting.projections.accounts import AccountsProjection
 from eventhunting.projections.base import Projection
 from eventhunting.projections.catalog import CatalogProjection
 from eventhunting.projections.orders import OrdersProjection
+from eventhunting.projections.sales import SalesProjection
 
 # Every read model the projector keeps and `eventhunting replay` rebuilds, by its name.
 PROJECTIONS: dict[str, type[Projection]] = {
     projection.name: projection
-    for projection in (AccountsProjection, CatalogProjection, OrdersProjection)
+    for projection in (AccountsProjection, CatalogProjection, OrdersProjection, SalesProjection)
 }
 
 

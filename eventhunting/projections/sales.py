@@ -1,0 +1,218 @@
+"""The sales read model: per-event figures, timeline buckets and the orders they depend on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from eventhunting.domain.catalog import EventDrafted
+from eventhunting.domain.orders import OrderPlaced
+from eventhunting.domain.sales import (
+    BUCKET_COUNTERS,
+    SALES_EVENT_TYPES,
+    Granularity,
+    OrderRecord,
+    SalesTally,
+)
+from eventhunting.projections.base import Database, Document, Projection
+from eventhunting.store.envelope import EventEnvelope
+
+SALES_EVENTS = "sales_events"
+"""One document per catalog event: details, counters per ticket type, orders by status,
+the time-to-pay histogram, and `first_position` (its first partition-log entry)."""
+SALES_TIMELINE = "sales_timeline"
+"""One document per (event, granularity, bucket start) with activity: the bucket counters,
+and the event's organizer for the per-organizer view."""
+SALES_ORDERS = "sales_orders"
+"""One document per order: what its later events need (lines, amounts, placed_at, status)."""
+
+
+def bucket_id(event_id: str, granularity: Granularity, start: datetime) -> str:
+    return f"{event_id}:{granularity.value}:{int(start.timestamp())}"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A datetime read back from MongoDB as aware UTC, whatever the client's `tz_aware`."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def order_document(record: OrderRecord) -> Document:
+    document: Document = msgspec.to_builtins(record, builtin_types=(datetime,))
+    document["_id"] = document.pop("order_id")
+    return document
+
+
+def order_record(document: Document) -> OrderRecord:
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    fields["order_id"] = document["_id"]
+    fields["placed_at"] = as_utc(document["placed_at"])
+    return msgspec.convert(fields, OrderRecord)
+
+
+class SalesProjection(Projection):
+    """Folds catalog and order events with the domain's `SalesTally`, the same fold that
+    answers `as_of` queries, and writes what a batch added with $set and $inc.
+
+    Each call reads what the batch needs from earlier ones (organizers of events whose
+    orders it places, records of orders it moves on) in two queries, folds the batch in
+    memory, and writes one update per touched event, bucket and order: replay pages of a
+    thousand events cost a handful of round trips, not one per event.
+    """
+
+    name = "sales"
+    collections = (SALES_EVENTS, SALES_TIMELINE, SALES_ORDERS)
+    handles = SALES_EVENT_TYPES
+
+    async def create_indexes(self, db: Database) -> None:
+        await db[SALES_EVENTS].create_index([("organizer_id", ASCENDING)], name="organizer")
+        await db[SALES_TIMELINE].create_index(
+            [("event_id", ASCENDING), ("granularity", ASCENDING), ("start", ASCENDING)],
+            name="event_granularity_start",
+        )
+        await db[SALES_TIMELINE].create_index(
+            [("granularity", ASCENDING), ("start", ASCENDING), ("organizer_id", ASCENDING)],
+            name="granularity_start_organizer",
+        )
+        await db[SALES_ORDERS].create_index([("event_id", ASCENDING)], name="event")
+
+    async def apply(self, event: EventEnvelope, db: Database, session: AsyncClientSession) -> None:
+        await self.apply_batch([event], db, session)
+
+    async def apply_batch(
+        self, events: Sequence[EventEnvelope], db: Database, session: AsyncClientSession
+    ) -> None:
+        """Fold `events` (in log order per partition) and write what they add at once."""
+        wanted = [event for event in events if self.wants(event)]
+        if not wanted:
+            return
+        tally = await self.tally_for(wanted, db, session)
+        for event in wanted:
+            tally.apply(event.data, event.occurred_at)
+            if isinstance(event.data, EventDrafted) and event.position is not None:
+                tally.set(event.data.event_id, first_position=event.position)
+        await write_tally(tally, db, session)
+
+    async def tally_for(
+        self, events: Sequence[EventEnvelope], db: Database, session: AsyncClientSession
+    ) -> SalesTally:
+        """An empty tally that knows the organizers and orders of earlier batches `events` need."""
+        drafted: set[str] = set()
+        placed: set[str] = set()
+        event_ids: set[str] = set()
+        order_ids: set[str] = set()
+        for event in events:
+            data = event.data
+            if isinstance(data, EventDrafted):
+                drafted.add(data.event_id)
+            elif isinstance(data, OrderPlaced):
+                placed.add(data.order_id)
+                if data.event_id not in drafted:
+                    event_ids.add(data.event_id)
+            elif event.stream.startswith("order-"):
+                order_id = event.stream.removeprefix("order-")
+                if order_id not in placed:
+                    order_ids.add(order_id)
+        organizers: dict[str, str] = {}
+        if event_ids:
+            async for document in db[SALES_EVENTS].find(
+                {"_id": {"$in": sorted(event_ids)}}, {"organizer_id": 1}, session=session
+            ):
+                organizers[document["_id"]] = document["organizer_id"]
+        orders: dict[str, OrderRecord] = {}
+        if order_ids:
+            async for document in db[SALES_ORDERS].find(
+                {"_id": {"$in": sorted(order_ids)}}, session=session
+            ):
+                orders[document["_id"]] = order_record(document)
+        return SalesTally(organizers, orders)
+
+
+async def write_tally(tally: SalesTally, db: Database, session: AsyncClientSession) -> None:
+    """Add what `tally` folded to the stored figures (upserting what is new)."""
+    event_updates: list[UpdateOne] = []
+    for event_id in sorted(set(tally.sets) | set(tally.increments)):
+        update: Document = {}
+        if tally.sets.get(event_id):
+            update["$set"] = tally.sets[event_id]
+        if tally.increments.get(event_id):
+            update["$inc"] = tally.increments[event_id]
+        event_updates.append(UpdateOne({"_id": event_id}, update, upsert=True))
+    bucket_updates = [
+        UpdateOne(
+            {"_id": bucket_id(event_id, granularity, start)},
+            {
+                "$inc": counters,
+                "$setOnInsert": {
+                    "event_id": event_id,
+                    "organizer_id": tally.organizers[event_id],
+                    "granularity": granularity.value,
+                    "start": start,
+                },
+            },
+            upsert=True,
+        )
+        for (event_id, granularity, start), counters in tally.buckets.items()
+    ]
+    order_writes = [
+        ReplaceOne({"_id": record.order_id}, order_document(record), upsert=True)
+        for record in tally.changed_orders.values()
+    ]
+    if event_updates:
+        await db[SALES_EVENTS].bulk_write(event_updates, session=session)
+    if bucket_updates:
+        await db[SALES_TIMELINE].bulk_write(bucket_updates, session=session)
+    if order_writes:
+        await db[SALES_ORDERS].bulk_write(order_writes, session=session)
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+async def find_event_sales(db: Database, event_id: str) -> Document | None:
+    return await db[SALES_EVENTS].find_one({"_id": event_id})
+
+
+async def find_timeline(
+    db: Database, event_id: str, granularity: Granularity, start: datetime, end: datetime
+) -> list[Document]:
+    """Buckets of one event starting in [start, end), oldest first."""
+    cursor = db[SALES_TIMELINE].find(
+        {
+            "event_id": event_id,
+            "granularity": granularity.value,
+            "start": {"$gte": start, "$lt": end},
+        },
+        sort=[("start", ASCENDING)],
+    )
+    return [document async for document in cursor]
+
+
+async def organizer_days(db: Database, start: datetime, end: datetime) -> list[Document]:
+    """Day buckets summed per organizer and day for days starting in [start, end)."""
+    pipeline: list[Document] = [
+        {"$match": {"granularity": Granularity.DAY.value, "start": {"$gte": start, "$lt": end}}},
+        {
+            "$group": {
+                "_id": {"organizer_id": "$organizer_id", "day": "$start"},
+                "events": {"$sum": 1},
+                **{name: {"$sum": f"${name}"} for name in BUCKET_COUNTERS},
+            }
+        },
+        {"$sort": {"_id.day": 1, "_id.organizer_id": 1}},
+    ]
+    cursor = await db[SALES_TIMELINE].aggregate(pipeline)
+    return [document async for document in cursor]
+
+
+def timeline_documents(documents: Sequence[Document]) -> list[Document]:
+    """Bucket documents with their start as aware UTC."""
+    return [{**document, "start": as_utc(document["start"])} for document in documents]
+
+
+def counters_of(document: Document) -> dict[str, Any]:
+    return {name: int(document.get(name) or 0) for name in BUCKET_COUNTERS}

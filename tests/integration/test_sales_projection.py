@@ -1,0 +1,412 @@
+"""The sales read model: live projection, replay from logs and archive, and folding as of a time."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
+
+from eventhunting.domain import catalog
+from eventhunting.domain.catalog import (
+    CatalogEvent,
+    EventDrafted,
+    EventPublished,
+    TicketTypeAdded,
+    Venue,
+)
+from eventhunting.domain.errors import Forbidden
+from eventhunting.domain.events import DomainEvent
+from eventhunting.domain.orders import (
+    ItemQuantity,
+    OrderCancelled,
+    OrderExpired,
+    OrderLine,
+    OrderPaid,
+    OrderPlaced,
+)
+from eventhunting.domain.sales import Granularity, fold_sales
+from eventhunting.projections.base import Projector
+from eventhunting.projections.replay import replay
+from eventhunting.projections.sales import (
+    SALES_EVENTS,
+    SALES_ORDERS,
+    SALES_TIMELINE,
+    SalesProjection,
+)
+from eventhunting.services.sales import SalesQuery, SalesService
+from eventhunting.store import keys
+from eventhunting.store.append import AppendRequest, EventStore, stream_range
+from eventhunting.store.archive import Archiver, create_event_indexes
+from eventhunting.store.consumer_groups import log_entry
+from tests.support.leases import lease_of
+
+PARTITIONS = 2
+PARTITION = 1
+ORGANIZER = "organizer-1"
+Database = Any
+
+
+class SteppedClock:
+    """The store's clock, moved by hand: events spread over minutes, hours and days."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 4, 30, 23, 58, 10, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class Sale:
+    """Events of one catalog event appended to the store, and what was appended, in order."""
+
+    store: EventStore
+    clock: SteppedClock
+    event_id: str = field(default_factory=lambda: keys.new_id_in_partition(PARTITION, PARTITIONS))
+    ticket_types: dict[str, tuple[str, int]] = field(default_factory=dict)
+    appended: list[tuple[DomainEvent, datetime]] = field(default_factory=list)
+
+    async def append(self, stream: str, *events: DomainEvent) -> None:
+        result = await self.store.append(
+            AppendRequest(partition=PARTITION, stream=stream, events=list(events))
+        )
+        self.appended.extend((envelope.data, envelope.occurred_at) for envelope in result.events)
+
+    async def open(self, prices: dict[str, int]) -> None:
+        self.ticket_types = {
+            name: (keys.new_id_in_partition(PARTITION, PARTITIONS), price)
+            for name, price in prices.items()
+        }
+        now = self.clock()
+        await self.append(
+            f"event-{self.event_id}",
+            EventDrafted(
+                event_id=self.event_id,
+                organizer_id=ORGANIZER,
+                title="Jazz",
+                description="",
+                venue=Venue(name="Hall", address="1 Street"),
+                province="ha-noi",
+                starts_at=now + timedelta(days=30),
+                ends_at=now + timedelta(days=30, hours=2),
+            ),
+            *(
+                TicketTypeAdded(
+                    event_id=self.event_id,
+                    ticket_type_id=ticket_type_id,
+                    name=name,
+                    price=price,
+                    quantity=100,
+                )
+                for name, (ticket_type_id, price) in self.ticket_types.items()
+            ),
+        )
+        await self.append(f"event-{self.event_id}", EventPublished(event_id=self.event_id))
+
+    async def place(self, **quantities: int) -> OrderPlaced:
+        order_id = keys.new_id_in_partition(PARTITION, PARTITIONS)
+        lines = tuple(
+            OrderLine(
+                ticket_type_id=self.ticket_types[name][0],
+                name=name,
+                quantity=quantity,
+                unit_price=self.ticket_types[name][1],
+                amount=quantity * self.ticket_types[name][1],
+            )
+            for name, quantity in quantities.items()
+        )
+        placed = OrderPlaced(
+            order_id=order_id,
+            event_id=self.event_id,
+            buyer_id="buyer",
+            items=lines,
+            total_amount=sum(line.amount for line in lines),
+            placed_at=self.clock(),
+            expires_at=self.clock() + timedelta(minutes=15),
+        )
+        events: list[DomainEvent] = [placed]
+        if placed.total_amount == 0:
+            events.append(self.payment(placed))
+        await self.append(f"order-{order_id}", *events)
+        return placed
+
+    def payment(self, placed: OrderPlaced) -> OrderPaid:
+        return OrderPaid(
+            order_id=placed.order_id,
+            event_id=self.event_id,
+            buyer_id="buyer",
+            items=quantities_of(placed),
+            amount=placed.total_amount,
+            method="test" if placed.total_amount else "free",
+            paid_at=self.clock(),
+        )
+
+    async def pay(self, placed: OrderPlaced) -> None:
+        await self.append(f"order-{placed.order_id}", self.payment(placed))
+
+    async def cancel(self, placed: OrderPlaced) -> None:
+        await self.append(
+            f"order-{placed.order_id}",
+            OrderCancelled(
+                order_id=placed.order_id,
+                event_id=self.event_id,
+                buyer_id="buyer",
+                items=quantities_of(placed),
+                cancelled_at=self.clock(),
+                cancelled_by="buyer",
+            ),
+        )
+
+    async def expire(self, placed: OrderPlaced) -> None:
+        await self.append(
+            f"order-{placed.order_id}",
+            OrderExpired(
+                order_id=placed.order_id,
+                event_id=self.event_id,
+                buyer_id="buyer",
+                items=quantities_of(placed),
+                expired_at=self.clock(),
+            ),
+        )
+
+
+def quantities_of(placed: OrderPlaced) -> tuple[ItemQuantity, ...]:
+    return tuple(
+        ItemQuantity(ticket_type_id=line.ticket_type_id, quantity=line.quantity)
+        for line in placed.items
+    )
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def store(store_redis: aioredis.Redis, clock: SteppedClock) -> EventStore:
+    return EventStore(store_redis, PARTITIONS, clock=clock)
+
+
+@pytest.fixture
+async def databases(
+    mongo_client: AsyncMongoClient[dict[str, Any]], mongo_database_name: str
+) -> AsyncIterator[tuple[Database, Database]]:
+    """Two fresh databases: one the projector builds, one replay builds."""
+    second = f"{mongo_database_name}_replay_{uuid.uuid4().hex[:6]}"
+    try:
+        yield mongo_client[mongo_database_name], mongo_client[second]
+    finally:
+        await mongo_client.drop_database(second)
+
+
+async def first_half(sale: Sale) -> None:
+    """Orders of every outcome, across a day boundary, in the event's partition."""
+    clock = sale.clock
+    paid_soon = await sale.place(VIP=2)
+    clock.advance(seconds=30)
+    await sale.pay(paid_soon)  # 30 s after placing
+    cancelled = await sale.place(VIP=1, Standard=1)
+    clock.advance(minutes=1)
+    await sale.cancel(cancelled)
+    free = await sale.place(Free=3)
+    clock.advance(minutes=2)  # now past midnight: a new day
+    expired = await sale.place(Standard=4)
+    clock.advance(minutes=15)
+    await sale.expire(expired)
+    clock.advance(minutes=1)
+    await sale.pay(expired)  # a late payment takes the tickets again
+    assert free.total_amount == 0
+
+
+async def second_half(sale: Sale) -> None:
+    clock = sale.clock
+    clock.advance(hours=2)
+    slow = await sale.place(Standard=2)
+    clock.advance(minutes=7, seconds=3)
+    await sale.pay(slow)
+    await sale.place(VIP=1)  # still pending
+
+
+async def open_sale(store: EventStore, clock: SteppedClock) -> Sale:
+    sale = Sale(store, clock)
+    await sale.open({"VIP": 1_100_000, "Standard": 330_000, "Free": 0})
+    # Another event of the same partition, whose orders must never count for the first.
+    other = Sale(store, clock)
+    await other.open({"GA": 200_000})
+    paid = await other.place(GA=5)
+    await other.pay(paid)
+    return sale
+
+
+async def project_live(store: EventStore, database: Database) -> None:
+    """The projector's path: small batches, each in its own transaction with checkpoints."""
+    projection = SalesProjection()
+    await projection.create_indexes(database)
+    projector = Projector(database, [projection])
+    after = "0"
+    while batch := await store.read_log(PARTITION, after, count=3):
+        await projector(batch, lease_of(batch))
+        after = batch[-1].position or after
+
+
+async def read_models(database: Database) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: await database[name].find({}).sort("_id").to_list()
+        for name in (SALES_EVENTS, SALES_TIMELINE, SALES_ORDERS)
+    }
+
+
+async def archive_everything(store_redis: aioredis.Redis, database: Database) -> None:
+    await create_event_indexes(database)
+    archiver = Archiver(database)
+    for partition in range(PARTITIONS):
+        entries = await stream_range(store_redis, keys.log_key(partition), "-", "+")
+        await archiver.archive([log_entry(partition, i, fields) for i, fields in entries])
+
+
+async def test_replay_from_logs_and_archive_builds_what_the_projector_built(
+    store: EventStore,
+    store_redis: aioredis.Redis,
+    clock: SteppedClock,
+    databases: tuple[Database, Database],
+) -> None:
+    live, rebuilt = databases
+    sale = await open_sale(store, clock)
+    await first_half(sale)
+    await second_half(sale)
+    await project_live(store, live)
+    built = await read_models(live)
+    assert len(built[SALES_EVENTS]) == 2
+    assert len(built[SALES_ORDERS]) == 7
+
+    report = await replay(
+        rebuilt,
+        [SalesProjection()],
+        redis=store_redis,
+        partitions=PARTITIONS,
+        progress=io.StringIO(),
+    )
+    assert report.events == sum(
+        [await store_redis.xlen(keys.log_key(p)) for p in range(PARTITIONS)]
+    )
+    assert await read_models(rebuilt) == built
+
+    await archive_everything(store_redis, rebuilt)
+    for name in (SALES_EVENTS, SALES_TIMELINE, SALES_ORDERS):
+        await rebuilt[name].delete_many({})
+    await replay(
+        rebuilt,
+        [SalesProjection()],
+        partitions=PARTITIONS,
+        from_archive=True,
+        progress=io.StringIO(),
+    )
+    assert await read_models(rebuilt) == built
+
+
+async def event_of(store: EventStore, event_id: str) -> CatalogEvent:
+    state = catalog.fold(await store.read_stream(PARTITION, f"event-{event_id}"))
+    assert state is not None
+    return state
+
+
+async def redis_now(redis: aioredis.Redis) -> datetime:
+    seconds, microseconds = await redis.time()
+    return datetime.fromtimestamp(seconds + microseconds / 1_000_000, tz=UTC)
+
+
+async def test_figures_as_of_a_time_fold_only_the_events_logged_until_then(
+    store: EventStore,
+    store_redis: aioredis.Redis,
+    clock: SteppedClock,
+    databases: tuple[Database, Database],
+) -> None:
+    database, _ = databases
+    sale = await open_sale(store, clock)
+    await first_half(sale)
+    await asyncio.sleep(0.005)
+    between = await redis_now(store_redis)  # log entry ids are Redis milliseconds
+    await asyncio.sleep(0.005)
+    until_between = list(sale.appended)
+    await second_half(sale)
+    await project_live(store, database)
+
+    async def load(event_id: str) -> CatalogEvent:
+        return await event_of(store, event_id)
+
+    service = SalesService(store, database, load, clock=lambda: clock.now + timedelta(days=1))
+    owner = {"account_id": ORGANIZER, "is_admin": False}
+    span = SalesQuery(
+        granularity=Granularity.MINUTE,
+        start=datetime(2026, 4, 30, tzinfo=UTC),
+        end=datetime(2026, 5, 2, tzinfo=UTC),
+    )
+    now = await service.event_sales(sale.event_id, span, **owner)
+    later = await service.event_sales(
+        sale.event_id,
+        SalesQuery(
+            granularity=span.granularity,
+            start=span.start,
+            end=span.end,
+            as_of=clock.now + timedelta(days=365),
+        ),
+        **owner,
+    )
+    then = await service.event_sales(
+        sale.event_id,
+        SalesQuery(granularity=span.granularity, start=span.start, end=span.end, as_of=between),
+        **owner,
+    )
+
+    # Folding the whole log answers what the read model answers.
+    later.as_of = None
+    assert later == now
+    assert now.orders.placed == 6
+    assert (now.orders.paid, now.orders.cancelled, now.orders.expired, now.orders.pending) == (
+        4,
+        1,
+        0,
+        1,
+    )
+    assert now.time_to_pay.orders == 3
+    assert now.time_to_pay.median_seconds == 420  # 30 s, 423 s and 960 s (the late one)
+    assert [t.name for t in now.ticket_types] == ["VIP", "Standard", "Free"]
+
+    # As of the time between the halves, only the first half counts.
+    assert then.as_of == between
+    expected = fold_sales(until_between)
+    assert then.orders.placed == expected.document(sale.event_id)["orders"]["placed"] == 4
+    assert then.orders.paid == 3
+    assert then.revenue.gross == 2 * 1_100_000 + 4 * 330_000
+    assert then.revenue.vat == 200_000 + 120_000
+    assert len(then.timeline.items) < len(now.timeline.items)
+    assert then.time_to_pay.median_seconds == 30
+
+
+async def test_figures_are_only_for_the_events_organizer_or_an_admin(
+    store: EventStore, clock: SteppedClock, databases: tuple[Database, Database]
+) -> None:
+    database, _ = databases
+    sale = await open_sale(store, clock)
+
+    async def load(event_id: str) -> CatalogEvent:
+        return await event_of(store, event_id)
+
+    service = SalesService(store, database, load, clock=clock)
+    with pytest.raises(Forbidden):
+        await service.event_sales(sale.event_id, SalesQuery(), account_id="someone", is_admin=False)
+    admin = await service.event_sales(
+        sale.event_id, SalesQuery(), account_id="admin", is_admin=True
+    )
+    assert admin.orders.placed == 0  # nothing projected yet: zeros, not an error
