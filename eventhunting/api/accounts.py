@@ -10,6 +10,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from eventhunting.api.auth import Principal, forget_account_state, requires_roles, signed_in
+from eventhunting.api.parameters import DEFAULT_PAGE_SIZE, PageNumber, PageSize
 from eventhunting.bootstrap import Services
 from eventhunting.domain.accounts import ADMIN, Account
 from eventhunting.domain.errors import InvalidInput
@@ -163,8 +164,8 @@ class AdminAccountsController(Controller):
         services: Services,
         email: Annotated[str | None, Parameter(max_length=320)] = None,
         role: Annotated[str | None, Parameter(max_length=64)] = None,
-        page: Annotated[int, Parameter(ge=1, le=10_000)] = 1,
-        page_size: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        page: PageNumber = 1,
+        page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> AccountPage:
         query: dict[str, Any] = {}
         if email:

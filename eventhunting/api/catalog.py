@@ -12,6 +12,13 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from msgspec import UNSET, Meta, UnsetType
 
 from eventhunting.api.auth import ORGANIZER, Principal, requires_roles
+from eventhunting.api.parameters import (
+    DEFAULT_PAGE_SIZE,
+    PageNumber,
+    PageSize,
+    instant_of,
+    instant_parameter,
+)
 from eventhunting.bootstrap import Services
 from eventhunting.domain import catalog
 from eventhunting.domain.catalog import (
@@ -27,7 +34,7 @@ from eventhunting.domain.catalog import (
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.domain.provinces import PROVINCE_DIRECTORY
 from eventhunting.domain.slugs import slugify
-from eventhunting.projections.catalog import MAX_PAGE_SIZE, CatalogQuery, create_catalog_indexes
+from eventhunting.projections.catalog import CatalogQuery, create_catalog_indexes
 from eventhunting.services.catalog import Actor
 
 # RFC 3339 with an offset; a time without one is refused rather than guessed.
@@ -263,19 +270,16 @@ class CatalogController(Controller):
         province: Annotated[str | None, Parameter(max_length=100)] = None,
         topic: Annotated[str | None, Parameter(max_length=100)] = None,
         starts_after: Annotated[
-            datetime | None, Parameter(description="Inclusive, RFC 3339.")
+            str | None, instant_parameter("Starts at or after this (inclusive).")
         ] = None,
-        starts_before: Annotated[
-            datetime | None, Parameter(description="Exclusive, RFC 3339.")
-        ] = None,
-        page: Annotated[int, Parameter(ge=1)] = 1,
-        page_size: Annotated[int, Parameter(ge=1, le=MAX_PAGE_SIZE)] = 20,
+        starts_before: Annotated[str | None, instant_parameter("Starts before this.")] = None,
+        page: PageNumber = 1,
+        page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> EventPage:
         """Published events (cancelled ones marked), soonest first."""
-        for name, moment in (("starts_after", starts_after), ("starts_before", starts_before)):
-            if moment is not None and moment.utcoffset() is None:
-                raise InvalidInput("a time needs a UTC offset (RFC 3339)", field=name)
-        if starts_after and starts_before and starts_before <= starts_after:
+        after = instant_of(starts_after, "starts_after")
+        before = instant_of(starts_before, "starts_before")
+        if after and before and before <= after:
             raise InvalidInput("must be later than starts_after", field="starts_before")
         topic_slug = None
         if topic is not None:
@@ -289,8 +293,8 @@ class CatalogController(Controller):
                 text=q,
                 province=None if province is None else province_slug(province),
                 topic=topic_slug,
-                starts_after=starts_after,
-                starts_before=starts_before,
+                starts_after=after,
+                starts_before=before,
                 page=page,
                 page_size=page_size,
             )

@@ -10,6 +10,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
 from eventhunting.api.auth import Principal, principal_of, signed_in
+from eventhunting.api.parameters import DEFAULT_PAGE_SIZE, PageNumber, PageSize
 from eventhunting.bootstrap import Services
 from eventhunting.domain.catalog import EventNotFound
 from eventhunting.domain.orders import Order, OrderNotFound, OrderStatus, RequestedItem
@@ -165,8 +166,8 @@ class OrderController(Controller):
         services: Services,
         principal: Principal,
         status: OrderStatus | None = None,
-        page: Annotated[int, Parameter(ge=1, le=10_000)] = 1,
-        page_size: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        page: PageNumber = 1,
+        page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> OrderPage:
         found = await list_orders(
             services.database,
