@@ -71,28 +71,35 @@ def domain_error_response(_: Request[Any, Any, Any], error: Exception) -> Respon
 
 # msgspec names the offending location `$.items[0].quantity`; clients want `items[0].quantity`.
 _LOCATION = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+
+
+def field_error(item: dict[str, Any]) -> dict[str, str]:
+    """One `{field, message}` of a 422 from one of Litestar's or msgspec's validation messages."""
+    message = str(item.get("message", "invalid value"))
+    field = str(item.get("key") or "")
+    found = _LOCATION.search(message)
+    if found:
+        field, message = found["path"], message[: found.start()]
+    elif field == "data":
+        field = ""  # the body as a whole
+    if message == f"'{item.get('key')}'":
+        # A parameter that was not sent at all: Litestar reports the bare name.
+        message = "a JSON body is required" if item.get("key") == "data" else "this is required"
+    for pattern, meaning in ((_MISSING_FIELD, "this field is required"), (_UNKNOWN_FIELD, None)):
+        named = pattern.match(message)
+        if named:
+            field = f"{field}.{named['name']}" if field else named["name"]
+            message = meaning or "unknown field; this body does not take it"
+    return {"field": field, "message": message}
 
 
 def validation_error_response(
     _: Request[Any, Any, Any], error: Exception
 ) -> Response[dict[str, Any]]:
     assert isinstance(error, ValidationException)
-    errors: list[dict[str, str]] = []
-    if isinstance(error.extra, list):
-        for item in error.extra:
-            if not isinstance(item, dict):
-                continue
-            message = str(item.get("message", "invalid value"))
-            field = str(item.get("key") or "")
-            found = _LOCATION.search(message)
-            if found:
-                field, message = found["path"], message[: found.start()]
-            elif message.startswith("Object missing required field `"):
-                field = message.removeprefix("Object missing required field `").rstrip("`")
-                message = "this field is required"
-            if field == "data":
-                field = ""
-            errors.append({"field": field, "message": message})
+    errors = [field_error(item) for item in error.extra or [] if isinstance(item, dict)]
     detail = error.detail if not errors else "The request has invalid fields."
     if not errors:
         errors.append({"field": "", "message": _public_detail(detail)})
