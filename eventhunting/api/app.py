@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler
 from tenacity import AsyncRetrying, before_sleep_log, wait_exponential_jitter
 
@@ -25,11 +24,8 @@ from eventhunting.api.bodies import StrictJSONBody
 from eventhunting.api.catalog import CatalogController, create_catalog_indexes_at_startup
 from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
-from eventhunting.api.openapi import complete_document
 from eventhunting.api.orders import OrderController
-from eventhunting.api.payments import PaymentController
 from eventhunting.api.request_log import request_log_middleware
-from eventhunting.api.sales import SalesController
 from eventhunting.bootstrap import Services, build_services
 from eventhunting.settings import Settings
 
@@ -39,8 +35,6 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *ACCOUNT_ROUTES,
     CatalogController,
     OrderController,
-    SalesController,
-    PaymentController,
 ]
 
 
@@ -96,30 +90,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         debug=False,
     )
     declare_security(app)
-    complete_document(app)
-    allow_every_method_of_each_route(app)
     return app
-
-
-def allow_every_method_of_each_route(app: Litestar) -> None:
-    """Make OPTIONS list every method of its path in `Allow`.
-
-    Litestar 2 builds a path's OPTIONS handler with the first route made for that path and
-    keeps it when later handlers of the same path replace the route, so `Allow` named only
-    the first methods (litestar-org/litestar#4169, fixed in Litestar 3). The handler reads
-    the route it closes over; point it at the route that serves the path.
-    """
-    for route in app.routes:
-        if not isinstance(route, HTTPRoute):
-            continue
-        for handler in route.route_handlers:
-            function = handler.fn
-            if function.__qualname__.startswith("HTTPRoute.create_options_handler."):
-                for name, cell in zip(
-                    function.__code__.co_freevars, function.__closure__ or (), strict=True
-                ):
-                    if name == "self":
-                        cell.cell_contents = route
 
 
 YOUNG_GENERATION_THRESHOLD = 7_000
