@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from eventhunting.mail.smtp_mailer import SmtpMailer
 from eventhunting.mail.smtp_url import SmtpEndpoint, parse_smtp_url
 from eventhunting.settings import SettingsError, load_settings
 
@@ -129,3 +130,23 @@ def test_smtp_retry_settings_have_bounded_defaults() -> None:
     )
     with pytest.raises(SettingsError, match=r"^EVENTHUNTING_SMTP_ATTEMPTS is invalid"):
         load_settings({**VALID, "EVENTHUNTING_SMTP_ATTEMPTS": "0"}, dotenv=None)
+
+
+def test_the_mailer_is_built_from_the_settings() -> None:
+    settings = load_settings(
+        {
+            **VALID,
+            "EVENTHUNTING_SMTP_URL": "smtps://u:p@mail.example.test",
+            "EVENTHUNTING_SMTP_ATTEMPTS": "7",
+            "EVENTHUNTING_SMTP_RETRY_MAX_SECONDS": "12.5",
+            "EVENTHUNTING_SMTP_TIMEOUT_SECONDS": "9",
+        },
+        dotenv=None,
+    )
+    built = SmtpMailer.from_settings(settings.mail)
+    assert (built.endpoint.host, built.endpoint.port, built.endpoint.implicit_tls) == (
+        "mail.example.test",
+        465,
+        True,
+    )
+    assert (built.attempts, built.retry_max_seconds, built.timeout_seconds) == (7, 12.5, 9.0)
