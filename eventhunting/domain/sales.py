@@ -336,6 +336,8 @@ class SalesTally:
             counters[path] = counters.get(path, 0) + delta
 
     def add_to_buckets(self, record: OrderRecord, occurred_at: datetime, **deltas: int) -> None:
+        # A bucket carries its event's organizer (for per-organizer figures).
+        self.organizers.setdefault(record.event_id, record.organizer_id)
         for granularity in Granularity:
             key = (record.event_id, granularity, bucket_start(occurred_at, granularity))
             counters = self.buckets.setdefault(key, {})
