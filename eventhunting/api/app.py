@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, before_sleep_log, wait_exponential_jitter
 from eventhunting import __version__
 from eventhunting.api.accounts import ACCOUNT_ROUTES, create_bootstrap_admin
 from eventhunting.api.auth import AUTH_DEPENDENCIES, SECURITY_COMPONENTS, declare_security
+from eventhunting.api.bodies import StrictJSONBody
 from eventhunting.api.catalog import CatalogController, create_catalog_indexes_at_startup
 from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
@@ -73,6 +74,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_log_middleware],
+        # Bodies are JSON and decoded strictly; responses are encoded as Litestar does.
+        dto=StrictJSONBody,
+        return_dto=None,
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
             **AUTH_DEPENDENCIES,
