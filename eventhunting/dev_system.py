@@ -22,6 +22,7 @@ from types import FrameType
 
 from eventhunting.settings import SettingsError, load_settings
 from eventhunting.structured_logging import configure_logging
+from eventhunting.tickets.qr_keys import load_or_create_dev_signing_key
 from eventhunting.workers import WORKERS
 
 logger = logging.getLogger("eventhunting.dev")
@@ -274,6 +275,11 @@ def run_dev_system(*, port: int, data_dir: str) -> int:
         environment["EVENTHUNTING_BOOTSTRAP_ADMIN_PASSWORD"] = secrets.token_urlsafe(12)
         generated.append("EVENTHUNTING_BOOTSTRAP_ADMIN_PASSWORD")
     environment.setdefault("EVENTHUNTING_PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    if not environment.get("EVENTHUNTING_QR_SIGNING_KEY"):
+        # Kept under the data directory, so tickets mailed in an earlier run still verify.
+        qr_key_file = directory / "qr-signing-key"
+        environment["EVENTHUNTING_QR_SIGNING_KEY"] = load_or_create_dev_signing_key(qr_key_file)
+        announcements.append(("QR signing key", str(qr_key_file)))
 
     if not environment.get("EVENTHUNTING_VNPAY_PAY_URL"):
         # Payments go to the VNPAY stand-in unless a gateway is configured; it and the API

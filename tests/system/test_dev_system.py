@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from eventhunting.tickets.qr_keys import private_key_text
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.system
@@ -135,6 +137,10 @@ def test_dev_starts_everything_restarts_a_crashed_child_and_ctrl_c_stops_all(
             assert "SMTP sink" in inbox.read().decode()
         smtp_url = child_environment(children["api"])["EVENTHUNTING_SMTP_URL"]
         assert banner_url(banner, "SMTP") == smtp_url
+        qr_key_file = data_dir / "qr-signing-key"
+        assert banner_url(banner, "QR signing key") == str(qr_key_file)
+        qr_key = child_environment(children["api"])["EVENTHUNTING_QR_SIGNING_KEY"]
+        assert qr_key_file.read_text().strip() == qr_key
         host, smtp_port = smtp_url.removeprefix("smtp://").split(":")
         with smtplib.SMTP(host, int(smtp_port), timeout=5) as sink:
             assert sink.noop()[0] == 250
@@ -169,13 +175,18 @@ def test_dev_uses_a_configured_redis_and_smtp_server_and_stops_cleanly_on_sigter
     configured = {
         "EVENTHUNTING_REDIS_URL": redis_url,
         "EVENTHUNTING_SMTP_URL": "smtp://127.0.0.1:1",
+        "EVENTHUNTING_QR_SIGNING_KEY": private_key_text(Ed25519PrivateKey.generate()),
     }
     with dev_system(data_dir, configured) as (supervisor, base_url):
         wait_for(lambda: get_status(f"{base_url}/health/ready") == 200, 60, "/health/ready")
         children = process_table(data_dir)
         assert "redis" not in children
         assert "smtp-sink" not in children
-        assert child_environment(children["api"])["EVENTHUNTING_SMTP_URL"] == "smtp://127.0.0.1:1"
+        api_environment = child_environment(children["api"])
+        assert api_environment["EVENTHUNTING_SMTP_URL"] == "smtp://127.0.0.1:1"
+        configured_key = configured["EVENTHUNTING_QR_SIGNING_KEY"]
+        assert api_environment["EVENTHUNTING_QR_SIGNING_KEY"] == configured_key
+        assert not (data_dir / "qr-signing-key").exists()
         assert "api" in children
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=30) == 0
