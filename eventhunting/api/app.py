@@ -22,6 +22,7 @@ from eventhunting.api.accounts import ACCOUNT_ROUTES, create_bootstrap_admin
 from eventhunting.api.auth import AUTH_DEPENDENCIES, SECURITY_COMPONENTS, declare_security
 from eventhunting.api.bodies import StrictJSONBody
 from eventhunting.api.catalog import CatalogController, create_catalog_indexes_at_startup
+from eventhunting.api.checkins import CheckinController
 from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
 from eventhunting.api.orders import OrderController
@@ -37,6 +38,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     CatalogController,
     OrderController,
     SalesController,
+    CheckinController,
 ]
 
 
