@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from eventhunting import __version__
 from eventhunting.settings import Settings, SettingsError, SettingsT, StoreSettings, load_settings
@@ -103,6 +104,38 @@ def run_replay(arguments: argparse.Namespace) -> int:
     )
 
 
+def rfc3339_argument(text: str) -> datetime:
+    """An RFC 3339 time with an offset, as a command-line argument."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, e.g. +07:00 or Z")
+    return moment
+
+
+def run_export(arguments: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from eventhunting.export import ExportQuery, export_command
+
+    settings = settings_or_exit(StoreSettings)
+    query = ExportQuery(since=arguments.since, until=arguments.until, event_id=arguments.event)
+    if arguments.format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            print(
+                "eventhunting export: Parquet needs pyarrow: pip install 'eventhunting[analytics]'",
+                file=sys.stderr,
+            )
+            return 2
+    return asyncio.run(
+        export_command(settings, Path(arguments.out), export_format=arguments.format, query=query)
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventhunting",
@@ -184,6 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="read events from the MongoDB archive instead of the Redis partition logs",
     )
     replay.set_defaults(handler=run_replay)
+
+    export = commands.add_parser(
+        "export", help="write the archived event history as Parquet or JSON lines"
+    )
+    export.add_argument("--format", choices=["parquet", "jsonl"], required=True)
+    export.add_argument(
+        "--since", type=rfc3339_argument, help="events that occurred at or after this (RFC 3339)"
+    )
+    export.add_argument(
+        "--until", type=rfc3339_argument, help="events that occurred before this (RFC 3339)"
+    )
+    export.add_argument(
+        "--event", metavar="ID", help="only this catalog event's stream and its orders' streams"
+    )
+    export.add_argument("out", metavar="OUT", help="file to write")
+    export.set_defaults(handler=run_export)
 
     return parser
 

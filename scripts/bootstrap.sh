@@ -19,6 +19,6 @@ if [ ! -x .venv/bin/eventhunting ] || [ pyproject.toml -nt "$stamp" ]; then
     fi
   fi
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet --progress-bar off -e '.[dev,embedded,standins]'
+  .venv/bin/python -m pip install --quiet --progress-bar off -e '.[dev,embedded,standins,analytics]'
   touch "$stamp"
 fi
