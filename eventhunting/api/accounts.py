@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
@@ -10,8 +10,10 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from eventhunting.api.auth import Principal, forget_account_state, requires_roles, signed_in
+from eventhunting.api.openapi import PROBLEM_STATUSES
 from eventhunting.api.parameters import DEFAULT_PAGE_SIZE, PageNumber, PageSize
 from eventhunting.bootstrap import Services
+from eventhunting.domain import accounts as rules
 from eventhunting.domain.accounts import ADMIN, Account
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.projections.accounts import ACCOUNTS_COLLECTION
@@ -20,14 +22,31 @@ from eventhunting.settings import SettingsError
 # Generous bounds that only stop absurd bodies; the real rules answer with clear messages.
 Email = Annotated[str, msgspec.Meta(max_length=1024)]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
-Name = Annotated[str, msgspec.Meta(max_length=1024)]
 Token = Annotated[str, msgspec.Meta(max_length=1024)]
+NewEmail = Annotated[str, msgspec.Meta(max_length=rules.EMAIL_MAX_LENGTH)]
+NewPassword = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=rules.PASSWORD_MIN_LENGTH,
+        max_length=rules.PASSWORD_MAX_LENGTH,
+        description="Not the email address.",
+    ),
+]
+FullName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=rules.FULL_NAME_MAX_LENGTH,
+        description="Kept with runs of spaces made one; not only spaces.",
+    ),
+]
+Role = Literal["customer", "organizer", "admin"]
 
 
 class AccountRegister(msgspec.Struct, frozen=True, kw_only=True):
-    email: Email
-    password: Password
-    full_name: Name
+    email: NewEmail
+    password: NewPassword
+    full_name: FullName
 
 
 class AccountView(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,7 +88,13 @@ class RefreshTokenBody(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RolesUpdate(msgspec.Struct, frozen=True, kw_only=True):
-    roles: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=16)]
+    roles: Annotated[
+        list[Role],
+        msgspec.Meta(
+            max_length=16,
+            description="`customer` is always kept; `staff` is granted per event.",
+        ),
+    ]
 
 
 class DisabledUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,7 +140,12 @@ class AuthController(Controller):
         )
         return AccountView.of(account)
 
-    @post("/login", status_code=HTTP_200_OK, summary="Sign in for an access and a refresh token")
+    @post(
+        "/login",
+        status_code=HTTP_200_OK,
+        summary="Sign in for an access and a refresh token",
+        opt={PROBLEM_STATUSES: (401, 429)},
+    )
     async def login(
         self, data: LoginCredentials, services: Services, request: Request[Any, Any, Any]
     ) -> TokenPairView:
@@ -124,7 +154,12 @@ class AuthController(Controller):
         )
         return TokenPairView(**msgspec.structs.asdict(pair))
 
-    @post("/refresh", status_code=HTTP_200_OK, summary="Spend a refresh token for a new pair")
+    @post(
+        "/refresh",
+        status_code=HTTP_200_OK,
+        summary="Spend a refresh token for a new pair",
+        opt={PROBLEM_STATUSES: (401,)},
+    )
     async def refresh(self, data: RefreshTokenBody, services: Services) -> TokenPairView:
         pair = await services.accounts.refresh(data.refresh_token)
         return TokenPairView(**msgspec.structs.asdict(pair))
@@ -134,6 +169,7 @@ class AuthController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         guards=[signed_in],
         summary="Revoke the sign-in of a refresh token",
+        opt={PROBLEM_STATUSES: ()},
     )
     async def logout(
         self, data: RefreshTokenBody, services: Services, principal: Principal

@@ -25,6 +25,7 @@ from eventhunting.api.catalog import CatalogController, create_catalog_indexes_a
 from eventhunting.api.checkins import CheckinController
 from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
+from eventhunting.api.openapi import complete_document
 from eventhunting.api.orders import OrderController
 from eventhunting.api.request_log import request_log_middleware
 from eventhunting.api.sales import SalesController
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         debug=False,
     )
     declare_security(app)
+    complete_document(app)
     return app
 
 

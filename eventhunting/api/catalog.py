@@ -42,7 +42,14 @@ Instant = Annotated[datetime, Meta(tz=True)]
 Title = Annotated[str, Meta(min_length=1, max_length=catalog.MAX_TITLE_LENGTH)]
 Description = Annotated[str, Meta(max_length=catalog.MAX_DESCRIPTION_LENGTH)]
 ProvinceName = Annotated[str, Meta(min_length=1, max_length=100)]
-Topics = Annotated[list[Annotated[str, Meta(max_length=100)]], Meta(max_length=MAX_TOPICS)]
+Topic = Annotated[
+    str,
+    Meta(
+        max_length=catalog.MAX_TOPIC_LENGTH,
+        description="A free tag, kept as its slug (`Nhạc Sống` -> `nhac-song`).",
+    ),
+]
+Topics = Annotated[list[Topic], Meta(max_length=MAX_TOPICS)]
 PerCustomer = Annotated[int, Meta(ge=1, le=MAX_TICKETS_PER_CUSTOMER)]
 TicketTypeName = Annotated[str, Meta(min_length=1, max_length=catalog.MAX_TICKET_TYPE_NAME_LENGTH)]
 Price = Annotated[int, Meta(ge=0, le=MAX_PRICE, description="Integer VND; 0 is free.")]

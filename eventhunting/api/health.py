@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Literal
 
+import msgspec
 from litestar import Controller, Response, get
+from litestar.openapi import ResponseSpec
 from prometheus_client import generate_latest
 
 from eventhunting.bootstrap import Services
 
 READINESS_TIMEOUT_SECONDS = 2.0
+
+CheckOutcome = Literal["ok", "unavailable"]
+
+
+class ReadinessChecks(msgspec.Struct, frozen=True, kw_only=True):
+    redis: CheckOutcome
+    mongodb: CheckOutcome
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the API's stores answer (503 with the same body when one does not)."""
+
+    status: CheckOutcome
+    checks: ReadinessChecks
 
 
 class HealthController(Controller):
@@ -22,21 +39,31 @@ class HealthController(Controller):
     async def live(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/health/ready", summary="Redis and MongoDB answer")
-    async def ready(self, services: Services) -> Response[dict[str, Any]]:
-        checks = await asyncio.gather(
+    @get(
+        "/health/ready",
+        summary="Redis and MongoDB answer",
+        responses={
+            503: ResponseSpec(
+                Readiness, description="Redis or MongoDB does not answer.", generate_examples=False
+            )
+        },
+    )
+    async def ready(self, services: Services) -> Response[Readiness]:
+        redis, mongodb = await asyncio.gather(
             self._check(services.redis.ping()),
             self._check(services.mongo.admin.command("ping")),
         )
-        body = {"redis": checks[0], "mongodb": checks[1]}
-        healthy = all(value == "ok" for value in checks)
+        healthy = redis == "ok" and mongodb == "ok"
         return Response(
-            {"status": "ok" if healthy else "unavailable", "checks": body},
+            Readiness(
+                status="ok" if healthy else "unavailable",
+                checks=ReadinessChecks(redis=redis, mongodb=mongodb),
+            ),
             status_code=200 if healthy else 503,
         )
 
     @staticmethod
-    async def _check(probe: Any) -> str:
+    async def _check(probe: Awaitable[object]) -> CheckOutcome:
         try:
             await asyncio.wait_for(probe, timeout=READINESS_TIMEOUT_SECONDS)
         except Exception:

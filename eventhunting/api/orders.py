@@ -10,6 +10,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
 from eventhunting.api.auth import Principal, principal_of, signed_in
+from eventhunting.api.openapi import PROBLEM_STATUSES
 from eventhunting.api.parameters import DEFAULT_PAGE_SIZE, PageNumber, PageSize
 from eventhunting.bootstrap import Services
 from eventhunting.domain.catalog import EventNotFound
@@ -130,6 +131,7 @@ class OrderController(Controller):
             " `max_per_order_exceeded`."
         ),
         status_code=201,
+        opt={PROBLEM_STATUSES: (404, 409)},
     )
     async def place(
         self,
@@ -190,6 +192,7 @@ class OrderController(Controller):
         "/{order_id:str}/cancel",
         summary="The buyer cancels a pending order; its tickets are free at once",
         status_code=200,
+        opt={PROBLEM_STATUSES: (403, 409)},
     )
     async def cancel(self, order_id: str, services: Services, principal: Principal) -> OrderView:
         await visible_order(services, order_id, principal)
