@@ -14,6 +14,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler
 from tenacity import AsyncRetrying, before_sleep_log, wait_exponential_jitter
 
@@ -96,7 +97,29 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
     )
     declare_security(app)
     complete_document(app)
+    allow_every_method_of_each_route(app)
     return app
+
+
+def allow_every_method_of_each_route(app: Litestar) -> None:
+    """Make OPTIONS list every method of its path in `Allow`.
+
+    Litestar 2 builds a path's OPTIONS handler with the first route made for that path and
+    keeps it when later handlers of the same path replace the route, so `Allow` named only
+    the first methods (litestar-org/litestar#4169, fixed in Litestar 3). The handler reads
+    the route it closes over; point it at the route that serves the path.
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            function = handler.fn
+            if function.__qualname__.startswith("HTTPRoute.create_options_handler."):
+                for name, cell in zip(
+                    function.__code__.co_freevars, function.__closure__ or (), strict=True
+                ):
+                    if name == "self":
+                        cell.cell_contents = route
 
 
 YOUNG_GENERATION_THRESHOLD = 7_000

@@ -46,6 +46,12 @@ async def test_a_wrong_method_answers_405_problem(http: httpx.AsyncClient) -> No
     assert_problem(await http.delete("/api/v1/events"), 405, "method_not_allowed")
 
 
+async def test_options_lists_every_method_of_the_path(http: httpx.AsyncClient) -> None:
+    response = await http.options("/api/v1/events")
+    assert response.status_code == 204
+    assert response.headers["allow"] == "GET, OPTIONS, POST"
+
+
 async def test_every_response_carries_a_request_id(http: httpx.AsyncClient) -> None:
     chosen = await http.get("/health/live", headers={"X-Request-ID": "trace-me-123"})
     assert chosen.headers["x-request-id"] == "trace-me-123"
