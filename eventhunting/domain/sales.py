@@ -67,6 +67,11 @@ BUCKET_WIDTH: dict[Granularity, timedelta] = {
 }
 
 
+BUCKET_SECONDS = tuple(
+    (granularity, int(width.total_seconds())) for granularity, width in BUCKET_WIDTH.items()
+)
+
+
 def bucket_start(moment: datetime, granularity: Granularity) -> datetime:
     """The start of the UTC bucket holding `moment` (days are UTC days)."""
     moment = moment.astimezone(UTC)
@@ -194,6 +199,7 @@ class SalesTally:
         self.sets: dict[str, dict[str, Any]] = {}
         self.increments: dict[str, dict[str, int]] = {}
         self.buckets: dict[BucketKey, dict[str, int]] = {}
+        self.moments: dict[int, datetime] = {}
 
     # --- folding --------------------------------------------------------------------------
 
@@ -338,9 +344,15 @@ class SalesTally:
     def add_to_buckets(self, record: OrderRecord, occurred_at: datetime, **deltas: int) -> None:
         # A bucket carries its event's organizer (for per-organizer figures).
         self.organizers.setdefault(record.event_id, record.organizer_id)
-        for granularity in Granularity:
-            key = (record.event_id, granularity, bucket_start(occurred_at, granularity))
-            counters = self.buckets.setdefault(key, {})
+        # Whole seconds since the epoch: UTC minutes, hours and days all start at a multiple
+        # of their width, and the datetimes are made once per bucket, not once per event.
+        seconds = int(occurred_at.timestamp())
+        for granularity, width in BUCKET_SECONDS:
+            start = seconds - seconds % width
+            moment = self.moments.get(start)
+            if moment is None:
+                moment = self.moments[start] = datetime.fromtimestamp(start, UTC)
+            counters = self.buckets.setdefault((record.event_id, granularity, moment), {})
             for name, delta in deltas.items():
                 counters[name] = counters.get(name, 0) + delta
 

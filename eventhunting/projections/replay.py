@@ -20,12 +20,13 @@ from eventhunting.projections.base import (
     checkpoint_id,
 )
 from eventhunting.store import keys
-from eventhunting.store.append import decode_log_entry, field_of, stream_range
+from eventhunting.store.append import field_of, stream_range
 from eventhunting.store.archive import EVENTS_COLLECTION, utc_from_document
 from eventhunting.store.envelope import (
     EventEnvelope,
     EventMeta,
     decode_payload,
+    decode_stored_event,
     stored_event_decoder,
 )
 from eventhunting.store.progress import ProgressBar
@@ -112,7 +113,14 @@ async def events_from_logs(
                     yield (
                         partition,
                         position,
-                        decode_log_entry(event_registry, partition, entry_id, fields),
+                        decode_stored_event(
+                            event_registry,
+                            stored,
+                            stream=field_of(fields, "s").decode(),
+                            version=int(field_of(fields, "v")),
+                            partition=partition,
+                            position=position,
+                        ),
                     )
                 else:
                     yield partition, position, None
