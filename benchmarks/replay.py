@@ -1,0 +1,345 @@
+"""Replay throughput: rebuilding `sales` (and every read model) vs reading the same entries raw.
+
+Run: .venv/bin/python -m benchmarks.replay [--events 200000] [--json report.json]
+     .venv/bin/python -m benchmarks.replay --smoke          # a few seconds; CI runs it
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import random
+import resource
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from pymongo import ASCENDING, AsyncMongoClient
+
+from benchmarks.harness import machine_description, running_bench_redis
+from eventhunting.domain.catalog import EventDrafted, EventPublished, TicketTypeAdded, Venue
+from eventhunting.domain.events import DomainEvent, registry
+from eventhunting.domain.orders import (
+    ItemQuantity,
+    OrderCancelled,
+    OrderExpired,
+    OrderLine,
+    OrderPaid,
+    OrderPlaced,
+)
+from eventhunting.domain.sales import SalesTally
+from eventhunting.projections.base import Database
+from eventhunting.projections.registry import load_projections
+from eventhunting.projections.replay import REPLAY_PAGE, events_from_logs, replay
+from eventhunting.projections.sales import SalesProjection
+from eventhunting.store import keys
+from eventhunting.store.append import AppendRequest, EventStore, stream_range
+from eventhunting.store.archive import EVENTS_COLLECTION, Archiver, create_event_indexes
+from eventhunting.store.consumer_groups import log_entry
+from tests.support.servers import running_mongo_standin
+
+PARTITIONS = 16
+CATALOG_EVENTS = 32
+CONCURRENT_APPENDS = 256
+TARGET_RATIO = 0.25
+"""The rebuild of `sales` from the logs should reach a quarter of the raw XRANGE rate."""
+
+
+@dataclass
+class Measure:
+    name: str
+    events: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def order_events(
+    event_id: str, ticket_types: list[tuple[str, int]], chooser: random.Random, now: datetime
+) -> tuple[str, list[list[DomainEvent]]]:
+    """One order's appends: placed (and paid at once when free), then maybe an outcome."""
+    order_id = keys.new_id_in_partition(keys.partition_of(event_id, PARTITIONS), PARTITIONS)
+    ticket_type_id, price = chooser.choice(ticket_types)
+    quantity = chooser.randint(1, 4)
+    placed = OrderPlaced(
+        order_id=order_id,
+        event_id=event_id,
+        buyer_id=f"buyer-{chooser.randrange(10_000)}",
+        items=(
+            OrderLine(
+                ticket_type_id=ticket_type_id,
+                name="Seat",
+                quantity=quantity,
+                unit_price=price,
+                amount=quantity * price,
+            ),
+        ),
+        total_amount=quantity * price,
+        placed_at=now,
+        expires_at=now + timedelta(minutes=15),
+    )
+    items = (ItemQuantity(ticket_type_id=ticket_type_id, quantity=quantity),)
+    common = {"order_id": order_id, "event_id": event_id, "buyer_id": placed.buyer_id}
+    paid = OrderPaid(**common, items=items, amount=placed.total_amount, method="bench", paid_at=now)
+    if price == 0:
+        return order_id, [[placed, paid]]
+    outcome = chooser.random()
+    if outcome < 0.6:
+        return order_id, [[placed], [paid]]
+    if outcome < 0.8:
+        cancelled = OrderCancelled(**common, items=items, cancelled_at=now, cancelled_by="b")
+        return order_id, [[placed], [cancelled]]
+    return order_id, [[placed], [OrderExpired(**common, items=items, expired_at=now)]]
+
+
+async def write_history(redis: aioredis.Redis, events: int, seed: int) -> int:
+    """Catalog events with paid, cancelled, expired and free orders: about `events` in all."""
+    store = EventStore(redis, PARTITIONS)
+    chooser = random.Random(seed)
+    now = datetime.now(UTC)
+    catalog: list[tuple[str, list[tuple[str, int]]]] = []
+    written = 0
+    for _ in range(CATALOG_EVENTS):
+        partition = chooser.randrange(PARTITIONS)
+        event_id = keys.new_id_in_partition(partition, PARTITIONS)
+        ticket_types = [
+            (keys.new_id_in_partition(partition, PARTITIONS), price)
+            for price in (1_100_000, 330_000, 0)
+        ]
+        catalog.append((event_id, ticket_types))
+        drafted: list[DomainEvent] = [
+            EventDrafted(
+                event_id=event_id,
+                organizer_id=f"organizer-{chooser.randrange(8)}",
+                title="Benchmark night",
+                description="",
+                venue=Venue(name="Stadium", address="1 Le Duan"),
+                province="ho-chi-minh",
+                starts_at=now + timedelta(days=30),
+                ends_at=now + timedelta(days=30, hours=3),
+            ),
+            *(
+                TicketTypeAdded(
+                    event_id=event_id,
+                    ticket_type_id=ticket_type_id,
+                    name=f"Type {index}",
+                    price=price,
+                    quantity=1_000_000,
+                )
+                for index, (ticket_type_id, price) in enumerate(ticket_types)
+            ),
+            EventPublished(event_id=event_id),
+        ]
+        await store.append(
+            AppendRequest(partition=partition, stream=f"event-{event_id}", events=drafted)
+        )
+        written += len(drafted)
+    while written < events:
+        first: list[Awaitable[Any]] = []
+        later: list[tuple[int, str, list[DomainEvent]]] = []
+        for _ in range(CONCURRENT_APPENDS):
+            event_id, ticket_types = chooser.choice(catalog)
+            order_id, appends = order_events(event_id, ticket_types, chooser, now)
+            partition = keys.partition_of(event_id, PARTITIONS)
+            first.append(
+                store.append(
+                    AppendRequest(
+                        partition=partition, stream=f"order-{order_id}", events=appends[0]
+                    )
+                )
+            )
+            later.extend((partition, order_id, batch) for batch in appends[1:])
+            written += sum(len(batch) for batch in appends)
+        await asyncio.gather(*first)
+        await asyncio.gather(
+            *(
+                store.append(AppendRequest(partition=p, stream=f"order-{o}", events=batch))
+                for p, o, batch in later
+            )
+        )
+    return written
+
+
+async def raw_log_read(redis: aioredis.Redis) -> Measure:
+    """XRANGE every partition log in pages of REPLAY_PAGE, as replay does, decoding nothing."""
+    started = time.perf_counter()
+    count = 0
+    for partition in range(PARTITIONS):
+        start = "-"
+        while True:
+            entries = await stream_range(
+                redis, keys.log_key(partition), start, "+", count=REPLAY_PAGE
+            )
+            count += len(entries)
+            if len(entries) < REPLAY_PAGE:
+                break
+            last = entries[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else last)
+    return Measure("raw XRANGE", count, time.perf_counter() - started)
+
+
+async def fold_in_memory(redis: aioredis.Redis) -> Measure:
+    """Read, decode and fold every log entry with the sales fold, writing nothing: the
+    client-side ceiling of a rebuild, and the per-entry cost of an `as_of` query."""
+    started = time.perf_counter()
+    count = 0
+    projections = [SalesProjection()]
+    tally = SalesTally()
+    async for _, _, envelope in events_from_logs(redis, PARTITIONS, registry, projections):
+        count += 1
+        if envelope is not None:
+            tally.apply(envelope.data, envelope.occurred_at)
+    return Measure("sales fold in memory", count, time.perf_counter() - started)
+
+
+async def raw_archive_read(database: Database) -> Measure:
+    """A plain find over the archive in replay's order and batch size."""
+    started = time.perf_counter()
+    count = 0
+    cursor = database[EVENTS_COLLECTION].find(
+        {},
+        sort=[("partition", ASCENDING), ("position_ms", ASCENDING), ("position_seq", ASCENDING)],
+        batch_size=REPLAY_PAGE,
+    )
+    async for _ in cursor:
+        count += 1
+    return Measure("raw archive find", count, time.perf_counter() - started)
+
+
+async def archive_logs(redis: aioredis.Redis, database: Database) -> Measure:
+    await create_event_indexes(database)
+    archiver = Archiver(database)
+    started = time.perf_counter()
+    count = 0
+    for partition in range(PARTITIONS):
+        start = "-"
+        while entries := await stream_range(redis, keys.log_key(partition), start, "+", 1_000):
+            await archiver.archive([log_entry(partition, i, f) for i, f in entries])
+            count += len(entries)
+            last = entries[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else last)
+    return Measure("archive", count, time.perf_counter() - started)
+
+
+async def rebuild(
+    name: str, database: Database, redis: aioredis.Redis, names: list[str] | None, archive: bool
+) -> Measure:
+    started = time.perf_counter()
+    report = await replay(
+        database,
+        load_projections(names),
+        redis=redis,
+        partitions=PARTITIONS,
+        from_archive=archive,
+        progress=io.StringIO(),
+    )
+    return Measure(name, report.events, time.perf_counter() - started)
+
+
+def max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def run(redis_url: str, mongodb_url: str, events: int, seed: int) -> dict[str, Any]:
+    redis = aioredis.Redis.from_url(redis_url)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, tz_aware=True)
+    database = mongo["bench_replay"]
+    try:
+        await mongo.drop_database("bench_replay")
+        written = await write_history(redis, events, seed)
+        archived = await archive_logs(redis, database)
+        rss_before = max_rss_mib()
+        measures: list[Measure] = []
+        steps: list[Callable[[], Awaitable[Measure]]] = [
+            lambda: raw_log_read(redis),
+            lambda: fold_in_memory(redis),
+            lambda: rebuild("sales from logs", database, redis, ["sales"], archive=False),
+            lambda: rebuild("all read models from logs", database, redis, None, archive=False),
+            lambda: raw_archive_read(database),
+            lambda: rebuild("sales from archive", database, redis, ["sales"], archive=True),
+            lambda: rebuild("all read models from archive", database, redis, None, archive=True),
+        ]
+        for step in steps:
+            measures.append(await step())
+        by_name = {m.name: m for m in measures}
+        raw_logs = by_name["raw XRANGE"].per_second
+        raw_archive = by_name["raw archive find"].per_second
+        return {
+            "machine": machine_description(),
+            "events": written,
+            "archive_events_per_second": round(archived.per_second),
+            "measures": [{**asdict(m), "per_second": round(m.per_second)} for m in measures],
+            "ratios": {
+                "fold_in_memory_vs_raw_xrange": round(
+                    by_name["sales fold in memory"].per_second / raw_logs, 3
+                ),
+                "sales_from_logs_vs_raw_xrange": round(
+                    by_name["sales from logs"].per_second / raw_logs, 3
+                ),
+                "all_from_logs_vs_raw_xrange": round(
+                    by_name["all read models from logs"].per_second / raw_logs, 3
+                ),
+                "sales_from_archive_vs_raw_find": round(
+                    by_name["sales from archive"].per_second / raw_archive, 3
+                ),
+                "all_from_archive_vs_raw_find": round(
+                    by_name["all read models from archive"].per_second / raw_archive, 3
+                ),
+                "sales_from_archive_vs_raw_xrange": round(
+                    by_name["sales from archive"].per_second / raw_logs, 3
+                ),
+            },
+            "max_rss_mib_before_rebuilds": round(rss_before, 1),
+            "max_rss_mib_after_rebuilds": round(max_rss_mib(), 1),
+        }
+    finally:
+        await mongo.drop_database("bench_replay")
+        await mongo.close()
+        await redis.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--smoke", action="store_true", help="a few thousand events")
+    parser.add_argument("--json", type=Path, help="write the report here as JSON")
+    arguments = parser.parse_args()
+    events = 3_000 if arguments.smoke else arguments.events
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-replay-") as data_dir,
+        running_bench_redis(Path(data_dir), fsync="everysec") as redis_url,
+        running_mongo_standin() as mongodb_url,
+    ):
+        report = asyncio.run(run(redis_url, mongodb_url, events, arguments.seed))
+
+    print(report["machine"])
+    archive_rate = report["archive_events_per_second"]
+    print(f"{report['events']:,} events in {PARTITIONS} partitions; archive {archive_rate:,}/s")
+    for measure in report["measures"]:
+        rate, seconds = measure["per_second"], measure["seconds"]
+        print(f"  {measure['name']:<32} {rate:>10,} events/s ({seconds:.2f} s)")
+    for name, ratio in report["ratios"].items():
+        print(f"  {name:<36} {ratio:.3f}")
+    met = report["ratios"]["sales_from_logs_vs_raw_xrange"] >= TARGET_RATIO
+    print(f"target: sales rebuild >= {TARGET_RATIO} of raw XRANGE: {'met' if met else 'not met'}")
+    print(
+        f"max RSS: {report['max_rss_mib_before_rebuilds']} MiB before the rebuilds,"
+        f" {report['max_rss_mib_after_rebuilds']} MiB after"
+    )
+    if arguments.json:
+        arguments.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
