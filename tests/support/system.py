@@ -68,10 +68,15 @@ def running_system(
     *,
     workers: tuple[str, ...] = (),
     overrides: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningSystem]:
-    """Start `eventhunting api` and `eventhunting worker NAME...` as child processes."""
+    """Start `eventhunting api` and `eventhunting worker NAME...` as child processes.
+
+    `port` is the API's (a free one by default): give it when another process, started
+    first, must know the API's URL (the VNPAY stand-in's IPN URL).
+    """
     environment = system_environment(redis_url, mongodb_url, database, overrides)
-    port = free_port()
+    port = port or free_port()
     system = RunningSystem(base_url=f"http://127.0.0.1:{port}", environment=environment)
     with ExitStack() as stack:
         api = subprocess.Popen(
