@@ -1,0 +1,76 @@
+"""Browser fixtures: Debian's Chromium under Playwright, and a system wired to the VNPAY sandbox."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.e2e.payment_system import PaymentSystem, running_payment_system
+from tests.support.servers import running_redis
+
+# Debian's package; Playwright never downloads a browser here (no host to fetch one from).
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless as root in CI: no sandbox (it needs an unprivileged user), no GPU, and nothing
+# that reaches out to the network behind the test's back.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium for the session (each test opens its own context)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium"
+            " (scripts/test installs it; or apt-get install chromium)"
+        )
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh page in a context of its own (no cookies shared between tests), in English."""
+    context = await browser.new_context(locale="en-US")
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
+@pytest.fixture(scope="session")
+def payment_system(
+    tmp_path_factory: pytest.TempPathFactory, mongodb_url: str
+) -> Iterator[PaymentSystem]:
+    """The API and the payment workers on a Redis of their own, wired to the VNPAY stand-in."""
+    with (
+        running_redis(tmp_path_factory.mktemp("e2e-redis")) as redis_url,
+        running_payment_system(redis_url, mongodb_url) as system,
+    ):
+        yield system
+
+
+@pytest.fixture
+async def http(payment_system: PaymentSystem) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the API of `payment_system` (the browser tests' own system)."""
+    async with httpx.AsyncClient(base_url=payment_system.api.base_url, timeout=30) as client:
+        yield client
