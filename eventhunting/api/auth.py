@@ -34,6 +34,7 @@ from litestar.routes import HTTPRoute
 
 from eventhunting.bootstrap import Services
 from eventhunting.domain.accounts import ADMIN, CUSTOMER, ORGANIZER, STAFF
+from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import Forbidden, Unauthenticated
 
 BEARER_SCHEME = "BearerToken"
@@ -80,6 +81,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def is_admin(self) -> bool:
         return ADMIN in self.roles
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as commands name who asks (`by`)."""
+        return Actor(self.account_id, is_admin=self.is_admin)
 
     def has_role(self, role: str) -> bool:
         """Whether the caller has `role`; admins have every role."""

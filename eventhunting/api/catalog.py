@@ -7,11 +7,14 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, get, patch, post
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from msgspec import UNSET, Meta, UnsetType
 
 from eventhunting.api.auth import ORGANIZER, Principal, requires_roles
+from eventhunting.api.paging import Page, page_schema
 from eventhunting.api.parameters import (
     DEFAULT_PAGE_SIZE,
     PageNumber,
@@ -20,7 +23,7 @@ from eventhunting.api.parameters import (
     instant_parameter,
 )
 from eventhunting.bootstrap import Services
-from eventhunting.domain import catalog
+from eventhunting.domain import catalog as rules
 from eventhunting.domain.catalog import (
     MAX_PER_ORDER,
     MAX_PRICE,
@@ -28,30 +31,36 @@ from eventhunting.domain.catalog import (
     MAX_TICKET_TYPES,
     MAX_TICKETS_PER_CUSTOMER,
     MAX_TOPICS,
+    AddTicketType,
+    CancelEvent,
     CatalogEvent,
-    TicketType,
+    ChangeTicketType,
+    CreateEvent,
+    NewTicketType,
+    PublishEvent,
+    UpdateEvent,
 )
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.domain.provinces import PROVINCE_DIRECTORY
 from eventhunting.domain.slugs import slugify
 from eventhunting.projections.catalog import CatalogQuery, create_catalog_indexes
-from eventhunting.services.catalog import Actor
+from eventhunting.services.catalog import CatalogService, EventWithAvailability
 
 # RFC 3339 with an offset; a time without one is refused rather than guessed.
 Instant = Annotated[datetime, Meta(tz=True)]
-Title = Annotated[str, Meta(min_length=1, max_length=catalog.MAX_TITLE_LENGTH)]
-Description = Annotated[str, Meta(max_length=catalog.MAX_DESCRIPTION_LENGTH)]
+Title = Annotated[str, Meta(min_length=1, max_length=rules.MAX_TITLE_LENGTH)]
+Description = Annotated[str, Meta(max_length=rules.MAX_DESCRIPTION_LENGTH)]
 ProvinceName = Annotated[str, Meta(min_length=1, max_length=100)]
 Topic = Annotated[
     str,
     Meta(
-        max_length=catalog.MAX_TOPIC_LENGTH,
+        max_length=rules.MAX_TOPIC_LENGTH,
         description="A free tag, kept as its slug (`Nhạc Sống` -> `nhac-song`).",
     ),
 ]
 Topics = Annotated[list[Topic], Meta(max_length=MAX_TOPICS)]
 PerCustomer = Annotated[int, Meta(ge=1, le=MAX_TICKETS_PER_CUSTOMER)]
-TicketTypeName = Annotated[str, Meta(min_length=1, max_length=catalog.MAX_TICKET_TYPE_NAME_LENGTH)]
+TicketTypeName = Annotated[str, Meta(min_length=1, max_length=rules.MAX_TICKET_TYPE_NAME_LENGTH)]
 Price = Annotated[int, Meta(ge=0, le=MAX_PRICE, description="Integer VND; 0 is free.")]
 Quantity = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
 PerOrder = Annotated[int, Meta(ge=1, le=MAX_PER_ORDER)]
@@ -66,9 +75,15 @@ IdempotencyKey = Annotated[
 ]
 
 
-class VenueBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=catalog.MAX_VENUE_NAME_LENGTH)]
-    address: Annotated[str, Meta(min_length=1, max_length=catalog.MAX_VENUE_ADDRESS_LENGTH)]
+# --- request bodies -----------------------------------------------------------------------
+
+
+class VenueCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=rules.MAX_VENUE_NAME_LENGTH)]
+    address: Annotated[str, Meta(min_length=1, max_length=rules.MAX_VENUE_ADDRESS_LENGTH)]
+
+    def to_venue(self) -> rules.Venue:
+        return rules.Venue(name=self.name, address=self.address)
 
 
 class TicketTypeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -79,8 +94,8 @@ class TicketTypeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     sale_ends_at: Instant | None = None
     max_per_order: PerOrder | None = None
 
-    def to_draft(self) -> catalog.TicketTypeDraft:
-        return catalog.TicketTypeDraft(**msgspec.structs.asdict(self))
+    def to_new(self) -> NewTicketType:
+        return NewTicketType(**msgspec.structs.asdict(self))
 
 
 class TicketTypeUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -97,7 +112,7 @@ class TicketTypeUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     title: Title
     description: Description = ""
-    venue: VenueBody
+    venue: VenueCreate
     province: Annotated[
         ProvinceName,
         Meta(description="A provincial-level unit by name or slug; case and diacritics ignored."),
@@ -116,7 +131,7 @@ class EventUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     title: Title | UnsetType = UNSET
     description: Description | UnsetType = UNSET
-    venue: VenueBody | UnsetType = UNSET
+    venue: VenueCreate | UnsetType = UNSET
     province: ProvinceName | UnsetType = UNSET
     starts_at: Instant | UnsetType = UNSET
     ends_at: Instant | UnsetType = UNSET
@@ -128,12 +143,15 @@ class EventCancel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(max_length=500)] | None = None
 
 
-class VenueOut(msgspec.Struct, kw_only=True):
+# --- responses ----------------------------------------------------------------------------
+
+
+class Venue(msgspec.Struct, kw_only=True):
     name: str
     address: str
 
 
-class TicketTypeOut(msgspec.Struct, kw_only=True):
+class TicketType(msgspec.Struct, kw_only=True):
     id: str
     name: str
     price: int
@@ -144,96 +162,84 @@ class TicketTypeOut(msgspec.Struct, kw_only=True):
     available: int | UnsetType = UNSET
     """Tickets left right now (single-event reads only; lists leave it out)."""
 
+    @classmethod
+    def of(cls, ticket_type: rules.TicketType, available: int | UnsetType = UNSET) -> TicketType:
+        return cls(
+            id=ticket_type.id,
+            name=ticket_type.name,
+            price=ticket_type.price,
+            quantity=ticket_type.quantity,
+            sale_starts_at=ticket_type.sale_starts_at,
+            sale_ends_at=ticket_type.sale_ends_at,
+            max_per_order=ticket_type.max_per_order,
+            available=available,
+        )
 
-class EventOut(msgspec.Struct, kw_only=True):
+
+class Event(msgspec.Struct, kw_only=True):
     id: str
     status: str
     organizer_id: str
     title: str
     description: str
-    venue: VenueOut
+    venue: Venue
     province: str
     starts_at: datetime
     ends_at: datetime
     topics: list[str]
     max_tickets_per_customer: int | None
-    ticket_types: list[TicketTypeOut]
+    ticket_types: list[TicketType]
     created_at: datetime
     updated_at: datetime
     published_at: datetime | None
     cancelled_at: datetime | None
 
+    @classmethod
+    def of(cls, event: CatalogEvent, available: dict[str, int] | None = None) -> Event:
+        """The event; with `available`, each ticket type's live count (single reads only)."""
+        province = PROVINCE_DIRECTORY.by_slug.get(event.province)
+        return cls(
+            id=event.id,
+            status=event.status.value,
+            organizer_id=event.organizer_id,
+            title=event.title,
+            description=event.description,
+            venue=Venue(name=event.venue.name, address=event.venue.address),
+            province=province.name if province else event.province,
+            starts_at=event.starts_at,
+            ends_at=event.ends_at,
+            topics=list(event.topics),
+            max_tickets_per_customer=event.max_tickets_per_customer,
+            ticket_types=[
+                TicketType.of(t, UNSET if available is None else available.get(t.id, 0))
+                for t in event.ticket_types
+            ],
+            created_at=event.drafted_at,
+            updated_at=event.updated_at,
+            published_at=event.published_at,
+            cancelled_at=event.cancelled_at,
+        )
 
-class EventPage(msgspec.Struct, kw_only=True):
-    items: list[EventOut]
-    total: int
-    page: int
-    page_size: int
+    @classmethod
+    def live(cls, found: EventWithAvailability) -> Event:
+        return cls.of(found.event, dict(found.available))
 
 
 async def create_catalog_indexes_at_startup(services: Services) -> None:
     await create_catalog_indexes(services.database)
 
 
-def actor_of(principal: Principal) -> Actor:
-    return Actor(account_id=principal.account_id, is_admin=principal.is_admin)
+def provide_catalog(state: State) -> CatalogService:
+    services: Services = state.services
+    return services.catalog
 
 
 def province_slug(text: str) -> str:
     return PROVINCE_DIRECTORY.resolve(text).slug
 
 
-def ticket_type_out(ticket_type: TicketType, available: int | UnsetType = UNSET) -> TicketTypeOut:
-    return TicketTypeOut(
-        id=ticket_type.id,
-        name=ticket_type.name,
-        price=ticket_type.price,
-        quantity=ticket_type.quantity,
-        sale_starts_at=ticket_type.sale_starts_at,
-        sale_ends_at=ticket_type.sale_ends_at,
-        max_per_order=ticket_type.max_per_order,
-        available=available,
-    )
-
-
-def event_out(event: CatalogEvent, available: dict[str, int] | None = None) -> EventOut:
-    province = PROVINCE_DIRECTORY.by_slug.get(event.province)
-    return EventOut(
-        id=event.id,
-        status=event.status.value,
-        organizer_id=event.organizer_id,
-        title=event.title,
-        description=event.description,
-        venue=VenueOut(name=event.venue.name, address=event.venue.address),
-        province=province.name if province else event.province,
-        starts_at=event.starts_at,
-        ends_at=event.ends_at,
-        topics=list(event.topics),
-        max_tickets_per_customer=event.max_tickets_per_customer,
-        ticket_types=[
-            ticket_type_out(t, UNSET if available is None else available.get(t.id, 0))
-            for t in event.ticket_types
-        ],
-        created_at=event.drafted_at,
-        updated_at=event.updated_at,
-        published_at=event.published_at,
-        cancelled_at=event.cancelled_at,
-    )
-
-
-def _changes_of(body: EventUpdate) -> catalog.EventChanges:
-    return catalog.EventChanges(
-        title=body.title,
-        description=body.description,
-        venue=UNSET
-        if isinstance(body.venue, UnsetType)
-        else catalog.Venue(name=body.venue.name, address=body.venue.address),
-        province=UNSET if isinstance(body.province, UnsetType) else province_slug(body.province),
-        starts_at=body.starts_at,
-        ends_at=body.ends_at,
-        topics=body.topics,
-        max_tickets_per_customer=body.max_tickets_per_customer,
-    )
+def unless_unset(value: list[str] | UnsetType) -> tuple[str, ...] | UnsetType:
+    return value if isinstance(value, UnsetType) else tuple(value)
 
 
 class CatalogController(Controller):
@@ -241,36 +247,35 @@ class CatalogController(Controller):
 
     path = "/api/v1/events"
     tags = ["events"]
+    dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
 
     @post("/", guards=[requires_roles(ORGANIZER)], status_code=HTTP_201_CREATED)
     async def create_event(
         self,
-        services: Services,
+        catalog: CatalogService,
         principal: Principal,
         data: EventCreate,
         idempotency_key: IdempotencyKey = None,
-    ) -> EventOut:
+    ) -> Event:
         """Draft an event (status `draft`), with its ticket types."""
-        draft = catalog.EventDraft(
+        command = CreateEvent(
+            by=principal.actor,
             title=data.title,
             description=data.description,
-            venue=catalog.Venue(name=data.venue.name, address=data.venue.address),
+            venue=data.venue.to_venue(),
             province=province_slug(data.province),
             starts_at=data.starts_at,
             ends_at=data.ends_at,
-            topics=data.topics,
+            topics=tuple(data.topics),
             max_tickets_per_customer=data.max_tickets_per_customer,
-            ticket_types=[ticket_type.to_draft() for ticket_type in data.ticket_types],
+            ticket_types=tuple(ticket_type.to_new() for ticket_type in data.ticket_types),
         )
-        created = await services.catalog.create_event(
-            actor_of(principal), draft, idempotency_key=idempotency_key
-        )
-        return event_out(created.event, dict(created.available))
+        return Event.live(await catalog.create_event(command, idempotency_key=idempotency_key))
 
     @get("/")
     async def list_events(
         self,
-        services: Services,
+        catalog: CatalogService,
         q: Annotated[
             str | None, Parameter(max_length=200, description="Words of the title or description.")
         ] = None,
@@ -282,7 +287,7 @@ class CatalogController(Controller):
         starts_before: Annotated[str | None, instant_parameter("Starts before this.")] = None,
         page: PageNumber = 1,
         page_size: PageSize = DEFAULT_PAGE_SIZE,
-    ) -> EventPage:
+    ) -> Annotated[Page[Event], page_schema("EventPage")]:
         """Published events (cancelled ones marked), soonest first."""
         after = instant_of(starts_after, "starts_after")
         before = instant_of(starts_before, "starts_before")
@@ -295,7 +300,7 @@ class CatalogController(Controller):
                 raise InvalidInput(
                     "a topic needs letters or digits", field="topic", code="invalid_topic"
                 )
-        found = await services.catalog.search(
+        found = await catalog.search(
             CatalogQuery(
                 text=q,
                 province=None if province is None else province_slug(province),
@@ -306,8 +311,8 @@ class CatalogController(Controller):
                 page_size=page_size,
             )
         )
-        return EventPage(
-            items=[event_out(event) for event in found.items],
+        return Page(
+            items=[Event.of(event) for event in found.items],
             total=found.total,
             page=found.page,
             page_size=found.page_size,
@@ -315,44 +320,56 @@ class CatalogController(Controller):
 
     @get("/{event_id:str}")
     async def show_event(
-        self, services: Services, maybe_principal: Principal | None, event_id: str
-    ) -> EventOut:
+        self, catalog: CatalogService, maybe_principal: Principal | None, event_id: str
+    ) -> Event:
         """One event with each ticket type's live `available`; drafts only for their owner."""
-        viewer = None if maybe_principal is None else actor_of(maybe_principal)
-        detail = await services.catalog.event_detail(event_id, viewer)
-        return event_out(detail.event, dict(detail.available))
+        viewer = None if maybe_principal is None else maybe_principal.actor
+        return Event.live(await catalog.event_detail(event_id, viewer))
 
     @patch("/{event_id:str}", guards=[requires_roles(ORGANIZER)], status_code=HTTP_200_OK)
     async def update_event(
-        self, services: Services, principal: Principal, event_id: str, data: EventUpdate
-    ) -> EventOut:
+        self, catalog: CatalogService, principal: Principal, event_id: str, data: EventUpdate
+    ) -> Event:
         """Change the event's details (its organizer or an admin)."""
-        updated = await services.catalog.update_event(
-            actor_of(principal), event_id, _changes_of(data)
+        command = UpdateEvent(
+            event_id=event_id,
+            by=principal.actor,
+            title=data.title,
+            description=data.description,
+            venue=UNSET if isinstance(data.venue, UnsetType) else data.venue.to_venue(),
+            province=UNSET
+            if isinstance(data.province, UnsetType)
+            else province_slug(data.province),
+            starts_at=data.starts_at,
+            ends_at=data.ends_at,
+            topics=unless_unset(data.topics),
+            max_tickets_per_customer=data.max_tickets_per_customer,
         )
-        return event_out(updated.event, dict(updated.available))
+        return Event.live(await catalog.update_event(command))
 
     @post("/{event_id:str}/publish", guards=[requires_roles(ORGANIZER)], status_code=HTTP_200_OK)
     async def publish_event(
-        self, services: Services, principal: Principal, event_id: str
-    ) -> EventOut:
+        self, catalog: CatalogService, principal: Principal, event_id: str
+    ) -> Event:
         """Publish a draft that has at least one ticket type."""
-        published = await services.catalog.publish_event(actor_of(principal), event_id)
-        return event_out(published.event, dict(published.available))
+        command = PublishEvent(event_id=event_id, by=principal.actor)
+        return Event.live(await catalog.publish_event(command))
 
     @post("/{event_id:str}/cancel", guards=[requires_roles(ORGANIZER)], status_code=HTTP_200_OK)
     async def cancel_event(
         self,
-        services: Services,
+        catalog: CatalogService,
         principal: Principal,
         event_id: str,
         data: EventCancel | None = None,
-    ) -> EventOut:
+    ) -> Event:
         """Cancel the event; it stays listed, marked `cancelled`, and no longer changes."""
-        cancelled = await services.catalog.cancel_event(
-            actor_of(principal), event_id, reason=None if data is None else data.reason
+        command = CancelEvent(
+            event_id=event_id,
+            by=principal.actor,
+            reason=None if data is None else data.reason,
         )
-        return event_out(cancelled.event, dict(cancelled.available))
+        return Event.live(await catalog.cancel_event(command))
 
     @post(
         "/{event_id:str}/ticket-types",
@@ -361,17 +378,18 @@ class CatalogController(Controller):
     )
     async def add_ticket_type(
         self,
-        services: Services,
+        catalog: CatalogService,
         principal: Principal,
         event_id: str,
         data: TicketTypeCreate,
         idempotency_key: IdempotencyKey = None,
-    ) -> TicketTypeOut:
+    ) -> TicketType:
         """Add a ticket type with its own inventory."""
-        ticket_type, available = await services.catalog.add_ticket_type(
-            actor_of(principal), event_id, data.to_draft(), idempotency_key=idempotency_key
+        command = AddTicketType(event_id=event_id, by=principal.actor, ticket_type=data.to_new())
+        ticket_type, available = await catalog.add_ticket_type(
+            command, idempotency_key=idempotency_key
         )
-        return ticket_type_out(ticket_type, available)
+        return TicketType.of(ticket_type, available)
 
     @patch(
         "/{event_id:str}/ticket-types/{ticket_type_id:str}",
@@ -380,15 +398,18 @@ class CatalogController(Controller):
     )
     async def change_ticket_type(
         self,
-        services: Services,
+        catalog: CatalogService,
         principal: Principal,
         event_id: str,
         ticket_type_id: str,
         data: TicketTypeUpdate,
-    ) -> TicketTypeOut:
+    ) -> TicketType:
         """Change a ticket type; the quantity never goes below held + sold (409)."""
-        changes = catalog.TicketTypeChanges(**msgspec.structs.asdict(data))
-        ticket_type, available = await services.catalog.change_ticket_type(
-            actor_of(principal), event_id, ticket_type_id, changes
+        command = ChangeTicketType(
+            event_id=event_id,
+            ticket_type_id=ticket_type_id,
+            by=principal.actor,
+            **msgspec.structs.asdict(data),
         )
-        return ticket_type_out(ticket_type, available)
+        ticket_type, available = await catalog.change_ticket_type(command)
+        return TicketType.of(ticket_type, available)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -19,6 +19,8 @@ from eventhunting.services.sales import OrganizerDays, SalesQuery, SalesService
 # neither a bare number (Unix time?) nor a time without an offset (UTC? local?) is guessed.
 _STRICT_INSTANT = Annotated[datetime, msgspec.Meta(tz=True)]
 MAX_INSTANT_LENGTH = 64
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def instant(description: str, *, query: str | None = None) -> Any:
@@ -36,12 +38,17 @@ def instant_of(text: str | None, field: str) -> datetime | None:
     if text is None:
         return None
     try:
-        return msgspec.convert(text, _STRICT_INSTANT, strict=True)
+        moment = msgspec.convert(text, _STRICT_INSTANT, strict=True)
     except msgspec.ValidationError:
         raise InvalidInput(
             "must be an RFC 3339 date-time with an offset, e.g. 2026-05-01T19:00:00+07:00",
             field=field,
         ) from None
+    if not EARLIEST_INSTANT <= moment < LATEST_INSTANT:
+        # Nothing happened outside these years, and bucket arithmetic near year 1 or 9999
+        # would overflow.
+        raise InvalidInput("must be between the years 1970 and 9000", field=field)
+    return moment
 
 
 def sales_service(services: Services) -> SalesService:

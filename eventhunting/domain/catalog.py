@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from eventhunting.domain.events import DomainEvent, registry
+from eventhunting.domain.events import Command, DomainEvent, RecordedEvent, registry
+from eventhunting.domain.events import fold as fold_history
 from eventhunting.domain.slugs import slugify
 
 STREAM_KIND = "event"
@@ -32,16 +34,6 @@ MAX_TICKETS_PER_CUSTOMER = 1_000
 MAX_EVENT_DURATION = timedelta(days=366)
 MAX_SCHEDULE_AHEAD = timedelta(days=3 * 366)
 """How far in the future an event may start; later dates are almost always typos."""
-
-
-def event_stream(event_id: str) -> str:
-    """The aggregate stream of a catalog event (ticket types included)."""
-    return f"{STREAM_KIND}-{event_id}"
-
-
-def inventory_counter(ticket_type_id: str) -> str:
-    """The counter hash (`capacity`, `held`, `sold`) of a ticket type, in the event's partition."""
-    return f"inventory:{ticket_type_id}"
 
 
 class EventStatus(StrEnum):
@@ -192,7 +184,7 @@ class CatalogEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def stream(self) -> str:
-        return event_stream(self.id)
+        return f"{STREAM_KIND}-{self.id}"
 
     def ticket_type(self, ticket_type_id: str) -> TicketType:
         for ticket_type in self.ticket_types:
@@ -233,23 +225,9 @@ class CatalogEvent(msgspec.Struct, frozen=True, kw_only=True):
             )
 
 
-class RecordedEvent(Protocol):
-    """What folding needs of a stored event (the store's envelope provides it)."""
-
-    @property
-    def data(self) -> DomainEvent: ...
-
-    @property
-    def version(self) -> int: ...
-
-    @property
-    def occurred_at(self) -> datetime: ...
-
-
-def evolve(
-    state: CatalogEvent | None, event: DomainEvent, *, version: int, occurred_at: datetime
-) -> CatalogEvent:
-    """The state after `event`, the `version`-th event of the stream."""
+def evolve(state: CatalogEvent | None, recorded: RecordedEvent) -> CatalogEvent:
+    """The state after one more event of the stream (`recorded.version` is its position)."""
+    event, version, occurred_at = recorded.data, recorded.version, recorded.occurred_at
     if isinstance(event, EventDrafted):
         return CatalogEvent(
             id=event.event_id,
@@ -325,18 +303,19 @@ def evolve(
 
 def fold(history: Iterable[RecordedEvent]) -> CatalogEvent | None:
     """The current state of an event from its stream (None when the stream is empty)."""
-    state: CatalogEvent | None = None
-    for recorded in history:
-        state = evolve(
-            state, recorded.data, version=recorded.version, occurred_at=recorded.occurred_at
-        )
-    return state
+    return fold_history(evolve, history)
 
 
 # --- commands -----------------------------------------------------------------------------
+# A command is what its caller asked: the event it addresses, who asks (`by`) and the body
+# as sent (`province` resolved to its slug). What the server supplies, the time and the ids
+# it draws, are the decision's keyword arguments, so an Idempotency-Key's fingerprint
+# (`fingerprint_of(command)`) covers exactly the request.
 
 
-class TicketTypeDraft(msgspec.Struct, frozen=True, kw_only=True):
+class NewTicketType(msgspec.Struct, frozen=True, kw_only=True):
+    """A ticket type as an organizer describes it, before it has an id."""
+
     name: str
     price: int
     quantity: int
@@ -345,36 +324,65 @@ class TicketTypeDraft(msgspec.Struct, frozen=True, kw_only=True):
     max_per_order: int | None = None
 
 
-class EventDraft(msgspec.Struct, frozen=True, kw_only=True):
-    """A new event as the organizer describes it; `province` is a resolved slug."""
+class CreateEvent(Command, frozen=True, kw_only=True):
+    """Draft a new event, organized by `by`, with its first ticket types."""
 
+    by: Actor
     title: str
     description: str
     venue: Venue
     province: str
     starts_at: datetime
     ends_at: datetime
-    topics: Sequence[str] = ()
+    topics: tuple[str, ...] = ()
     max_tickets_per_customer: int | None = None
-    ticket_types: Sequence[TicketTypeDraft] = ()
+    ticket_types: tuple[NewTicketType, ...] = ()
 
 
-class EventChanges(msgspec.Struct, frozen=True, kw_only=True):
-    """Details to change; UNSET leaves a detail as it is."""
+class UpdateEvent(Command, frozen=True, kw_only=True):
+    """Change an event's details; UNSET leaves a detail as it is."""
 
+    event_id: str
+    by: Actor
     title: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     venue: Venue | UnsetType = UNSET
     province: str | UnsetType = UNSET
     starts_at: datetime | UnsetType = UNSET
     ends_at: datetime | UnsetType = UNSET
-    topics: Sequence[str] | UnsetType = UNSET
+    topics: tuple[str, ...] | UnsetType = UNSET
     max_tickets_per_customer: int | UnsetType | None = UNSET
 
 
-class TicketTypeChanges(msgspec.Struct, frozen=True, kw_only=True):
-    """Ticket type fields to change; UNSET leaves a field as it is, None clears an optional."""
+class PublishEvent(Command, frozen=True, kw_only=True):
+    """Make a draft public."""
 
+    event_id: str
+    by: Actor
+
+
+class CancelEvent(Command, frozen=True, kw_only=True):
+    """Call the event off, for good."""
+
+    event_id: str
+    by: Actor
+    reason: str | None = None
+
+
+class AddTicketType(Command, frozen=True, kw_only=True):
+    """Add a ticket type (with its own inventory) to an event."""
+
+    event_id: str
+    by: Actor
+    ticket_type: NewTicketType
+
+
+class ChangeTicketType(Command, frozen=True, kw_only=True):
+    """Change one ticket type; UNSET leaves a field as it is, None clears an optional one."""
+
+    event_id: str
+    ticket_type_id: str
+    by: Actor
     name: str | UnsetType = UNSET
     price: int | UnsetType = UNSET
     quantity: int | UnsetType = UNSET
@@ -383,41 +391,62 @@ class TicketTypeChanges(msgspec.Struct, frozen=True, kw_only=True):
     max_per_order: int | UnsetType | None = UNSET
 
 
-def draft_event(
+# --- decisions ----------------------------------------------------------------------------
+
+
+def require_event(state: CatalogEvent | None, event_id: str) -> CatalogEvent:
+    """The event, or 404 `event_not_found` when its stream is empty."""
+    if state is None:
+        raise EventNotFound(f"no event {event_id}")
+    return state
+
+
+def managed_event(state: CatalogEvent | None, event_id: str, by: Actor) -> CatalogEvent:
+    """The event, when `by` may change it: its organizer or an admin (a draft is 404 to
+    anyone else, a published event 403 `not_event_organizer`)."""
+    event = require_event(state, event_id)
+    event.ensure_managed_by(by.account_id, is_admin=by.is_admin)
+    return event
+
+
+def decide_create_event(
+    state: CatalogEvent | None,
+    command: CreateEvent,
     *,
     event_id: str,
-    organizer_id: str,
-    draft: EventDraft,
     ticket_type_ids: Sequence[str],
     now: datetime,
-) -> list[CatalogDomainEvent]:
-    """Draft an event with its initial ticket types (one TicketTypeAdded each)."""
-    if len(ticket_type_ids) != len(draft.ticket_types):
+) -> list[DomainEvent]:
+    """Draft an event with its initial ticket types (one TicketTypeAdded each), under the
+    ids the server drew."""
+    if state is not None:
+        raise Conflict(f"event {event_id} exists already", code="event_exists")
+    if len(ticket_type_ids) != len(command.ticket_types):
         raise ValueError("one ticket type id is needed per drafted ticket type")
-    if len(draft.ticket_types) > MAX_TICKET_TYPES:
+    if len(command.ticket_types) > MAX_TICKET_TYPES:
         raise InvalidInput(
             f"an event has at most {MAX_TICKET_TYPES} ticket types", field="ticket_types"
         )
     drafted = EventDrafted(
         event_id=event_id,
-        organizer_id=organizer_id,
+        organizer_id=command.by.account_id,
         **_checked_details(
-            title=draft.title,
-            description=draft.description,
-            venue=draft.venue,
-            province=draft.province,
-            starts_at=draft.starts_at,
-            ends_at=draft.ends_at,
-            topics=draft.topics,
-            max_tickets_per_customer=draft.max_tickets_per_customer,
+            title=command.title,
+            description=command.description,
+            venue=command.venue,
+            province=command.province,
+            starts_at=command.starts_at,
+            ends_at=command.ends_at,
+            topics=command.topics,
+            max_tickets_per_customer=command.max_tickets_per_customer,
             now=now,
             starts_at_changed=True,
         ),
     )
-    added: list[CatalogDomainEvent] = []
+    added: list[DomainEvent] = []
     names: set[str] = set()
     for index, (ticket_type_id, ticket_type) in enumerate(
-        zip(ticket_type_ids, draft.ticket_types, strict=True)
+        zip(ticket_type_ids, command.ticket_types, strict=True)
     ):
         checked = _checked_ticket_type(
             name=ticket_type.name,
@@ -431,37 +460,27 @@ def draft_event(
         )
         _ensure_unique_name(checked.name, names, field=f"ticket_types[{index}].name")
         names.add(_name_key(checked.name))
-        added.append(
-            TicketTypeAdded(
-                event_id=event_id,
-                ticket_type_id=ticket_type_id,
-                name=checked.name,
-                price=checked.price,
-                quantity=checked.quantity,
-                sale_starts_at=checked.sale_starts_at,
-                sale_ends_at=checked.sale_ends_at,
-                max_per_order=checked.max_per_order,
-            )
-        )
+        added.append(_ticket_type_added(event_id, ticket_type_id, checked))
     return [drafted, *added]
 
 
-def update_event(
-    state: CatalogEvent, changes: EventChanges, *, now: datetime
-) -> list[CatalogDomainEvent]:
+def decide_update_event(
+    state: CatalogEvent | None, command: UpdateEvent, *, now: datetime
+) -> list[DomainEvent]:
     """Change the event's details; nothing when they are already as asked."""
+    state = managed_event(state, command.event_id, command.by)
     _ensure_not_cancelled(state)
-    starts_at = _pick(changes.starts_at, state.starts_at)
+    starts_at = _pick(command.starts_at, state.starts_at)
     details = _checked_details(
-        title=_pick(changes.title, state.title),
-        description=_pick(changes.description, state.description),
-        venue=_pick(changes.venue, state.venue),
-        province=_pick(changes.province, state.province),
+        title=_pick(command.title, state.title),
+        description=_pick(command.description, state.description),
+        venue=_pick(command.venue, state.venue),
+        province=_pick(command.province, state.province),
         starts_at=starts_at,
-        ends_at=_pick(changes.ends_at, state.ends_at),
-        topics=_pick(changes.topics, state.topics),
+        ends_at=_pick(command.ends_at, state.ends_at),
+        topics=_pick(command.topics, state.topics),
         max_tickets_per_customer=_pick(
-            changes.max_tickets_per_customer, state.max_tickets_per_customer
+            command.max_tickets_per_customer, state.max_tickets_per_customer
         ),
         now=now,
         starts_at_changed=_instant(starts_at, "starts_at") != state.starts_at,
@@ -496,8 +515,11 @@ def update_event(
     return [] if updated == current else [updated]
 
 
-def publish_event(state: CatalogEvent, *, now: datetime) -> list[CatalogDomainEvent]:
+def decide_publish_event(
+    state: CatalogEvent | None, command: PublishEvent, *, now: datetime
+) -> list[DomainEvent]:
     """Make a draft public; it needs a ticket type and must not have ended."""
+    state = managed_event(state, command.event_id, command.by)
     _ensure_not_cancelled(state)
     if state.status is EventStatus.PUBLISHED:
         raise Conflict("the event is already published", code="event_already_published")
@@ -510,69 +532,63 @@ def publish_event(state: CatalogEvent, *, now: datetime) -> list[CatalogDomainEv
     return [EventPublished(event_id=state.id)]
 
 
-def cancel_event(state: CatalogEvent, *, reason: str | None = None) -> list[CatalogDomainEvent]:
+def decide_cancel_event(state: CatalogEvent | None, command: CancelEvent) -> list[DomainEvent]:
+    state = managed_event(state, command.event_id, command.by)
     _ensure_not_cancelled(state)
-    return [EventCancelled(event_id=state.id, reason=reason)]
+    return [EventCancelled(event_id=state.id, reason=command.reason)]
 
 
-def add_ticket_type(
-    state: CatalogEvent, *, ticket_type_id: str, draft: TicketTypeDraft
-) -> list[CatalogDomainEvent]:
+def decide_add_ticket_type(
+    state: CatalogEvent | None, command: AddTicketType, *, ticket_type_id: str
+) -> list[DomainEvent]:
+    """Add a ticket type under the id the server drew."""
+    state = managed_event(state, command.event_id, command.by)
     _ensure_not_cancelled(state)
     if len(state.ticket_types) >= MAX_TICKET_TYPES:
         raise Conflict(
             f"an event has at most {MAX_TICKET_TYPES} ticket types", code="too_many_ticket_types"
         )
+    new = command.ticket_type
     checked = _checked_ticket_type(
-        name=draft.name,
-        price=draft.price,
-        quantity=draft.quantity,
-        sale_starts_at=draft.sale_starts_at,
-        sale_ends_at=draft.sale_ends_at,
-        max_per_order=draft.max_per_order,
+        name=new.name,
+        price=new.price,
+        quantity=new.quantity,
+        sale_starts_at=new.sale_starts_at,
+        sale_ends_at=new.sale_ends_at,
+        max_per_order=new.max_per_order,
         event_ends_at=state.ends_at,
     )
     _ensure_unique_name(checked.name, {_name_key(t.name) for t in state.ticket_types})
-    return [
-        TicketTypeAdded(
-            event_id=state.id,
-            ticket_type_id=ticket_type_id,
-            name=checked.name,
-            price=checked.price,
-            quantity=checked.quantity,
-            sale_starts_at=checked.sale_starts_at,
-            sale_ends_at=checked.sale_ends_at,
-            max_per_order=checked.max_per_order,
-        )
-    ]
+    return [_ticket_type_added(state.id, ticket_type_id, checked)]
 
 
-def change_ticket_type(
-    state: CatalogEvent, ticket_type_id: str, changes: TicketTypeChanges
-) -> list[CatalogDomainEvent]:
+def decide_change_ticket_type(
+    state: CatalogEvent | None, command: ChangeTicketType
+) -> list[DomainEvent]:
     """Change a ticket type. A lower quantity must stay >= held + sold: the caller's append
     checks that atomically against the inventory counters, since holds race this change."""
+    state = managed_event(state, command.event_id, command.by)
     _ensure_not_cancelled(state)
-    current = state.ticket_type(ticket_type_id)
+    current = state.ticket_type(command.ticket_type_id)
     checked = _checked_ticket_type(
-        name=_pick(changes.name, current.name),
-        price=_pick(changes.price, current.price),
-        quantity=_pick(changes.quantity, current.quantity),
-        sale_starts_at=_pick(changes.sale_starts_at, current.sale_starts_at),
-        sale_ends_at=_pick(changes.sale_ends_at, current.sale_ends_at),
-        max_per_order=_pick(changes.max_per_order, current.max_per_order),
+        name=_pick(command.name, current.name),
+        price=_pick(command.price, current.price),
+        quantity=_pick(command.quantity, current.quantity),
+        sale_starts_at=_pick(command.sale_starts_at, current.sale_starts_at),
+        sale_ends_at=_pick(command.sale_ends_at, current.sale_ends_at),
+        max_per_order=_pick(command.max_per_order, current.max_per_order),
         event_ends_at=state.ends_at,
     )
     _ensure_unique_name(
         checked.name,
-        {_name_key(t.name) for t in state.ticket_types if t.id != ticket_type_id},
+        {_name_key(t.name) for t in state.ticket_types if t.id != current.id},
     )
     if msgspec.structs.replace(checked, id=current.id) == current:
         return []
     return [
         TicketTypeChanged(
             event_id=state.id,
-            ticket_type_id=ticket_type_id,
+            ticket_type_id=current.id,
             name=checked.name,
             price=checked.price,
             quantity=checked.quantity,
@@ -582,6 +598,19 @@ def change_ticket_type(
             max_per_order=checked.max_per_order,
         )
     ]
+
+
+def _ticket_type_added(event_id: str, ticket_type_id: str, checked: TicketType) -> TicketTypeAdded:
+    return TicketTypeAdded(
+        event_id=event_id,
+        ticket_type_id=ticket_type_id,
+        name=checked.name,
+        price=checked.price,
+        quantity=checked.quantity,
+        sale_starts_at=checked.sale_starts_at,
+        sale_ends_at=checked.sale_ends_at,
+        max_per_order=checked.max_per_order,
+    )
 
 
 def normalise_topics(topics: Iterable[str], *, field: str = "topics") -> tuple[str, ...]:

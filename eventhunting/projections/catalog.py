@@ -17,6 +17,7 @@ from eventhunting.domain.catalog import CatalogEvent
 from eventhunting.domain.events import registry
 from eventhunting.domain.slugs import fold
 from eventhunting.projections.base import Database, Projection
+from eventhunting.projections.query_page import QueryPage
 from eventhunting.store.envelope import EventEnvelope
 from eventhunting.store.keys import aggregate_id_of
 
@@ -85,9 +86,7 @@ class CatalogProjection(Projection):
         state = None if found is None else event_of(found)
         if state is not None and state.version >= event.version:
             return  # delivered again after a crash: already applied
-        state = catalog.evolve(
-            state, event.data, version=event.version, occurred_at=event.occurred_at
-        )
+        state = catalog.evolve(state, event)
         await collection.replace_one(
             {"_id": event_id}, document_of(state), upsert=True, session=session
         )
@@ -128,14 +127,6 @@ class CatalogQuery:
     page_size: int = 20
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogPage:
-    items: list[CatalogEvent]
-    total: int
-    page: int
-    page_size: int
-
-
 def filter_of(query: CatalogQuery) -> dict[str, Any]:
     """The MongoDB filter of a catalog query.
 
@@ -161,7 +152,9 @@ def filter_of(query: CatalogQuery) -> dict[str, Any]:
     return conditions
 
 
-async def search_catalog(db: AsyncDatabase[dict[str, Any]], query: CatalogQuery) -> CatalogPage:
+async def search_catalog(
+    db: AsyncDatabase[dict[str, Any]], query: CatalogQuery
+) -> QueryPage[CatalogEvent]:
     """Listed events matching `query`, soonest first, one page of them and the total."""
     collection = db[COLLECTION]
     conditions = filter_of(query)
@@ -173,4 +166,4 @@ async def search_catalog(db: AsyncDatabase[dict[str, Any]], query: CatalogQuery)
         .limit(query.page_size)
     )
     items = [event_of(document) async for document in cursor]
-    return CatalogPage(items=items, total=total, page=query.page, page_size=query.page_size)
+    return QueryPage(items=items, total=total, page=query.page, page_size=query.page_size)

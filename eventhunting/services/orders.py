@@ -12,7 +12,7 @@ from enum import StrEnum
 import msgspec
 import redis.asyncio as aioredis
 
-from eventhunting.domain.catalog import CatalogEvent, inventory_counter
+from eventhunting.domain.catalog import CatalogEvent
 from eventhunting.domain.errors import DomainError
 from eventhunting.domain.orders import (
     IdempotencyKeyReused,
@@ -46,6 +46,7 @@ from eventhunting.store.append import (
     earlier_result_decoder,
     text,
 )
+from eventhunting.store.counters import inventory_counter, ticket_type_of_inventory_counter
 from eventhunting.store.envelope import EventEnvelope, EventMeta
 from eventhunting.store.errors import ConcurrencyError, GuardRejected
 
@@ -191,7 +192,7 @@ def fold_state_after(events: Sequence[OrderEvent]) -> OrderStatus | None:
 def translate_guard(rejected: GuardRejected) -> DomainError:
     """Store guard codes become the order domain's errors, without counter names."""
     if rejected.code == SOLD_OUT:
-        ticket_type_id = rejected.name.removeprefix("inventory:")
+        ticket_type_id = ticket_type_of_inventory_counter(rejected.name)
         return SoldOut(
             f"Not enough tickets of ticket type {ticket_type_id!r} are left.",
             ticket_type_id=ticket_type_id,

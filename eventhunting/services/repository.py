@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 import msgspec
 import redis.asyncio as aioredis
 
-from eventhunting.domain.errors import IdempotencyKeyReused
+from eventhunting.domain.errors import DomainError, IdempotencyKeyReused
 from eventhunting.domain.events import Command, DomainEvent, RecordedEvent, fold
 from eventhunting.store import keys
 from eventhunting.store.append import (
@@ -121,8 +121,9 @@ class Repository(Generic[S]):
       (`ConcurrencyError`) the aggregate is read and decided again (`DECISION_ATTEMPTS`).
     - With an `Idempotency`, a known key answers with the first request's result before
       anything is decided (deciding again could refuse the repeat), a key racing in at the
-      same moment is caught by the append script, and a known key with another fingerprint
-      raises `IdempotencyKeyReused`.
+      same moment is caught by the append script (or, when the decision refuses what the
+      racing twin did, by looking the key up again), and a known key with another
+      fingerprint raises `IdempotencyKeyReused`.
     """
 
     def __init__(self, store: EventStore, kind: StreamKind[S]) -> None:
@@ -166,8 +167,18 @@ class Repository(Generic[S]):
                 return earlier
         for attempt in range(1, DECISION_ATTEMPTS + 1):
             loaded = await self.load(aggregate_id)
-            decided = decide(loaded.state)
-            events = await decided if inspect.isawaitable(decided) else decided
+            try:
+                decided = decide(loaded.state)
+                events = await decided if inspect.isawaitable(decided) else decided
+            except DomainError:
+                # The same request, racing in between the key check and the read, may be
+                # what the decision refuses (a name it took): then answer as it did.
+                earlier = (
+                    None if idempotency is None else await self.earlier(partition, idempotency)
+                )
+                if earlier is None:
+                    raise
+                return earlier
             if not events:
                 return None
             extra = effects(loaded.state, events) if effects is not None else NO_EFFECTS

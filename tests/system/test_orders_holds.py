@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventhunting.bootstrap import Services, build_services
-from eventhunting.domain.catalog import inventory_counter
 from eventhunting.domain.orders import (
     OrderCancelled,
     OrderExpired,
@@ -32,6 +31,7 @@ from eventhunting.domain.orders import (
 from eventhunting.services.orders import buyer_counter
 from eventhunting.settings import load_settings
 from eventhunting.store import keys
+from eventhunting.store.counters import inventory_counter
 from tests.support.accounts import DEFAULT_PASSWORD, SignedIn, sign_up
 from tests.support.catalog import published_event, ticket_type
 from tests.support.servers import running_redis

@@ -277,6 +277,8 @@ async def test_admins_see_sales_per_organizer_and_day(
         ({"from": "2026-05-01T10:00:00"}, "from"),
         ({"to": "1777777777"}, "to"),
         ({"as_of": "yesterday"}, "as_of"),
+        ({"as_of": "0001-01-01T00:00:00+14:00"}, "as_of"),
+        ({"to": "9999-12-31T23:59:59Z"}, "to"),
         ({"from": "2026-05-02T00:00:00Z", "to": "2026-05-01T00:00:00Z"}, "to"),
         (
             {"bucket": "minute", "from": "2026-01-01T00:00:00Z", "to": "2026-05-01T00:00:00Z"},

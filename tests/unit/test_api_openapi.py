@@ -128,7 +128,7 @@ def test_bodies_that_refuse_unknown_fields_say_so(document: dict[str, Any]) -> N
         "EventCreate",
         "EventUpdate",
         "EventCancel",
-        "VenueBody",
+        "VenueCreate",
         "TicketTypeCreate",
         "TicketTypeUpdate",
         "OrderCreate",

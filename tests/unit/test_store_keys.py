@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from eventhunting.store import keys
+from eventhunting.store import counters, keys
 
 
 def test_partition_of_is_crc32_modulo_partitions() -> None:
@@ -56,3 +56,10 @@ def test_new_ids_in_a_partition_are_distinct_ulids() -> None:
     assert len(set(drawn)) == len(drawn)
     assert all(str(ULID.from_str(identifier)) == identifier for identifier in drawn)
     assert {keys.partition_of(identifier, 16) for identifier in drawn} == {3}
+
+
+def test_an_inventory_counter_name_reads_back_as_its_ticket_type() -> None:
+    assert counters.inventory_counter("01TT") == "inventory:01TT"
+    assert counters.ticket_type_of_inventory_counter(counters.inventory_counter("01TT")) == "01TT"
+    with pytest.raises(ValueError, match="not an inventory counter"):
+        counters.ticket_type_of_inventory_counter("account:01TT")

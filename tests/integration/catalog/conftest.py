@@ -10,10 +10,11 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from eventhunting.domain.catalog import EventDraft, TicketTypeDraft, Venue
+from eventhunting.domain.actors import Actor
+from eventhunting.domain.catalog import CreateEvent, NewTicketType, Venue
 from eventhunting.projections.base import Projector
 from eventhunting.projections.catalog import CatalogProjection, create_catalog_indexes
-from eventhunting.services.catalog import Actor, CatalogService
+from eventhunting.services.catalog import CatalogService
 from eventhunting.store.append import EventStore
 from tests.support.leases import lease_of
 
@@ -61,26 +62,30 @@ def catalog(
     return CatalogService(store, database, clock)
 
 
-def ticket(name: str = "Standard", **overrides: Any) -> TicketTypeDraft:
+def ticket(name: str = "Standard", **overrides: Any) -> NewTicketType:
     fields: dict[str, Any] = {"name": name, "price": 150_000, "quantity": 10}
     fields.update(overrides)
-    return TicketTypeDraft(**fields)
+    return NewTicketType(**fields)
 
 
-def event_draft(clock: ManualClock, **overrides: Any) -> EventDraft:
+def event_draft(clock: ManualClock, **overrides: Any) -> CreateEvent:
+    """The organizer's command to draft an event (`by` the test's organizer unless given)."""
     starts_at = clock.now + timedelta(days=20)
     fields: dict[str, Any] = {
+        "by": ORGANIZER,
         "title": "Hòa nhạc mùa thu",
         "description": "Dàn nhạc giao hưởng",
         "venue": Venue(name="Nhà hát", address="1 Tràng Tiền"),
         "province": "ha-noi",
         "starts_at": starts_at,
         "ends_at": starts_at + timedelta(hours=3),
-        "topics": ["classical"],
-        "ticket_types": [ticket()],
+        "topics": ("classical",),
+        "ticket_types": (ticket(),),
     }
     fields.update(overrides)
-    return EventDraft(**fields)
+    fields["topics"] = tuple(fields["topics"])
+    fields["ticket_types"] = tuple(fields["ticket_types"])
+    return CreateEvent(**fields)
 
 
 async def project_everything(store: EventStore, database: AsyncDatabase[dict[str, Any]]) -> int:

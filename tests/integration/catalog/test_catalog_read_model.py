@@ -7,7 +7,12 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from eventhunting.domain.catalog import EventChanges, TicketTypeChanges
+from eventhunting.domain.catalog import (
+    CancelEvent,
+    ChangeTicketType,
+    PublishEvent,
+    UpdateEvent,
+)
 from eventhunting.projections.base import Projector
 from eventhunting.projections.catalog import (
     COLLECTION,
@@ -31,8 +36,8 @@ Database = AsyncDatabase[dict[str, Any]]
 
 
 async def published(catalog: CatalogService, clock: ManualClock, **overrides: Any) -> str:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock, **overrides))
-    await catalog.publish_event(ORGANIZER, created.event.id)
+    created = await catalog.create_event(event_draft(clock, **overrides))
+    await catalog.publish_event(PublishEvent(event_id=created.event.id, by=ORGANIZER))
     return created.event.id
 
 
@@ -44,12 +49,12 @@ async def titles(database: Database, **query: Any) -> list[str]:
 async def test_only_published_and_cancelled_events_are_listed(
     catalog: CatalogService, store: EventStore, database: Database, clock: ManualClock
 ) -> None:
-    await catalog.create_event(ORGANIZER, event_draft(clock, title="Draft"))
+    await catalog.create_event(event_draft(clock, title="Draft"))
     await published(catalog, clock, title="Live")
     gone = await published(catalog, clock, title="Gone")
-    await catalog.cancel_event(ORGANIZER, gone)
-    dropped = await catalog.create_event(ORGANIZER, event_draft(clock, title="Dropped draft"))
-    await catalog.cancel_event(ORGANIZER, dropped.event.id)
+    await catalog.cancel_event(CancelEvent(event_id=gone, by=ORGANIZER))
+    dropped = await catalog.create_event(event_draft(clock, title="Dropped draft"))
+    await catalog.cancel_event(CancelEvent(event_id=dropped.event.id, by=ORGANIZER))
     await project_everything(store, database)
     page = await search_catalog(database, CatalogQuery())
     assert sorted((e.title, e.status.value) for e in page.items) == [
@@ -63,9 +68,11 @@ async def test_the_read_model_holds_the_folded_state_of_the_stream(
 ) -> None:
     event_id = await published(catalog, clock)
     state = await catalog.load_event(event_id)
-    await catalog.update_event(ORGANIZER, event_id, EventChanges(title="Renamed"))
+    await catalog.update_event(UpdateEvent(event_id=event_id, by=ORGANIZER, title="Renamed"))
     await catalog.change_ticket_type(
-        ORGANIZER, event_id, state.ticket_types[0].id, TicketTypeChanges(price=0)
+        ChangeTicketType(
+            event_id=event_id, ticket_type_id=state.ticket_types[0].id, by=ORGANIZER, price=0
+        )
     )
     await project_everything(store, database)
     [listed] = (await search_catalog(database, CatalogQuery())).items
@@ -155,9 +162,11 @@ async def test_replay_rebuilds_a_catalog_equal_to_the_live_one(
 ) -> None:
     first = await published(catalog, clock, title="One", ticket_types=[ticket("A"), ticket("B")])
     await published(catalog, clock, title="Two", province="da-nang")
-    await catalog.create_event(ORGANIZER, event_draft(clock, title="Draft"))
-    await catalog.update_event(ORGANIZER, first, EventChanges(topics=["jazz", "Live Music"]))
-    await catalog.cancel_event(ORGANIZER, first)
+    await catalog.create_event(event_draft(clock, title="Draft"))
+    await catalog.update_event(
+        UpdateEvent(event_id=first, by=ORGANIZER, topics=("jazz", "Live Music"))
+    )
+    await catalog.cancel_event(CancelEvent(event_id=first, by=ORGANIZER))
     projector = Projector(database, [CatalogProjection()])
     for partition in range(store.partitions):
         for event in await store.read_log(partition):

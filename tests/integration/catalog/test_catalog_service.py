@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from eventhunting.domain.actors import Actor
 from eventhunting.domain.catalog import (
-    EventChanges,
+    AddTicketType,
+    CancelEvent,
+    ChangeTicketType,
     EventNotFound,
     EventPublished,
-    TicketTypeChanges,
-    inventory_counter,
+    PublishEvent,
+    UpdateEvent,
 )
 from eventhunting.domain.errors import Conflict, Forbidden
-from eventhunting.services.catalog import Actor, CatalogService
+from eventhunting.services.catalog import CatalogService
 from eventhunting.store.append import AppendRequest, CounterChange, EventStore
+from eventhunting.store.counters import inventory_counter
 from eventhunting.store.errors import GuardRejected
 from eventhunting.store.keys import partition_of
 from tests.integration.catalog.conftest import (
@@ -60,7 +65,7 @@ async def test_creating_an_event_creates_each_ticket_types_inventory_counter(
     catalog: CatalogService, store: EventStore, clock: ManualClock
 ) -> None:
     created = await catalog.create_event(
-        ORGANIZER, event_draft(clock, ticket_types=[ticket("A", quantity=7), ticket("B")])
+        event_draft(clock, ticket_types=[ticket("A", quantity=7), ticket("B")])
     )
     first, second = created.event.ticket_types
     assert await counters_of(store, created.event.id, first.id) == {
@@ -76,7 +81,7 @@ async def test_ticket_type_ids_live_in_the_events_partition(
     catalog: CatalogService, store: EventStore, clock: ManualClock
 ) -> None:
     created = await catalog.create_event(
-        ORGANIZER, event_draft(clock, ticket_types=[ticket("A"), ticket("B"), ticket("C")])
+        event_draft(clock, ticket_types=[ticket("A"), ticket("B"), ticket("C")])
     )
     partition = partition_of(created.event.id, store.partitions)
     assert {partition_of(t.id, store.partitions) for t in created.event.ticket_types} == {partition}
@@ -85,8 +90,8 @@ async def test_ticket_type_ids_live_in_the_events_partition(
 async def test_load_event_folds_the_stream_and_unknown_ids_are_event_not_found(
     catalog: CatalogService, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock))
-    await catalog.publish_event(ORGANIZER, created.event.id)
+    created = await catalog.create_event(event_draft(clock))
+    await catalog.publish_event(PublishEvent(event_id=created.event.id, by=ORGANIZER))
     loaded = await catalog.load_event(created.event.id)
     assert loaded.status == "published"
     assert loaded.version == 3
@@ -99,8 +104,8 @@ async def test_a_repeated_create_with_the_same_key_returns_the_first_event(
     catalog: CatalogService, store: EventStore, clock: ManualClock, redis_client: aioredis.Redis
 ) -> None:
     draft = event_draft(clock)
-    first = await catalog.create_event(ORGANIZER, draft, idempotency_key="k-1")
-    again = await catalog.create_event(ORGANIZER, draft, idempotency_key="k-1")
+    first = await catalog.create_event(draft, idempotency_key="k-1")
+    again = await catalog.create_event(draft, idempotency_key="k-1")
     assert again.event == first.event
     streams = [key async for key in redis_client.scan_iter(match="*:stream:event-*")]
     assert len(streams) == 1
@@ -109,11 +114,9 @@ async def test_a_repeated_create_with_the_same_key_returns_the_first_event(
 async def test_the_same_key_for_a_different_create_is_idempotency_key_reused(
     catalog: CatalogService, clock: ManualClock
 ) -> None:
-    await catalog.create_event(ORGANIZER, event_draft(clock), idempotency_key="k-2")
+    await catalog.create_event(event_draft(clock), idempotency_key="k-2")
     with pytest.raises(Conflict) as raised:
-        await catalog.create_event(
-            ORGANIZER, event_draft(clock, title="Other"), idempotency_key="k-2"
-        )
+        await catalog.create_event(event_draft(clock, title="Other"), idempotency_key="k-2")
     assert raised.value.code == "idempotency_key_reused"
 
 
@@ -121,20 +124,28 @@ async def test_the_same_key_of_another_organizer_creates_another_event(
     catalog: CatalogService, clock: ManualClock
 ) -> None:
     draft = event_draft(clock)
-    first = await catalog.create_event(ORGANIZER, draft, idempotency_key="shared")
-    other = await catalog.create_event(Actor("organizer-2"), draft, idempotency_key="shared")
+    first = await catalog.create_event(draft, idempotency_key="shared")
+    other = await catalog.create_event(
+        msgspec.structs.replace(draft, by=Actor("organizer-2")), idempotency_key="shared"
+    )
     assert other.event.id != first.event.id
 
 
 async def test_adding_a_ticket_type_creates_its_counter_and_a_repeat_adds_nothing(
     catalog: CatalogService, store: EventStore, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock))
+    created = await catalog.create_event(event_draft(clock))
     added, available = await catalog.add_ticket_type(
-        ORGANIZER, created.event.id, ticket("VIP", quantity=3), idempotency_key="vip"
+        AddTicketType(
+            event_id=created.event.id, by=ORGANIZER, ticket_type=ticket("VIP", quantity=3)
+        ),
+        idempotency_key="vip",
     )
     again, _ = await catalog.add_ticket_type(
-        ORGANIZER, created.event.id, ticket("VIP", quantity=3), idempotency_key="vip"
+        AddTicketType(
+            event_id=created.event.id, by=ORGANIZER, ticket_type=ticket("VIP", quantity=3)
+        ),
+        idempotency_key="vip",
     )
     assert again == added
     assert available == 3
@@ -145,10 +156,12 @@ async def test_adding_a_ticket_type_creates_its_counter_and_a_repeat_adds_nothin
 async def test_raising_the_quantity_raises_the_capacity(
     catalog: CatalogService, store: EventStore, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock))
+    created = await catalog.create_event(event_draft(clock))
     ticket_type = created.event.ticket_types[0]
     changed, available = await catalog.change_ticket_type(
-        ORGANIZER, created.event.id, ticket_type.id, TicketTypeChanges(quantity=25)
+        ChangeTicketType(
+            event_id=created.event.id, ticket_type_id=ticket_type.id, by=ORGANIZER, quantity=25
+        )
     )
     assert changed.quantity == 25
     assert available == 25
@@ -158,18 +171,20 @@ async def test_raising_the_quantity_raises_the_capacity(
 async def test_the_quantity_cannot_drop_below_held_plus_sold_and_nothing_changes(
     catalog: CatalogService, store: EventStore, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock))
+    created = await catalog.create_event(event_draft(clock))
     event_id, ticket_type_id = created.event.id, created.event.ticket_types[0].id
     await hold(store, event_id, ticket_type_id, 6)
     with pytest.raises(Conflict) as raised:
         await catalog.change_ticket_type(
-            ORGANIZER, event_id, ticket_type_id, TicketTypeChanges(quantity=5)
+            ChangeTicketType(
+                event_id=event_id, ticket_type_id=ticket_type_id, by=ORGANIZER, quantity=5
+            )
         )
     assert raised.value.code == "quantity_below_sold"
     assert (await catalog.load_event(event_id)).version == created.event.version
     assert (await counters_of(store, event_id, ticket_type_id))["capacity"] == 10
     changed, available = await catalog.change_ticket_type(
-        ORGANIZER, event_id, ticket_type_id, TicketTypeChanges(quantity=6)
+        ChangeTicketType(event_id=event_id, ticket_type_id=ticket_type_id, by=ORGANIZER, quantity=6)
     )
     assert (changed.quantity, available) == (6, 0)
 
@@ -177,15 +192,18 @@ async def test_the_quantity_cannot_drop_below_held_plus_sold_and_nothing_changes
 async def test_concurrent_quantity_reductions_racing_holds_never_go_below_held_plus_sold(
     catalog: CatalogService, store: EventStore, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(
-        ORGANIZER, event_draft(clock, ticket_types=[ticket(quantity=40)])
-    )
+    created = await catalog.create_event(event_draft(clock, ticket_types=[ticket(quantity=40)]))
     event_id, ticket_type_id = created.event.id, created.event.ticket_types[0].id
 
     async def reduce_to(quantity: int) -> str:
         try:
             await catalog.change_ticket_type(
-                ORGANIZER, event_id, ticket_type_id, TicketTypeChanges(quantity=quantity)
+                ChangeTicketType(
+                    event_id=event_id,
+                    ticket_type_id=ticket_type_id,
+                    by=ORGANIZER,
+                    quantity=quantity,
+                )
             )
         except Conflict as refused:
             return refused.code
@@ -214,11 +232,16 @@ async def test_concurrent_quantity_reductions_racing_holds_never_go_below_held_p
 async def test_concurrent_changes_of_one_event_all_land(
     catalog: CatalogService, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock, ticket_types=[]))
+    created = await catalog.create_event(event_draft(clock, ticket_types=[]))
     names = [f"Zone {letter}" for letter in "ABCDE"]
     await asyncio.gather(
-        *[catalog.add_ticket_type(ORGANIZER, created.event.id, ticket(name)) for name in names],
-        catalog.update_event(ORGANIZER, created.event.id, EventChanges(title="Renamed")),
+        *[
+            catalog.add_ticket_type(
+                AddTicketType(event_id=created.event.id, by=ORGANIZER, ticket_type=ticket(name))
+            )
+            for name in names
+        ],
+        catalog.update_event(UpdateEvent(event_id=created.event.id, by=ORGANIZER, title="Renamed")),
     )
     state = await catalog.load_event(created.event.id)
     assert sorted(t.name for t in state.ticket_types) == names
@@ -228,32 +251,35 @@ async def test_concurrent_changes_of_one_event_all_land(
 async def test_only_the_organizer_or_an_admin_changes_an_event(
     catalog: CatalogService, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock))
-    await catalog.publish_event(ORGANIZER, created.event.id)
+    created = await catalog.create_event(event_draft(clock))
+    await catalog.publish_event(PublishEvent(event_id=created.event.id, by=ORGANIZER))
     with pytest.raises(Forbidden):
-        await catalog.cancel_event(Actor("someone-else"), created.event.id)
-    cancelled = await catalog.cancel_event(ADMIN, created.event.id, reason="venue closed")
+        await catalog.cancel_event(CancelEvent(event_id=created.event.id, by=Actor("someone-else")))
+    cancelled = await catalog.cancel_event(
+        CancelEvent(event_id=created.event.id, by=ADMIN, reason="venue closed")
+    )
     assert cancelled.event.status == "cancelled"
 
 
 async def test_publishing_after_the_end_is_event_ended(
     catalog: CatalogService, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock))
+    created = await catalog.create_event(event_draft(clock))
     clock.advance(timedelta(days=30))
     with pytest.raises(Conflict) as raised:
-        await catalog.publish_event(ORGANIZER, created.event.id)
+        await catalog.publish_event(PublishEvent(event_id=created.event.id, by=ORGANIZER))
     assert raised.value.code == "event_ended"
 
 
 async def test_racing_repeats_of_one_keyed_add_add_one_ticket_type(
     catalog: CatalogService, clock: ManualClock
 ) -> None:
-    created = await catalog.create_event(ORGANIZER, event_draft(clock))
+    created = await catalog.create_event(event_draft(clock))
     results = await asyncio.gather(
         *[
             catalog.add_ticket_type(
-                ORGANIZER, created.event.id, ticket("VIP"), idempotency_key="same"
+                AddTicketType(event_id=created.event.id, by=ORGANIZER, ticket_type=ticket("VIP")),
+                idempotency_key="same",
             )
             for _ in range(4)
         ]

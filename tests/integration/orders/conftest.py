@@ -11,8 +11,15 @@ import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
-from eventhunting.domain.catalog import CatalogEvent, EventDraft, TicketTypeDraft, Venue
-from eventhunting.services.catalog import Actor, CatalogService
+from eventhunting.domain.actors import Actor
+from eventhunting.domain.catalog import (
+    CatalogEvent,
+    CreateEvent,
+    NewTicketType,
+    PublishEvent,
+    Venue,
+)
+from eventhunting.services.catalog import CatalogService
 from eventhunting.services.orders import OrderService
 from eventhunting.store.append import EventStore
 
@@ -87,7 +94,8 @@ def new_event(catalog: CatalogService, clock: ManualClock) -> NewEvent:
         max_tickets_per_customer: int | None = None,
         publish: bool = True,
     ) -> CatalogEvent:
-        draft = EventDraft(
+        command = CreateEvent(
+            by=ORGANIZER,
             title="Flash sale night",
             description="",
             venue=Venue(name="Hall", address="1 Trang Tien"),
@@ -95,19 +103,22 @@ def new_event(catalog: CatalogService, clock: ManualClock) -> NewEvent:
             starts_at=clock.now + timedelta(days=10),
             ends_at=clock.now + timedelta(days=10, hours=4),
             max_tickets_per_customer=max_tickets_per_customer,
-            ticket_types=[
-                TicketTypeDraft(
+            ticket_types=tuple(
+                NewTicketType(
                     name=spec.name,
                     price=spec.price,
                     quantity=spec.quantity,
                     max_per_order=spec.max_per_order,
                 )
                 for spec in specs
-            ],
+            ),
         )
-        created = await catalog.create_event(ORGANIZER, draft)
+        created = await catalog.create_event(command)
         if not publish:
             return created.event
-        return (await catalog.publish_event(ORGANIZER, created.event.id)).event
+        published = await catalog.publish_event(
+            PublishEvent(event_id=created.event.id, by=ORGANIZER)
+        )
+        return published.event
 
     return create

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from eventhunting.domain.catalog import CatalogEvent, TicketTypeChanges, inventory_counter
+from eventhunting.domain.catalog import CancelEvent, CatalogEvent, ChangeTicketType
 from eventhunting.domain.errors import DomainError, InvalidInput
 from eventhunting.domain.orders import (
     EventNotOnSale,
@@ -30,6 +30,7 @@ from eventhunting.services.orders import (
 )
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore, text
+from eventhunting.store.counters import inventory_counter
 
 from .conftest import HOLD_SECONDS, ORGANIZER, ManualClock, NewEvent, TicketTypeSpec
 
@@ -313,7 +314,7 @@ async def test_a_cancelled_event_is_not_on_sale(
 ) -> None:
     event = await new_event(TicketTypeSpec("A", 1000, 5))
     await orders.place(buyer_id="b", event_id=event.id, items=[item(event, 0, 1)])
-    await catalog.cancel_event(ORGANIZER, event.id)
+    await catalog.cancel_event(CancelEvent(event_id=event.id, by=ORGANIZER))
     with pytest.raises(EventNotOnSale):
         await orders.place(buyer_id="b", event_id=event.id, items=[item(event, 0, 1)])
 
@@ -338,7 +339,9 @@ async def test_a_price_change_is_seen_by_the_next_order_at_once(
     event = await new_event(TicketTypeSpec("A", 1000, 5))
     first = await orders.place(buyer_id="b", event_id=event.id, items=[item(event, 0, 1)])
     await catalog.change_ticket_type(
-        ORGANIZER, event.id, event.ticket_types[0].id, TicketTypeChanges(price=1500)
+        ChangeTicketType(
+            event_id=event.id, ticket_type_id=event.ticket_types[0].id, by=ORGANIZER, price=1500
+        )
     )
     second = await orders.place(buyer_id="b", event_id=event.id, items=[item(event, 0, 1)])
     assert (first.order.total_amount, second.order.total_amount) == (1000, 1500)
@@ -352,7 +355,9 @@ async def test_a_larger_quantity_is_sellable_at_once(
     with pytest.raises(SoldOut):
         await orders.place(buyer_id="b2", event_id=event.id, items=[item(event, 0, 1)])
     await catalog.change_ticket_type(
-        ORGANIZER, event.id, event.ticket_types[0].id, TicketTypeChanges(quantity=2)
+        ChangeTicketType(
+            event_id=event.id, ticket_type_id=event.ticket_types[0].id, by=ORGANIZER, quantity=2
+        )
     )
     assert await orders.place(buyer_id="b2", event_id=event.id, items=[item(event, 0, 1)])
 
@@ -364,7 +369,7 @@ async def test_a_repeated_key_returns_the_order_even_after_the_sale_closed(
     first = await orders.place(
         buyer_id="b", event_id=event.id, items=[item(event, 0, 1)], idempotency_key="k"
     )
-    await catalog.cancel_event(ORGANIZER, event.id)
+    await catalog.cancel_event(CancelEvent(event_id=event.id, by=ORGANIZER))
     again = await orders.place(
         buyer_id="b", event_id=event.id, items=[item(event, 0, 1)], idempotency_key="k"
     )
