@@ -87,7 +87,14 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         database=database,
         clock=clock,
         started_at=time.monotonic(),
-        accounts=build_account_service(settings, redis_client, clock, store=store),
+        accounts=build_account_service(
+            settings,
+            redis_client,
+            clock,
+            store=store,
+            database=database,
+            ensure_manages_event=catalog.ensure_manages_event,
+        ),
         store=store,
         catalog=catalog,
         orders=OrderService(

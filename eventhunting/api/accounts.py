@@ -6,17 +6,29 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from eventhunting.api.auth import Principal, forget_account_state, requires_roles, signed_in
 from eventhunting.api.openapi import PROBLEM_STATUSES
+from eventhunting.api.paging import Page, page_schema
 from eventhunting.api.parameters import DEFAULT_PAGE_SIZE, PageNumber, PageSize
 from eventhunting.bootstrap import Services
 from eventhunting.domain import accounts as rules
-from eventhunting.domain.accounts import ADMIN, Account
+from eventhunting.domain.accounts import (
+    ADMIN,
+    ChangeRoles,
+    DisableAccount,
+    EnableAccount,
+    GrantStaff,
+    RegisterAccount,
+    RevokeStaff,
+)
 from eventhunting.domain.errors import InvalidInput
-from eventhunting.projections.accounts import ACCOUNTS_COLLECTION
+from eventhunting.projections.accounts import AccountQuery, ListedAccount
+from eventhunting.services.accounts import AccountService
 from eventhunting.settings import SettingsError
 
 # Generous bounds that only stop absurd bodies; the real rules answer with clear messages.
@@ -43,13 +55,43 @@ FullName = Annotated[
 Role = Literal["customer", "organizer", "admin"]
 
 
-class AccountRegister(msgspec.Struct, frozen=True, kw_only=True):
+# --- request bodies -----------------------------------------------------------------------
+
+
+class AccountCreate(msgspec.Struct, frozen=True, kw_only=True):
     email: NewEmail
     password: NewPassword
     full_name: FullName
 
 
-class AccountView(msgspec.Struct, frozen=True, kw_only=True):
+class AccountRolesUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    roles: Annotated[
+        list[Role],
+        msgspec.Meta(
+            max_length=16,
+            description="`customer` is always kept; `staff` is granted per event.",
+        ),
+    ]
+
+
+class AccountDisabledUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    disabled: bool
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class LoginCredentials(msgspec.Struct, frozen=True, kw_only=True):
+    email: Email
+    password: Password
+
+
+class RefreshToken(msgspec.Struct, frozen=True, kw_only=True):
+    refresh_token: Token
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
     """An account as the API shows it (never the password hash)."""
 
     id: str
@@ -60,7 +102,7 @@ class AccountView(msgspec.Struct, frozen=True, kw_only=True):
     disabled: bool
 
     @classmethod
-    def of(cls, account: Account) -> AccountView:
+    def of(cls, account: rules.Account) -> Account:
         return cls(
             id=account.account_id,
             email=account.email,
@@ -70,49 +112,37 @@ class AccountView(msgspec.Struct, frozen=True, kw_only=True):
             disabled=account.disabled,
         )
 
+    @classmethod
+    def listed(cls, account: ListedAccount) -> Account:
+        return cls(
+            id=account.id,
+            email=account.email,
+            full_name=account.full_name,
+            roles=account.roles,
+            staff_events=account.staff_events,
+            disabled=account.disabled,
+        )
 
-class LoginCredentials(msgspec.Struct, frozen=True, kw_only=True):
-    email: Email
-    password: Password
 
-
-class TokenPairView(msgspec.Struct, frozen=True, kw_only=True):
+class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
     access_token: str
     refresh_token: str
     token_type: str
     expires_in: int
 
 
-class RefreshTokenBody(msgspec.Struct, frozen=True, kw_only=True):
-    refresh_token: Token
-
-
-class RolesUpdate(msgspec.Struct, frozen=True, kw_only=True):
-    roles: Annotated[
-        list[Role],
-        msgspec.Meta(
-            max_length=16,
-            description="`customer` is always kept; `staff` is granted per event.",
-        ),
-    ]
-
-
-class DisabledUpdate(msgspec.Struct, frozen=True, kw_only=True):
-    disabled: bool
-    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
-
-
-class StaffGrantView(msgspec.Struct, frozen=True, kw_only=True):
+class StaffGrant(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
     account_id: str
     staff: bool
 
 
-class AccountPage(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[AccountView]
-    total: int
-    page: int
-    page_size: int
+def provide_accounts(state: State) -> AccountService:
+    services: Services = state.services
+    return services.accounts
+
+
+ACCOUNTS_DEPENDENCY = {"accounts": Provide(provide_accounts, sync_to_thread=False)}
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
@@ -122,23 +152,21 @@ def client_address(request: Request[Any, Any, Any]) -> str:
 class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["accounts"]
+    dependencies = ACCOUNTS_DEPENDENCY
 
     @post("/register", status_code=HTTP_201_CREATED, summary="Create an account")
     async def register(
         self,
-        data: AccountRegister,
-        services: Services,
+        data: AccountCreate,
+        accounts: AccountService,
         idempotency_key: Annotated[
             str | None, Parameter(header="Idempotency-Key", required=False, max_length=200)
         ] = None,
-    ) -> AccountView:
-        account = await services.accounts.register(
-            email=data.email,
-            password=data.password,
-            full_name=data.full_name,
-            idempotency_key=idempotency_key,
+    ) -> Account:
+        command = RegisterAccount(
+            email=data.email, full_name=data.full_name, password=data.password
         )
-        return AccountView.of(account)
+        return Account.of(await accounts.register(command, idempotency_key=idempotency_key))
 
     @post(
         "/login",
@@ -147,12 +175,12 @@ class AuthController(Controller):
         opt={PROBLEM_STATUSES: (401, 429)},
     )
     async def login(
-        self, data: LoginCredentials, services: Services, request: Request[Any, Any, Any]
-    ) -> TokenPairView:
-        pair = await services.accounts.login(
+        self, data: LoginCredentials, accounts: AccountService, request: Request[Any, Any, Any]
+    ) -> TokenPair:
+        pair = await accounts.login(
             email=data.email, password=data.password, client_address=client_address(request)
         )
-        return TokenPairView(**msgspec.structs.asdict(pair))
+        return TokenPair(**msgspec.structs.asdict(pair))
 
     @post(
         "/refresh",
@@ -160,9 +188,9 @@ class AuthController(Controller):
         summary="Spend a refresh token for a new pair",
         opt={PROBLEM_STATUSES: (401,)},
     )
-    async def refresh(self, data: RefreshTokenBody, services: Services) -> TokenPairView:
-        pair = await services.accounts.refresh(data.refresh_token)
-        return TokenPairView(**msgspec.structs.asdict(pair))
+    async def refresh(self, data: RefreshToken, accounts: AccountService) -> TokenPair:
+        pair = await accounts.refresh(data.refresh_token)
+        return TokenPair(**msgspec.structs.asdict(pair))
 
     @post(
         "/logout",
@@ -172,98 +200,83 @@ class AuthController(Controller):
         opt={PROBLEM_STATUSES: ()},
     )
     async def logout(
-        self, data: RefreshTokenBody, services: Services, principal: Principal
+        self, data: RefreshToken, accounts: AccountService, principal: Principal
     ) -> None:
-        await services.accounts.logout(
-            account_id=principal.account_id, refresh_token=data.refresh_token
-        )
+        await accounts.logout(account_id=principal.account_id, refresh_token=data.refresh_token)
 
 
 class MeController(Controller):
     path = "/api/v1/me"
     tags = ["accounts"]
     guards = [signed_in]
+    dependencies = ACCOUNTS_DEPENDENCY
 
     @get("", summary="The caller's account")
-    async def me(self, services: Services, principal: Principal) -> AccountView:
-        return AccountView.of(await services.accounts.get(principal.account_id))
+    async def me(self, accounts: AccountService, principal: Principal) -> Account:
+        return Account.of(await accounts.get(principal.account_id))
 
 
 class AdminAccountsController(Controller):
     path = "/api/v1/admin/accounts"
     tags = ["admin"]
     guards = [requires_roles(ADMIN)]
+    dependencies = ACCOUNTS_DEPENDENCY
 
     @get("", summary="Accounts, newest first (read model; may lag a moment)")
     async def list_accounts(
         self,
-        services: Services,
+        accounts: AccountService,
         email: Annotated[str | None, Parameter(max_length=320)] = None,
         role: Annotated[str | None, Parameter(max_length=64)] = None,
         page: PageNumber = 1,
         page_size: PageSize = DEFAULT_PAGE_SIZE,
-    ) -> AccountPage:
-        query: dict[str, Any] = {}
-        if email:
-            query["email"] = email.strip().lower()
-        if role:
-            query["roles"] = role
-        collection = services.database[ACCOUNTS_COLLECTION]
-        total = await collection.count_documents(query)
-        cursor = (
-            collection.find(query, projection={"password_hash": False})
-            .sort([("registered_at", -1), ("_id", -1)])
-            .skip((page - 1) * page_size)
-            .limit(page_size)
+    ) -> Annotated[Page[Account], page_schema("AccountPage")]:
+        found = await accounts.search(
+            AccountQuery(email=email, role=role, page=page, page_size=page_size)
         )
-        items = [
-            AccountView(
-                id=str(document["_id"]),
-                email=document["email"],
-                full_name=document["full_name"],
-                roles=sorted(document.get("roles", [])),
-                staff_events=sorted(document.get("staff_events", [])),
-                disabled=bool(document.get("disabled", False)),
-            )
-            async for document in cursor
-        ]
-        return AccountPage(items=items, total=total, page=page, page_size=page_size)
+        return Page(
+            items=[Account.listed(account) for account in found.items],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )
 
     @get("/{account_id:str}", summary="One account")
-    async def show(self, account_id: str, services: Services) -> AccountView:
-        return AccountView.of(await services.accounts.get(account_id))
+    async def show(self, account_id: str, accounts: AccountService) -> Account:
+        return Account.of(await accounts.get(account_id))
 
     @put("/{account_id:str}/roles", summary="Set an account's roles")
     async def set_roles(
         self,
         account_id: str,
-        data: RolesUpdate,
-        services: Services,
+        data: AccountRolesUpdate,
+        accounts: AccountService,
         principal: Principal,
         request: Request[Any, Any, Any],
-    ) -> AccountView:
-        account = await services.accounts.set_roles(
-            account_id, data.roles, actor=principal.account_id
-        )
+    ) -> Account:
+        command = ChangeRoles(account_id=account_id, by=principal.actor, roles=tuple(data.roles))
+        account = await accounts.change_roles(command)
         forget_account_state(request.app, account_id)
-        return AccountView.of(account)
+        return Account.of(account)
 
     @put("/{account_id:str}/disabled", summary="Disable or enable an account")
     async def set_disabled(
         self,
         account_id: str,
-        data: DisabledUpdate,
-        services: Services,
+        data: AccountDisabledUpdate,
+        accounts: AccountService,
         principal: Principal,
         request: Request[Any, Any, Any],
-    ) -> AccountView:
-        if data.disabled and account_id == principal.account_id:
-            raise InvalidInput("Admins cannot disable their own account.", field="disabled")
-        account = await services.accounts.set_disabled(
-            account_id, data.disabled, reason=data.reason, actor=principal.account_id
-        )
+    ) -> Account:
+        by = principal.actor
+        if data.disabled:
+            account = await accounts.disable(
+                DisableAccount(account_id=account_id, by=by, reason=data.reason)
+            )
+        else:
+            account = await accounts.enable(EnableAccount(account_id=account_id, by=by))
         forget_account_state(request.app, account_id)
-        return AccountView.of(account)
+        return Account.of(account)
 
 
 class EventStaffController(Controller):
@@ -272,20 +285,21 @@ class EventStaffController(Controller):
     path = "/api/v1/events/{event_id:str}/staff"
     tags = ["accounts"]
     guards = [requires_roles("organizer")]
+    dependencies = ACCOUNTS_DEPENDENCY
 
     @put("/{account_id:str}", summary="Let an account check tickets in at this event")
     async def grant(
         self,
         event_id: str,
         account_id: str,
-        services: Services,
+        accounts: AccountService,
         principal: Principal,
         request: Request[Any, Any, Any],
-    ) -> StaffGrantView:
-        await ensure_manages_event(services, principal, event_id)
-        await services.accounts.set_staff(account_id, event_id, True, actor=principal.account_id)
+    ) -> StaffGrant:
+        command = GrantStaff(account_id=account_id, event_id=event_id, by=principal.actor)
+        await accounts.grant_staff(command)
         forget_account_state(request.app, account_id)
-        return StaffGrantView(event_id=event_id, account_id=account_id, staff=True)
+        return StaffGrant(event_id=event_id, account_id=account_id, staff=True)
 
     @delete(
         "/{account_id:str}",
@@ -296,20 +310,13 @@ class EventStaffController(Controller):
         self,
         event_id: str,
         account_id: str,
-        services: Services,
+        accounts: AccountService,
         principal: Principal,
         request: Request[Any, Any, Any],
     ) -> None:
-        await ensure_manages_event(services, principal, event_id)
-        await services.accounts.set_staff(account_id, event_id, False, actor=principal.account_id)
+        command = RevokeStaff(account_id=account_id, event_id=event_id, by=principal.actor)
+        await accounts.revoke_staff(command)
         forget_account_state(request.app, account_id)
-
-
-async def ensure_manages_event(services: Services, principal: Principal, event_id: str) -> None:
-    """The event exists for the caller (404 otherwise) and the caller is its organizer or
-    an admin (403 `not_event_organizer` otherwise)."""
-    event = await services.catalog.load_event(event_id)
-    event.ensure_managed_by(principal.account_id, is_admin=principal.is_admin)
 
 
 ACCOUNT_ROUTES = [AuthController, MeController, AdminAccountsController, EventStaffController]

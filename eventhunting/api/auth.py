@@ -192,7 +192,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     app = connection.app
     services: Services = app.state.services
     cache = account_states(app)
-    claims = services.accounts.access_tokens.verify(token)
+    claims = services.accounts.verify_access_token(token)
     remembered = cache.get(claims.account_id)
     if remembered is not None:
         roles, staff_events = remembered

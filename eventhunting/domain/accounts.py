@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import (
     Conflict,
     InvalidInput,
@@ -15,7 +16,8 @@ from eventhunting.domain.errors import (
     RateLimited,
     Unauthenticated,
 )
-from eventhunting.domain.events import DomainEvent, registry
+from eventhunting.domain.events import Command, DomainEvent, RecordedEvent, registry
+from eventhunting.domain.events import fold as fold_history
 
 STREAM_KIND = "account"
 
@@ -35,15 +37,6 @@ FULL_NAME_MAX_LENGTH = 200
 # Deliberately simple: one @, no whitespace, a dot in the domain. Deliverability is proven
 # by mail, not by a regular expression.
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+$")
-
-
-def stream_of(account_id: str) -> str:
-    return f"{STREAM_KIND}-{account_id}"
-
-
-def email_claim(normalised_email: str) -> str:
-    """The unique claim that makes one email belong to exactly one account."""
-    return f"email:{normalised_email}"
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -168,8 +161,25 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     version: int = 0
 
 
-def evolve(state: Account | None, event: DomainEvent) -> Account:
-    """Apply one event to the state (the first event must be AccountRegistered)."""
+def evolve(state: Account | None, recorded: RecordedEvent) -> Account:
+    """The account after one more event of its stream (the first must be AccountRegistered)."""
+    return _applied(state, recorded.data, recorded.version)
+
+
+def fold(history: Iterable[RecordedEvent]) -> Account | None:
+    """The account its stream describes, or None for an empty stream."""
+    return fold_history(evolve, history)
+
+
+def after(state: Account | None, events: Sequence[DomainEvent]) -> Account | None:
+    """The account once `events`, decided but not yet stored, are appended."""
+    version = 0 if state is None else state.version
+    for offset, event in enumerate(events, start=1):
+        state = _applied(state, event, version + offset)
+    return state
+
+
+def _applied(state: Account | None, event: DomainEvent, version: int) -> Account:
     if isinstance(event, AccountRegistered):
         if state is not None:
             raise ValueError("AccountRegistered must be the first event of an account")
@@ -179,11 +189,10 @@ def evolve(state: Account | None, event: DomainEvent) -> Account:
             full_name=event.full_name,
             password_hash=event.password_hash,
             roles=frozenset(event.roles) | {CUSTOMER},
-            version=1,
+            version=version,
         )
     if state is None:
         raise ValueError(f"{type(event).__name__} before AccountRegistered")
-    version = state.version + 1
     if isinstance(event, AccountRolesChanged):
         return msgspec.structs.replace(
             state, roles=frozenset(event.roles) | {CUSTOMER}, version=version
@@ -202,13 +211,6 @@ def evolve(state: Account | None, event: DomainEvent) -> Account:
         )
     # Events this version does not know still count towards the stream version.
     return msgspec.structs.replace(state, version=version)
-
-
-def fold(events: Iterable[DomainEvent]) -> Account | None:
-    state: Account | None = None
-    for event in events:
-        state = evolve(state, event)
-    return state
 
 
 # --- input rules --------------------------------------------------------------------------
@@ -274,62 +276,150 @@ def clean_roles(requested: Sequence[str]) -> frozenset[str]:
     return frozenset(requested) | {CUSTOMER}
 
 
+def check_registration(email: str, password: str) -> str:
+    """The normalised email; InvalidInput naming every bad field (email, password) otherwise."""
+    errors: list[dict[str, str]] = []
+    normalised = ""
+    try:
+        normalised = normalise_email(email)
+    except InvalidInput as error:
+        errors.extend(error.extra["errors"])
+    problems = password_problems(password, normalised)
+    if problems:
+        errors.append({"field": "password", "message": "; ".join(problems)})
+    if errors:
+        raise InvalidInput("The request has invalid fields.", errors=errors)
+    return normalised
+
+
+# --- commands -----------------------------------------------------------------------------
+# A command is what its caller asked: the account it addresses, who asks (`by`) and the body
+# as sent. What the server supplies (the id it draws, the password's hash) are the
+# decision's keyword arguments.
+
+
+class RegisterAccount(Command, frozen=True, kw_only=True):
+    """Create an account; `roles` besides `customer` only when an admin or the bootstrap asks."""
+
+    email: str
+    full_name: str
+    password: str
+    roles: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        # Commands end up in logs and tracebacks; the password must not.
+        return (
+            f"RegisterAccount(email={self.email!r}, full_name={self.full_name!r},"
+            f" password='***', roles={self.roles!r})"
+        )
+
+
+class ChangeRoles(Command, frozen=True, kw_only=True):
+    """Set the account-wide roles (`customer` is always kept)."""
+
+    account_id: str
+    by: Actor
+    roles: tuple[str, ...]
+
+
+class DisableAccount(Command, frozen=True, kw_only=True):
+    account_id: str
+    by: Actor
+    reason: str | None = None
+
+
+class EnableAccount(Command, frozen=True, kw_only=True):
+    account_id: str
+    by: Actor
+
+
+class GrantStaff(Command, frozen=True, kw_only=True):
+    """Let the account check tickets in at one event."""
+
+    account_id: str
+    event_id: str
+    by: Actor
+
+
+class RevokeStaff(Command, frozen=True, kw_only=True):
+    account_id: str
+    event_id: str
+    by: Actor
+
+
 # --- decisions ----------------------------------------------------------------------------
 
 
-def register(
-    *, account_id: str, email: str, full_name: str, password_hash: str, roles: Iterable[str] = ()
+def require_account(state: Account | None) -> Account:
+    if state is None:
+        raise AccountNotFound("There is no such account.")
+    return state
+
+
+def decide_register_account(
+    state: Account | None, command: RegisterAccount, *, account_id: str, password_hash: str
 ) -> list[DomainEvent]:
-    """Events of a new account. `email` is already normalised, `password_hash` computed."""
-    granted = clean_roles(list(roles))
+    """A new account under the id the server drew, with the password's hash it computed."""
+    if state is not None:
+        raise Conflict(f"account {account_id} exists already", code="account_exists")
+    email = check_registration(command.email, command.password)
+    granted = clean_roles(command.roles)
     return [
         AccountRegistered(
             account_id=account_id,
             email=email,
-            full_name=full_name,
+            full_name=clean_full_name(command.full_name),
             password_hash=password_hash,
             roles=sorted(granted),
         )
     ]
 
 
-def change_roles(state: Account, requested: Sequence[str]) -> list[DomainEvent]:
+def decide_change_roles(state: Account | None, command: ChangeRoles) -> list[DomainEvent]:
     """Set the account-wide roles; no event when nothing changes."""
-    roles = clean_roles(requested)
-    if roles == state.roles:
+    account = require_account(state)
+    roles = clean_roles(command.roles)
+    if roles == account.roles:
         return []
     return [
         AccountRolesChanged(
-            account_id=state.account_id,
+            account_id=account.account_id,
             roles=sorted(roles),
-            granted=sorted(roles - state.roles),
-            revoked=sorted(state.roles - roles),
+            granted=sorted(roles - account.roles),
+            revoked=sorted(account.roles - roles),
         )
     ]
 
 
-def disable(state: Account, reason: str | None = None) -> list[DomainEvent]:
-    if state.disabled:
+def decide_disable_account(state: Account | None, command: DisableAccount) -> list[DomainEvent]:
+    """Disable an account (not one's own: an admin would lock themselves out)."""
+    account = require_account(state)
+    if command.by.account_id == account.account_id:
+        raise InvalidInput("Admins cannot disable their own account.", field="disabled")
+    if account.disabled:
         return []
-    return [AccountDisabled(account_id=state.account_id, reason=reason)]
+    return [AccountDisabled(account_id=account.account_id, reason=command.reason)]
 
 
-def enable(state: Account) -> list[DomainEvent]:
-    if not state.disabled:
+def decide_enable_account(state: Account | None, command: EnableAccount) -> list[DomainEvent]:
+    account = require_account(state)
+    if not account.disabled:
         return []
-    return [AccountEnabled(account_id=state.account_id)]
+    return [AccountEnabled(account_id=account.account_id)]
 
 
-def grant_staff(state: Account, event_id: str) -> list[DomainEvent]:
-    if event_id in state.staff_events:
+def decide_grant_staff(state: Account | None, command: GrantStaff) -> list[DomainEvent]:
+    account = require_account(state)
+    if command.event_id in account.staff_events:
         return []
-    return [AccountStaffGranted(account_id=state.account_id, event_id=event_id)]
+    return [AccountStaffGranted(account_id=account.account_id, event_id=command.event_id)]
 
 
-def revoke_staff(state: Account, event_id: str) -> list[DomainEvent]:
-    if event_id not in state.staff_events:
+def decide_revoke_staff(state: Account | None, command: RevokeStaff) -> list[DomainEvent]:
+    account = require_account(state)
+    if command.event_id not in account.staff_events:
         return []
-    return [AccountStaffRevoked(account_id=state.account_id, event_id=event_id)]
+    return [AccountStaffRevoked(account_id=account.account_id, event_id=command.event_id)]
 
 
 # --- current-state flags kept beside the stream -------------------------------------------

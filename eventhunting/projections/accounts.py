@@ -1,7 +1,8 @@
-"""The accounts read model in MongoDB (lists for admins; single reads fold the stream)."""
+"""The accounts read model in MongoDB and the admins' account list it answers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -18,6 +19,7 @@ from eventhunting.domain.accounts import (
     AccountStaffRevoked,
 )
 from eventhunting.projections.base import Projection
+from eventhunting.projections.query_page import QueryPage
 from eventhunting.store.envelope import EventEnvelope
 
 ACCOUNTS_COLLECTION = "accounts"
@@ -105,3 +107,56 @@ class AccountsProjection(Projection):
         await accounts.update_one(
             {"_id": account_id, "version": {"$lt": event.version}}, update, session=session
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ListedAccount:
+    """An account as the read model lists it (never the password hash)."""
+
+    id: str
+    email: str
+    full_name: str
+    roles: list[str]
+    staff_events: list[str]
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AccountQuery:
+    """A page of accounts, newest first; `email` matches exactly (any case), `role` one role."""
+
+    email: str | None = None
+    role: str | None = None
+    page: int = 1
+    page_size: int = 20
+
+
+async def search_accounts(
+    database: AsyncDatabase[dict[str, Any]], query: AccountQuery
+) -> QueryPage[ListedAccount]:
+    """Accounts matching `query`, newest first, one page of them and the total."""
+    conditions: dict[str, Any] = {}
+    if query.email:
+        conditions["email"] = query.email.strip().lower()
+    if query.role:
+        conditions["roles"] = query.role
+    collection = database[ACCOUNTS_COLLECTION]
+    total = await collection.count_documents(conditions)
+    cursor = (
+        collection.find(conditions, projection={"password_hash": False})
+        .sort([("registered_at", DESCENDING), ("_id", DESCENDING)])
+        .skip((query.page - 1) * query.page_size)
+        .limit(query.page_size)
+    )
+    items = [
+        ListedAccount(
+            id=str(document["_id"]),
+            email=document["email"],
+            full_name=document["full_name"],
+            roles=sorted(document.get("roles", [])),
+            staff_events=sorted(document.get("staff_events", [])),
+            disabled=bool(document.get("disabled", False)),
+        )
+        async for document in cursor
+    ]
+    return QueryPage(items=items, total=total, page=query.page, page_size=query.page_size)

@@ -2,51 +2,61 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain import accounts as domain
 from eventhunting.domain.accounts import (
     Account,
-    AccountNotFound,
+    ChangeRoles,
+    DisableAccount,
     DisabledAccount,
     EmailTaken,
+    EnableAccount,
+    GrantStaff,
     InvalidCredentials,
+    RegisterAccount,
+    RevokeStaff,
 )
-from eventhunting.domain.errors import Conflict, DomainError, InvalidInput
+from eventhunting.domain.actors import Actor
+from eventhunting.domain.errors import InvalidInput
 from eventhunting.domain.events import DomainEvent
+from eventhunting.projections.accounts import AccountQuery, ListedAccount, search_accounts
+from eventhunting.projections.query_page import QueryPage
 from eventhunting.services.login_throttle import LoginThrottle
 from eventhunting.services.passwords import Passwords
+from eventhunting.services.repository import (
+    Effects,
+    Idempotency,
+    Repository,
+    Saved,
+    StreamKind,
+    claim_request_body,
+)
 from eventhunting.settings import Settings
 from eventhunting.store import keys
-from eventhunting.store.append import (
-    AppendRequest,
-    Claim,
-    CounterChange,
-    CounterSet,
-    EventStore,
-)
-from eventhunting.store.envelope import EventMeta
-from eventhunting.store.errors import ConcurrencyError, GuardRejected
-from eventhunting.tokens.access import AccessTokens, InvalidAccessToken
+from eventhunting.store.append import Claim, CounterChange, CounterSet, EventStore
+from eventhunting.store.claims import email_claim
+from eventhunting.store.counters import account_flags_counter
+from eventhunting.store.errors import GuardRejected
+from eventhunting.tokens.access import AccessClaims, AccessTokens, InvalidAccessToken
 from eventhunting.tokens.refresh import RefreshTokens
 
-# A concurrent change of the same account is rare; deciding again on fresh state is safe.
-MAX_DECISION_ATTEMPTS = 10
-RETRY_PAUSE_SECONDS = 0.002
+ACCOUNTS = StreamKind(domain.STREAM_KIND, domain.evolve)
+"""Account streams, `account-<id>`."""
+
 FLAGS_GUARD_CODE = "account_flags"
+BOOTSTRAP_ACTOR = Actor("bootstrap", is_admin=True)
 
-
-def flags_counter(account_id: str) -> str:
-    """Counter hash of the account's roles, staff grants and disabled flag."""
-    return f"account:{account_id}"
+EventManagement = Callable[[Actor, str], Awaitable[None]]
+"""Raises unless the actor may manage the catalog event (`CatalogService.ensure_manages_event`)."""
 
 
 class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,11 +75,6 @@ class AccessState(msgspec.Struct, frozen=True, kw_only=True):
     staff_events: frozenset[str]
 
 
-class IdempotencyKeyReused(Conflict):
-    code = "idempotency_key_reused"
-    title = "Idempotency key reused with a different request"
-
-
 def idempotency_id_of(command: str, key: str) -> str:
     return f"{command}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
@@ -81,14 +86,32 @@ def registration_fingerprint_key(jwt_secret: str) -> bytes:
     ).digest()
 
 
-def registration_fingerprint(
-    key: bytes, *, email: str, full_name: str, roles: Sequence[str], password: str
-) -> str:
-    """HMAC-SHA256 of the whole registration, password included. It is stored with the
-    idempotency record and archived, so it is keyed: without the server secret it cannot be
-    used to test guesses of the password; with it, it only tells "same body or not"."""
-    canonical = msgspec.json.encode([email, full_name, sorted(roles), password])
+def registration_fingerprint(key: bytes, command: RegisterAccount) -> str:
+    """HMAC-SHA256 of the whole registration (email normalised, name cleaned), password
+    included. It is stored with the idempotency record and archived, so it is keyed: without
+    the server secret it cannot be used to test guesses of the password; with it, it only
+    tells "same body or not"."""
+    email = domain.normalise_email(command.email)
+    full_name = domain.clean_full_name(command.full_name)
+    canonical = msgspec.json.encode([email, full_name, sorted(command.roles), command.password])
     return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def flag_effects(before: Account | None, events: Sequence[DomainEvent]) -> Effects:
+    """The account's flags counter moves with its events, in the same append: set when it
+    is registered (with the unique email claim), changed field by field afterwards."""
+    after = domain.after(before, events)
+    assert after is not None
+    counter = account_flags_counter(after.account_id)
+    if before is None:
+        return Effects(
+            claims=[Claim(email_claim(after.email), owner=after.account_id, code=EmailTaken.code)],
+            counters=[CounterSet(counter, domain.access_flags(after))],
+        )
+    deltas = domain.flag_deltas(before, after)
+    return Effects(
+        counters=[CounterChange(counter, deltas, code=FLAGS_GUARD_CODE)] if deltas else []
+    )
 
 
 class AccountService:
@@ -99,21 +122,26 @@ class AccountService:
         *,
         store: EventStore,
         redis: aioredis.Redis,
+        database: AsyncDatabase[dict[str, Any]],
         passwords: Passwords,
         access_tokens: AccessTokens,
         refresh_tokens: RefreshTokens,
         throttle: LoginThrottle,
         partitions: int,
         fingerprint_key: bytes,
+        ensure_manages_event: EventManagement,
     ) -> None:
         self.store = store
         self.redis = redis
+        self.database = database
         self.passwords = passwords
         self.access_tokens = access_tokens
         self.refresh_tokens = refresh_tokens
         self.throttle = throttle
         self.partitions = partitions
         self.fingerprint_key = fingerprint_key
+        self.ensure_manages_event = ensure_manages_event
+        self.accounts = Repository(store, ACCOUNTS)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -124,136 +152,91 @@ class AccountService:
         """The current state folded from the account's stream (read-your-writes)."""
         if not account_id or "{" in account_id or "}" in account_id:
             return None
-        envelopes = await self.store.read_stream(
-            self.partition_of_account(account_id), domain.stream_of(account_id)
-        )
-        return domain.fold(envelope.data for envelope in envelopes)
+        return await self.accounts.find(account_id)
 
     async def get(self, account_id: str) -> Account:
-        account = await self.find(account_id)
-        if account is None:
-            raise AccountNotFound("There is no such account.")
-        return account
+        return domain.require_account(await self.find(account_id))
 
     async def find_by_email(self, normalised_email: str) -> Account | None:
         partition = keys.partition_of(normalised_email, self.partitions)
-        owner = await self.store.read_claim(partition, domain.email_claim(normalised_email))
+        owner = await self.store.read_claim(partition, email_claim(normalised_email))
         return None if owner is None else await self.find(owner)
+
+    async def search(self, query: AccountQuery) -> QueryPage[ListedAccount]:
+        """Accounts from the read model (it may lag a moment behind the streams)."""
+        return await search_accounts(self.database, query)
 
     # --- registering ----------------------------------------------------------------------
 
     async def register(
         self,
+        command: RegisterAccount,
         *,
-        email: str,
-        password: str,
-        full_name: str,
-        roles: Sequence[str] = (),
         actor: str | None = None,
         idempotency_key: str | None = None,
     ) -> Account:
         """Create an account; exactly one of concurrent registrations of one email wins."""
-        normalised = self.validate_registration(email, password)
-        name = domain.clean_full_name(full_name)
-        fingerprint = registration_fingerprint(
-            self.fingerprint_key, email=normalised, full_name=name, roles=roles, password=password
-        )
-        idempotency_id = idempotency_id_of("register", idempotency_key) if idempotency_key else None
-        if idempotency_id is not None:
-            await self.claim_registration_key(idempotency_id, fingerprint)
-        partition = keys.partition_of(normalised, self.partitions)
+        normalised = domain.check_registration(command.email, command.password)
+        fingerprint = registration_fingerprint(self.fingerprint_key, command)
+        idempotency = None
+        if idempotency_key is not None:
+            idempotency = Idempotency(idempotency_id_of("register", idempotency_key), fingerprint)
+            # The append's own record lives in the email's partition: tie the key to its
+            # body in the key's partition first, so a repeat with another email is seen too.
+            await claim_request_body(
+                self.redis,
+                keys.partition_of(idempotency.id, self.partitions),
+                idempotency.id,
+                fingerprint,
+            )
         # The account id lives in the email's partition, so the claim and the stream share
         # one slot and the append can check both atomically.
+        partition = keys.partition_of(normalised, self.partitions)
         account_id = keys.new_id_in_partition(partition, self.partitions)
-        events = domain.register(
-            account_id=account_id,
-            email=normalised,
-            full_name=name,
-            password_hash=await self.passwords.hash(password),
-            roles=roles,
-        )
-        created = domain.fold(events)
-        assert created is not None
-        request = AppendRequest(
-            partition=partition,
-            stream=domain.stream_of(account_id),
-            events=events,
-            expected_version=0,
-            meta=EventMeta(actor=actor or account_id),
-            claims=[Claim(domain.email_claim(normalised), owner=account_id, code=EmailTaken.code)],
-            counters=[CounterSet(flags_counter(account_id), domain.access_flags(created))],
-            idempotency_id=idempotency_id,
-            fingerprint=fingerprint,
-        )
+        password_hash = await self.passwords.hash(command.password)
         try:
-            result = await self.store.append(request)
+            saved = await self.accounts.decide_and_append(
+                account_id,
+                lambda state: domain.decide_register_account(
+                    state, command, account_id=account_id, password_hash=password_hash
+                ),
+                effects=flag_effects,
+                idempotency=idempotency,
+                actor=actor or account_id,
+            )
         except GuardRejected as rejected:
             if rejected.code == EmailTaken.code:
                 raise EmailTaken("An account with this email already exists.") from None
             raise
-        if result.duplicate:
-            if not hmac.compare_digest(result.fingerprint or "", fingerprint):
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was used for a different registration."
-                )
-            return await self.get(keys.aggregate_id_of(result.stream))
-        return created
-
-    async def claim_registration_key(self, idempotency_id: str, fingerprint: str) -> None:
-        """Tie an Idempotency-Key to its registration body before appending.
-
-        The append's own idempotency record lives in the email's partition, so it cannot see
-        the same key used earlier with another email; this record, in the key's partition,
-        can. IdempotencyKeyReused when the key came with another body before.
-        """
-        record = keys.idempotency_key(
-            keys.partition_of(idempotency_id, self.partitions), f"body:{idempotency_id}"
-        )
-        earlier = await self.redis.set(record, fingerprint, nx=True, get=True)
-        if isinstance(earlier, bytes | str) and not hmac.compare_digest(
-            _text(earlier), fingerprint
-        ):
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was used for a different registration."
-            )
-
-    def validate_registration(self, email: str, password: str) -> str:
-        """The normalised email; InvalidInput naming every bad field otherwise."""
-        errors: list[dict[str, str]] = []
-        normalised = ""
-        try:
-            normalised = domain.normalise_email(email)
-        except InvalidInput as error:
-            errors.extend(error.extra["errors"])
-        problems = domain.password_problems(password, normalised)
-        if problems:
-            errors.append({"field": "password", "message": "; ".join(problems)})
-        if errors:
-            raise InvalidInput("The request has invalid fields.", errors=errors)
-        return normalised
+        assert saved is not None, "registering always decides an event"
+        if saved.repeated:
+            return await self.get(saved.state.account_id)
+        return saved.state
 
     async def ensure_admin(self, email: str, password: str) -> Account:
         """The bootstrap admin: register it, or grant `admin` to the existing account."""
         normalised = domain.normalise_email(email)
-        for _ in range(MAX_DECISION_ATTEMPTS):
-            existing = await self.find_by_email(normalised)
-            if existing is None:
-                try:
-                    return await self.register(
-                        email=normalised,
-                        password=password,
-                        full_name="Administrator",
-                        roles=[domain.ADMIN],
-                        actor="bootstrap",
-                    )
-                except EmailTaken:
-                    continue  # another process created it a moment ago
-            if domain.ADMIN in existing.roles:
-                return existing
-            return await self.set_roles(
-                existing.account_id, sorted(existing.roles | {domain.ADMIN}), actor="bootstrap"
+        existing = await self.find_by_email(normalised)
+        if existing is None:
+            command = RegisterAccount(
+                email=normalised,
+                password=password,
+                full_name="Administrator",
+                roles=(domain.ADMIN,),
             )
-        raise RuntimeError("could not create the bootstrap admin")
+            try:
+                return await self.register(command, actor=BOOTSTRAP_ACTOR.account_id)
+            except EmailTaken:
+                # Another process created it a moment ago.
+                existing = await self.find_by_email(normalised)
+                if existing is None:
+                    raise
+        if domain.ADMIN in existing.roles:
+            return existing
+        roles = tuple(sorted(existing.roles | {domain.ADMIN}))
+        return await self.change_roles(
+            ChangeRoles(account_id=existing.account_id, by=BOOTSTRAP_ACTOR, roles=roles)
+        )
 
     # --- signing in -------------------------------------------------------------------------
 
@@ -307,10 +290,12 @@ class AccountService:
 
     async def access_state(self, access_token: str) -> AccessState:
         """Verify an access token and read the account's current roles (one HGETALL)."""
-        claims = self.access_tokens.verify(access_token)
+        claims = self.verify_access_token(access_token)
         account_id = claims.account_id
         partition = self.partition_of_account(account_id)
-        raw = await self.redis.hgetall(keys.counter_key(partition, flags_counter(account_id)))
+        raw = await self.redis.hgetall(
+            keys.counter_key(partition, account_flags_counter(account_id))
+        )
         if raw:
             flags = {_text(name): int(value) for name, value in raw.items()}
             roles, staff_events, disabled = domain.roles_from_flags(flags)
@@ -330,72 +315,55 @@ class AccountService:
             account_id=account_id, email=claims.email, roles=roles, staff_events=staff_events
         )
 
+    def verify_access_token(self, access_token: str) -> AccessClaims:
+        """The claims of a valid access token (signature, key id, expiry); no Redis read."""
+        return self.access_tokens.verify(access_token)
+
     # --- admin commands ---------------------------------------------------------------------
 
-    async def set_roles(self, account_id: str, roles: Sequence[str], *, actor: str) -> Account:
-        return await self.decide(account_id, lambda state: domain.change_roles(state, roles), actor)
+    async def change_roles(self, command: ChangeRoles) -> Account:
+        return await self.decided(
+            command.account_id, lambda state: domain.decide_change_roles(state, command), command.by
+        )
 
-    async def set_disabled(
-        self, account_id: str, disabled: bool, *, actor: str, reason: str | None = None
-    ) -> Account:
-        if disabled:
-            return await self.decide(account_id, lambda state: domain.disable(state, reason), actor)
-        return await self.decide(account_id, domain.enable, actor)
+    async def disable(self, command: DisableAccount) -> Account:
+        return await self.decided(
+            command.account_id,
+            lambda state: domain.decide_disable_account(state, command),
+            command.by,
+        )
 
-    async def set_staff(
-        self, account_id: str, event_id: str, granted: bool, *, actor: str
-    ) -> Account:
-        def decision(state: Account) -> list[DomainEvent]:
-            if granted:
-                return domain.grant_staff(state, event_id)
-            return domain.revoke_staff(state, event_id)
+    async def enable(self, command: EnableAccount) -> Account:
+        return await self.decided(
+            command.account_id,
+            lambda state: domain.decide_enable_account(state, command),
+            command.by,
+        )
 
-        return await self.decide(account_id, decision, actor)
+    async def grant_staff(self, command: GrantStaff) -> Account:
+        """Only the event's organizer or an admin grants staff at an event."""
+        await self.ensure_manages_event(command.by, command.event_id)
+        return await self.decided(
+            command.account_id, lambda state: domain.decide_grant_staff(state, command), command.by
+        )
 
-    async def decide(
+    async def revoke_staff(self, command: RevokeStaff) -> Account:
+        await self.ensure_manages_event(command.by, command.event_id)
+        return await self.decided(
+            command.account_id, lambda state: domain.decide_revoke_staff(state, command), command.by
+        )
+
+    async def decided(
         self,
         account_id: str,
-        decision: Callable[[Account], list[DomainEvent]],
-        actor: str,
+        decide: Callable[[Account | None], list[DomainEvent]],
+        by: Actor,
     ) -> Account:
-        """Load, decide, append with the version read; decide again if someone was faster."""
-        for attempt in range(MAX_DECISION_ATTEMPTS):
-            state = await self.get(account_id)
-            events = decision(state)
-            if not events:
-                return state
-            after = state
-            for event in events:
-                after = domain.evolve(after, event)
-            deltas = domain.flag_deltas(state, after)
-            try:
-                await self.store.append(
-                    AppendRequest(
-                        partition=self.partition_of_account(account_id),
-                        stream=domain.stream_of(account_id),
-                        events=events,
-                        expected_version=state.version,
-                        meta=EventMeta(actor=actor),
-                        counters=(
-                            [
-                                CounterChange(
-                                    flags_counter(account_id), deltas, code=FLAGS_GUARD_CODE
-                                )
-                            ]
-                            if deltas
-                            else []
-                        ),
-                    )
-                )
-            except ConcurrencyError:
-                # A random pause spreads out writers that keep colliding.
-                await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * (attempt + 1)))
-                continue
-            return after
-        raise DomainError(
-            "The account is being changed by someone else; try again.",
-            code="concurrent_modification",
+        """The account after a decision on it (as it was when there was nothing to do)."""
+        saved: Saved[Account] | None = await self.accounts.decide_and_append(
+            account_id, decide, effects=flag_effects, actor=by.account_id
         )
+        return saved.state if saved is not None else await self.get(account_id)
 
 
 def _text(value: bytes | str) -> str:
@@ -407,13 +375,16 @@ def build_account_service(
     redis: aioredis.Redis,
     clock: Callable[[], datetime],
     *,
-    store: EventStore | None = None,
+    store: EventStore,
+    database: AsyncDatabase[dict[str, Any]],
+    ensure_manages_event: EventManagement,
 ) -> AccountService:
     """The account service with its token, password and throttle parts, from settings."""
     auth = settings.auth
     return AccountService(
-        store=store or EventStore(redis, settings.sales.partitions, clock=clock),
+        store=store,
         redis=redis,
+        database=database,
         passwords=Passwords(auth.password_hash_profile),
         access_tokens=AccessTokens(auth.jwt_secret, auth.access_token_seconds, clock=clock),
         refresh_tokens=RefreshTokens(redis, auth.refresh_token_seconds, clock=clock),
@@ -426,4 +397,5 @@ def build_account_service(
         ),
         partitions=settings.sales.partitions,
         fingerprint_key=registration_fingerprint_key(auth.jwt_secret),
+        ensure_manages_event=ensure_manages_event,
     )

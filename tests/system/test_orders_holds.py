@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventhunting.bootstrap import Services, build_services
+from eventhunting.domain.accounts import RegisterAccount
 from eventhunting.domain.orders import (
     OrderCancelled,
     OrderExpired,
@@ -98,9 +99,11 @@ async def mint_buyers(services: Services, count: int, concurrency: int = 32) -> 
     async def one(number: int) -> str:
         async with gate:
             account = await services.accounts.register(
-                email=f"flash-{run}-{number}@example.test",
-                password=DEFAULT_PASSWORD,
-                full_name=f"Buyer {number}",
+                RegisterAccount(
+                    email=f"flash-{run}-{number}@example.test",
+                    password=DEFAULT_PASSWORD,
+                    full_name=f"Buyer {number}",
+                )
             )
             return (await services.accounts.issue_tokens(account)).access_token
 

@@ -134,7 +134,7 @@ def test_bodies_that_refuse_unknown_fields_say_so(document: dict[str, Any]) -> N
         "OrderCreate",
         "OrderItemCreate",
     } <= closed
-    assert "AccountRegister" not in closed  # account bodies ignore unknown fields
+    assert "AccountCreate" not in closed  # account bodies ignore unknown fields
 
 
 def test_request_schemas_carry_the_bounds_the_server_checks(document: dict[str, Any]) -> None:
@@ -142,10 +142,10 @@ def test_request_schemas_carry_the_bounds_the_server_checks(document: dict[str, 
     assert (price["minimum"], price["maximum"]) == (0, catalog.MAX_PRICE)
     topics = schema_of(document, "EventCreate")["properties"]["topics"]
     assert topics["items"]["maxLength"] == catalog.MAX_TOPIC_LENGTH
-    register = schema_of(document, "AccountRegister")["properties"]
+    register = schema_of(document, "AccountCreate")["properties"]
     assert (register["password"]["minLength"], register["password"]["maxLength"]) == (8, 128)
     assert register["full_name"]["minLength"] == 1
-    roles = schema_of(document, "RolesUpdate")["properties"]["roles"]["items"]
+    roles = schema_of(document, "AccountRolesUpdate")["properties"]["roles"]["items"]
     assert sorted(roles["enum"]) == sorted(ASSIGNABLE_ROLES)
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from pymongo import AsyncMongoClient
 
+from eventhunting.domain.actors import Actor
 from eventhunting.services.accounts import AccountService, registration_fingerprint_key
 from eventhunting.services.login_throttle import LoginThrottle
 from eventhunting.services.passwords import Passwords
@@ -23,6 +26,12 @@ FAILURES_PER_ACCOUNT = 3
 FAILURES_PER_ADDRESS = 5
 FAILURES_BEFORE_SLOWDOWN = 8
 FAILURE_WINDOW_SECONDS = 600
+ADMIN = Actor("admin", is_admin=True)
+
+
+async def manages_every_event(actor: Actor, event_id: str) -> None:
+    """Who may grant staff at an event is the catalog's rule, tested over HTTP
+    (tests/system/test_accounts_staff.py); here grants are about the account's flags."""
 
 
 class ManualClock:
@@ -82,6 +91,8 @@ AccountServiceWith = Callable[[LoginThrottle], AccountService]
 @pytest.fixture
 def accounts_with(
     redis_client: aioredis.Redis,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    mongo_database_name: str,
     clock: ManualClock,
     passwords: CountingPasswords,
     refresh_tokens: RefreshTokens,
@@ -92,12 +103,14 @@ def accounts_with(
         return AccountService(
             store=EventStore(redis_client, PARTITIONS, clock=clock),
             redis=redis_client,
+            database=mongo_client[mongo_database_name],
             passwords=passwords,
             access_tokens=AccessTokens(JWT_SECRET, ACCESS_SECONDS, clock=clock),
             refresh_tokens=refresh_tokens,
             throttle=throttle,
             partitions=PARTITIONS,
             fingerprint_key=registration_fingerprint_key(JWT_SECRET),
+            ensure_manages_event=manages_every_event,
         )
 
     return build

@@ -7,10 +7,18 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from eventhunting.domain.accounts import (
+    ChangeRoles,
+    DisableAccount,
+    GrantStaff,
+    RegisterAccount,
+    RevokeStaff,
+)
 from eventhunting.projections.accounts import ACCOUNTS_COLLECTION, AccountsProjection
 from eventhunting.projections.base import Projector
 from eventhunting.projections.replay import replay
 from eventhunting.services.accounts import AccountService
+from tests.integration.accounts.conftest import ADMIN
 from tests.support.leases import lease_of
 
 PASSWORD = "a fine password"
@@ -34,12 +42,16 @@ async def test_read_model_follows_roles_staff_and_disabling(
     projection = AccountsProjection()
     await projection.create_indexes(database)
     email = f"read-{uuid.uuid4().hex[:8]}@example.com"
-    account = await accounts.register(email=email, password=PASSWORD, full_name="Reader")
-    await accounts.set_roles(account.account_id, ["organizer"], actor="admin")
-    await accounts.set_staff(account.account_id, "E1", True, actor="admin")
-    await accounts.set_staff(account.account_id, "E2", True, actor="admin")
-    await accounts.set_staff(account.account_id, "E1", False, actor="admin")
-    await accounts.set_disabled(account.account_id, True, actor="admin")
+    account = await accounts.register(
+        RegisterAccount(email=email, password=PASSWORD, full_name="Reader")
+    )
+    await accounts.change_roles(
+        ChangeRoles(account_id=account.account_id, by=ADMIN, roles=("organizer",))
+    )
+    await accounts.grant_staff(GrantStaff(account_id=account.account_id, event_id="E1", by=ADMIN))
+    await accounts.grant_staff(GrantStaff(account_id=account.account_id, event_id="E2", by=ADMIN))
+    await accounts.revoke_staff(RevokeStaff(account_id=account.account_id, event_id="E1", by=ADMIN))
+    await accounts.disable(DisableAccount(account_id=account.account_id, by=ADMIN))
 
     await project_everything(accounts, Projector(database, [projection]))
 
@@ -62,10 +74,12 @@ async def test_applying_events_again_changes_nothing(
     database = mongo_client[mongo_database_name]
     projection = AccountsProjection()
     account = await accounts.register(
-        email=f"again-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, full_name="A"
+        RegisterAccount(
+            email=f"again-{uuid.uuid4().hex[:8]}@example.com", password=PASSWORD, full_name="A"
+        )
     )
-    await accounts.set_staff(account.account_id, "E1", True, actor="admin")
-    await accounts.set_staff(account.account_id, "E1", False, actor="admin")
+    await accounts.grant_staff(GrantStaff(account_id=account.account_id, event_id="E1", by=ADMIN))
+    await accounts.revoke_staff(RevokeStaff(account_id=account.account_id, event_id="E1", by=ADMIN))
     history = await accounts.store.read_stream(f"account-{account.account_id}")
 
     async with mongo_client.start_session() as session:
@@ -88,12 +102,16 @@ async def test_replay_rebuilds_the_same_read_model(
     await projection.create_indexes(database)
     for index in range(3):
         account = await accounts.register(
-            email=f"replay-{index}-{uuid.uuid4().hex[:8]}@example.com",
-            password=PASSWORD,
-            full_name=f"R{index}",
+            RegisterAccount(
+                email=f"replay-{index}-{uuid.uuid4().hex[:8]}@example.com",
+                password=PASSWORD,
+                full_name=f"R{index}",
+            )
         )
-        await accounts.set_roles(account.account_id, ["organizer"], actor="admin")
-    await accounts.set_disabled(account.account_id, True, actor="admin")
+        await accounts.change_roles(
+            ChangeRoles(account_id=account.account_id, by=ADMIN, roles=("organizer",))
+        )
+    await accounts.disable(DisableAccount(account_id=account.account_id, by=ADMIN))
     await project_everything(accounts, Projector(database, [projection]))
     projected = await database[ACCOUNTS_COLLECTION].find().sort("_id").to_list()
 

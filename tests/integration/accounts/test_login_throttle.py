@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from eventhunting.domain.accounts import InvalidCredentials, TooManyAttempts
+from eventhunting.domain.accounts import InvalidCredentials, RegisterAccount, TooManyAttempts
 from eventhunting.services.accounts import AccountService
 from eventhunting.services.login_throttle import LoginThrottle
 from tests.integration.accounts.conftest import AccountServiceWith, CountingPasswords
@@ -65,7 +65,9 @@ async def test_concurrent_wrong_guesses_from_one_address_verify_at_most_the_limi
     passwords: CountingPasswords,
 ) -> None:
     accounts = accounts_with(throttle(redis_client, per_account=5))
-    account = await accounts.register(email=email(), password=PASSWORD, full_name="A")
+    account = await accounts.register(
+        RegisterAccount(email=email(), password=PASSWORD, full_name="A")
+    )
     before = passwords.verifications
     outcomes = await guess_concurrently(accounts, [(account.email, "10.9.0.1")] * GUESSES)
     assert passwords.verifications - before == 5
@@ -82,7 +84,9 @@ async def test_concurrent_guesses_from_one_address_across_emails_verify_at_most_
     passwords: CountingPasswords,
 ) -> None:
     accounts = accounts_with(throttle(redis_client, per_address=5))
-    account = await accounts.register(email=email(), password=PASSWORD, full_name="A")
+    account = await accounts.register(
+        RegisterAccount(email=email(), password=PASSWORD, full_name="A")
+    )
     before = passwords.verifications
     outcomes = await guess_concurrently(accounts, [(email(), "10.9.1.1") for _ in range(GUESSES)])
     assert passwords.verifications - before == 5
@@ -101,7 +105,9 @@ async def test_guesses_from_many_addresses_past_the_ceiling_are_spaced_not_locke
     accounts = accounts_with(
         throttle(redis_client, per_account=5, slowdown_after=10, spacing_seconds=spacing)
     )
-    account = await accounts.register(email=email(), password=PASSWORD, full_name="A")
+    account = await accounts.register(
+        RegisterAccount(email=email(), password=PASSWORD, full_name="A")
+    )
     before = passwords.verifications
     outcomes = await guess_concurrently(
         accounts, [(account.email, f"10.9.2.{index}") for index in range(GUESSES)]
@@ -124,7 +130,9 @@ async def test_correct_passwords_give_their_slots_back(
     accounts_with: AccountServiceWith, redis_client: aioredis.Redis
 ) -> None:
     accounts = accounts_with(throttle(redis_client, per_account=3, per_address=3))
-    account = await accounts.register(email=email(), password=PASSWORD, full_name="A")
+    account = await accounts.register(
+        RegisterAccount(email=email(), password=PASSWORD, full_name="A")
+    )
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
             await accounts.login(email=account.email, password=WRONG, client_address="10.9.4.1")
@@ -137,8 +145,12 @@ async def test_attempt_refused_for_its_account_gives_its_address_slot_back(
     accounts_with: AccountServiceWith, redis_client: aioredis.Redis
 ) -> None:
     accounts = accounts_with(throttle(redis_client, per_account=2, per_address=3))
-    locked = await accounts.register(email=email(), password=PASSWORD, full_name="A")
-    other = await accounts.register(email=email(), password=PASSWORD, full_name="B")
+    locked = await accounts.register(
+        RegisterAccount(email=email(), password=PASSWORD, full_name="A")
+    )
+    other = await accounts.register(
+        RegisterAccount(email=email(), password=PASSWORD, full_name="B")
+    )
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
             await accounts.login(email=locked.email, password=WRONG, client_address="10.9.5.1")
@@ -156,7 +168,9 @@ async def test_failures_are_forgotten_when_the_window_ends(
     accounts = accounts_with(
         throttle(redis_client, per_account=2, per_address=2, window_seconds=window)
     )
-    account = await accounts.register(email=email(), password=PASSWORD, full_name="A")
+    account = await accounts.register(
+        RegisterAccount(email=email(), password=PASSWORD, full_name="A")
+    )
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
             await accounts.login(email=account.email, password=WRONG, client_address="10.9.6.1")
