@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 from pymongo.asynchronous.database import AsyncDatabase
 
-from eventhunting.domain import catalog
 from eventhunting.domain.catalog import CatalogEvent
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.domain.orders import OrderPlaced
@@ -31,6 +30,7 @@ from eventhunting.projections.sales import (
     organizer_days,
     timeline_documents,
 )
+from eventhunting.services.catalog import EVENTS
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore, decode_log_entry, field_of, stream_range, text
 from eventhunting.store.envelope import stored_event_decoder
@@ -168,7 +168,7 @@ class SalesService:
         over that span, whatever the rest of the system holds.
         """
         partition = keys.partition_of(event_id, self.store.partitions)
-        event_stream = f"{catalog.STREAM_KIND}-{event_id}"
+        event_stream = EVENTS.stream(event_id)
         order_streams: set[str] = set()
         tally = SalesTally()
         end = str(max(int(as_of.timestamp() * 1000), 0))
