@@ -27,8 +27,8 @@ from benchmarks.harness import (
     running_bench_system,
 )
 from benchmarks.load import build_request, read_response
-from eventhunting.domain.catalog import inventory_counter
 from eventhunting.store import keys
+from eventhunting.store.counters import inventory_counter
 
 
 async def flash(

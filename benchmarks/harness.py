@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eventhunting.bootstrap import Services, build_services
-from eventhunting.domain.catalog import EventDraft, TicketTypeDraft, Venue
-from eventhunting.services.catalog import Actor
+from eventhunting.domain.accounts import RegisterAccount
+from eventhunting.domain.actors import Actor
+from eventhunting.domain.catalog import CreateEvent, NewTicketType, PublishEvent, Venue
 from eventhunting.settings import load_settings
 from tests.support.servers import (
     free_port,
@@ -133,9 +134,11 @@ async def mint_buyers(services: Services, count: int, concurrency: int = 32) -> 
     async def one(number: int) -> str:
         async with gate:
             account = await services.accounts.register(
-                email=f"buyer-{run}-{number}@bench.test",
-                password=BUYER_PASSWORD,
-                full_name=f"Buyer {number}",
+                RegisterAccount(
+                    email=f"buyer-{run}-{number}@bench.test",
+                    password=BUYER_PASSWORD,
+                    full_name=f"Buyer {number}",
+                )
             )
             return (await services.accounts.issue_tokens(account)).access_token
 
@@ -149,8 +152,8 @@ async def on_sale_event(
     organizer = Actor(account_id=f"organizer-{uuid.uuid4().hex[:8]}")
     starts_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
     created = await services.catalog.create_event(
-        organizer,
-        EventDraft(
+        CreateEvent(
+            by=organizer,
             title="Benchmark night",
             description="",
             venue=Venue(name="Stadium", address="1 Le Duan"),
@@ -158,10 +161,13 @@ async def on_sale_event(
             starts_at=starts_at,
             ends_at=starts_at + timedelta(hours=3),
             max_tickets_per_customer=limit,
-            ticket_types=[TicketTypeDraft(name="GA", price=price, quantity=quantity)],
-        ),
+            ticket_types=(NewTicketType(name="GA", price=price, quantity=quantity),),
+        )
     )
-    event = (await services.catalog.publish_event(organizer, created.event.id)).event
+    published = await services.catalog.publish_event(
+        PublishEvent(event_id=created.event.id, by=organizer)
+    )
+    event = published.event
     return event.id, event.ticket_types[0].id
 
 
