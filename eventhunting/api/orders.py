@@ -11,6 +11,7 @@ from litestar.params import Parameter
 
 from eventhunting.api.auth import Principal, principal_of, signed_in
 from eventhunting.api.openapi import PROBLEM_STATUSES
+from eventhunting.api.paging import Page, page_schema
 from eventhunting.api.parameters import DEFAULT_PAGE_SIZE, PageNumber, PageSize
 from eventhunting.bootstrap import Services
 from eventhunting.domain.catalog import EventNotFound
@@ -61,13 +62,6 @@ class OrderView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     cancelled_at: datetime | None = None
     expired_at: datetime | None = None
     invoice_number: str | None = None
-
-
-class OrderPage(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[OrderView]
-    total: int
-    page: int
-    page_size: int
 
 
 def view_of(order: Order) -> OrderView:
@@ -170,14 +164,14 @@ class OrderController(Controller):
         status: OrderStatus | None = None,
         page: PageNumber = 1,
         page_size: PageSize = DEFAULT_PAGE_SIZE,
-    ) -> OrderPage:
+    ) -> Annotated[Page[OrderView], page_schema("OrderPage")]:
         found = await list_orders(
             services.database,
             OrderQuery(
                 buyer_id=principal.account_id, status=status, page=page, page_size=page_size
             ),
         )
-        return OrderPage(
+        return Page(
             items=[view_of_document(document) for document in found.documents],
             total=found.total,
             page=page,
