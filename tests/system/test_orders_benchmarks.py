@@ -1,4 +1,4 @@
-"""The order benchmarks still run: each in its few-second smoke mode, as CI runs them."""
+"""The order and payment benchmarks still run, each in its few-second smoke mode, as in CI."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ pytestmark = pytest.mark.system
     [
         ["benchmarks.reserve", "--smoke", "--client", "python"],
         ["benchmarks.flash_sale", "--smoke"],
+        ["benchmarks.ipn", "--smoke", "--client", "python"],
     ],
-    ids=["reserve", "flash_sale"],
+    ids=["reserve", "flash_sale", "ipn"],
 )
 def test_benchmark_smoke_run_succeeds(
     repository_root: Path, tmp_path: Path, command: list[str]
