@@ -13,6 +13,8 @@ one `eventhunting api` process (uvicorn, uvloop, httptools), a private Redis wit
 `appendfsync always`, and the MongoDB stand-in.
 
     python -m benchmarks.ipn                  # 100 IPN/s, 10 s idle, 10 s beside the load
+    python -m benchmarks.ipn --events 500     # the paid orders spread over 500 events
+    python -m benchmarks.ipn --ipn-api separate   # IPNs to a second API process
     python -m benchmarks.ipn --smoke          # a few seconds, for CI
 """
 

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.system
     [
         ["benchmarks.reserve", "--smoke", "--client", "python"],
         ["benchmarks.flash_sale", "--smoke"],
-        ["benchmarks.ipn", "--smoke", "--client", "python"],
+        # Orders of many events: payments of one event conflicting on the invoice number
+        # (docs/benchmarks.md) would make this check of the benchmark itself flaky.
+        ["benchmarks.ipn", "--smoke", "--client", "python", "--events", "50"],
     ],
     ids=["reserve", "flash_sale", "ipn"],
 )
