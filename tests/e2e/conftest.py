@@ -57,11 +57,12 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
         await context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def payment_system(
     tmp_path_factory: pytest.TempPathFactory, mongodb_url: str
 ) -> Iterator[PaymentSystem]:
-    """The API and the payment workers on a Redis of their own, wired to the VNPAY stand-in."""
+    """The API and the payment workers on a Redis of their own, wired to the VNPAY stand-in;
+    per module, so its processes do not idle through the rest of the suite."""
     with (
         running_redis(tmp_path_factory.mktemp("e2e-redis")) as redis_url,
         running_payment_system(redis_url, mongodb_url) as system,
