@@ -12,9 +12,11 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from eventhunting.payments.vnpay import MerchantCredentials
 from eventhunting.services.accounts import AccountService, build_account_service
 from eventhunting.services.catalog import CatalogService
 from eventhunting.services.orders import OrderService
+from eventhunting.services.payments import PaymentService
 from eventhunting.settings import Settings, StoreSettings
 from eventhunting.store.append import EventStore
 
@@ -53,6 +55,15 @@ class Services(StoreClients):
     store: EventStore
     catalog: CatalogService
     orders: OrderService
+    payments: PaymentService
+
+
+def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
+    """VNPAY credentials when both are configured; payments answer 503 without them."""
+    vnpay = settings.vnpay
+    if vnpay.tmn_code is None or vnpay.hash_secret is None:
+        return None
+    return MerchantCredentials(tmn_code=vnpay.tmn_code, hash_secret=vnpay.hash_secret)
 
 
 def connect_store(settings: StoreSettings) -> StoreClients:
@@ -80,6 +91,13 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
     redis_client, database = clients.redis, clients.database
     store = EventStore(redis_client, settings.sales.partitions, clock=clock)
     catalog = CatalogService(store, database, clock)
+    orders = OrderService(
+        store=store,
+        redis=redis_client,
+        load_event=catalog.load_event,
+        hold_seconds=settings.sales.hold_seconds,
+        clock=clock,
+    )
     return Services(
         settings=settings,
         redis=redis_client,
@@ -97,11 +115,14 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         ),
         store=store,
         catalog=catalog,
-        orders=OrderService(
-            store=store,
+        orders=orders,
+        payments=PaymentService(
+            orders=orders,
             redis=redis_client,
-            load_event=catalog.load_event,
-            hold_seconds=settings.sales.hold_seconds,
+            database=database,
+            credentials=merchant_credentials(settings),
+            pay_url=settings.vnpay.pay_url,
+            public_base_url=settings.public_base_url,
             clock=clock,
         ),
     )

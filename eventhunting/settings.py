@@ -142,10 +142,14 @@ class SalesSettings(msgspec.Struct, frozen=True, kw_only=True):
 class VnpaySettings(msgspec.Struct, frozen=True, kw_only=True):
     """Merchant credentials and gateway endpoints."""
 
-    tmn_code: Annotated[str | None, setting("VNPAY_TMN_CODE", "Merchant code (vnp_TmnCode).")] = (
-        None
-    )
-    hash_secret: Annotated[str | None, setting("VNPAY_HASH_SECRET", "Merchant hash secret.")] = None
+    tmn_code: Annotated[
+        Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{8}$")] | None,
+        setting("VNPAY_TMN_CODE", "Merchant code (vnp_TmnCode), 8 letters or digits."),
+    ] = None
+    hash_secret: Annotated[
+        Annotated[str, msgspec.Meta(min_length=1)] | None,
+        setting("VNPAY_HASH_SECRET", "Merchant hash secret."),
+    ] = None
     pay_url: Annotated[str, setting("VNPAY_PAY_URL", "Payment page URL.")] = (
         "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
     )
@@ -264,6 +268,22 @@ class Settings(StoreSettings, frozen=True, kw_only=True):
         "http://127.0.0.1:8000"
     )
     qr: QrSettings = msgspec.field(default_factory=QrSettings)
+    trusted_proxies: Annotated[
+        str | None,
+        setting(
+            "TRUSTED_PROXIES",
+            "Comma-separated addresses or networks (CIDR) of reverse proxies whose"
+            " X-Forwarded-For names the client (the payment's vnp_IpAddr); none by default.",
+        ),
+    ] = None
+
+    def __post_init__(self) -> None:
+        from eventhunting.api.client_address import parse_networks
+
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as error:
+            raise ValueError(f"{PREFIX}TRUSTED_PROXIES is invalid: {error}") from None
 
 
 SettingsT = TypeVar("SettingsT", bound=StoreSettings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -10,13 +11,21 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
-from eventhunting.bootstrap import Services, build_services
+from eventhunting.bootstrap import Services, build_services, merchant_credentials
 from eventhunting.consumers import expirer
+from eventhunting.consumers.reconciler import RECONCILER_GROUP, Reconciler
+from eventhunting.payments.vnpay_api import VnpayGateway
 from eventhunting.projections.base import run_projector
 from eventhunting.projections.registry import load_projections
 from eventhunting.settings import Settings
 from eventhunting.store.archive import run_archiver
-from eventhunting.store.consumer_groups import ConsumerConfig, unique_consumer_name
+from eventhunting.store.consumer_groups import (
+    ConsumerConfig,
+    ConsumerGroup,
+    PartitionOwnership,
+    unique_consumer_name,
+)
+from eventhunting.store.envelope import EventEnvelope
 
 logger = logging.getLogger("eventhunting.workers")
 
@@ -48,11 +57,45 @@ async def projector(services: Services, stop: asyncio.Event) -> None:
     )
 
 
+async def reconciler(services: Services, stop: asyncio.Event) -> None:
+    """`eventhunting worker reconciler`: refunds through VNPAY, and querydr for lost IPNs."""
+    credentials = merchant_credentials(services.settings)
+    if credentials is None:
+        logger.error(
+            "the reconciler needs EVENTHUNTING_VNPAY_TMN_CODE and EVENTHUNTING_VNPAY_HASH_SECRET"
+        )
+        await stop.wait()
+        return
+    consumer = unique_consumer_name()
+    partitions = services.settings.sales.partitions
+    async with VnpayGateway(credentials, services.settings.vnpay.api_url) as gateway:
+        reconciling = Reconciler(services.payments, gateway)
+        group: ConsumerGroup[EventEnvelope] = ConsumerGroup(
+            services.redis, RECONCILER_GROUP, consumer, partitions, reconciling, ConsumerConfig()
+        )
+        checks = PartitionOwnership(
+            services.redis, f"{RECONCILER_GROUP}-checks", consumer, partitions, lease_ms=10_000
+        )
+        checks_stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(checks.maintain(checks_stop)),
+            asyncio.create_task(reconciling.check_payments(checks, checks_stop)),
+        ]
+        try:
+            await group.run(stop)
+        finally:
+            checks_stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await checks.release_all()
+
+
 # Every worker `eventhunting worker NAME` can run; any number of processes may run each.
 WORKERS: dict[str, Worker] = {
     "archiver": archiver,
     "projector": projector,
     "expirer": expirer.run,
+    "reconciler": reconciler,
 }
 
 

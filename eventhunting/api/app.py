@@ -28,6 +28,7 @@ from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
 from eventhunting.api.openapi import complete_document
 from eventhunting.api.orders import OrderController
+from eventhunting.api.payments import PaymentController
 from eventhunting.api.request_log import request_log_middleware
 from eventhunting.api.sales import SalesController
 from eventhunting.bootstrap import Services, build_services
@@ -41,6 +42,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     OrderController,
     SalesController,
     CheckinController,
+    PaymentController,
 ]
 
 

@@ -87,6 +87,7 @@ def view_of(order: Order) -> OrderView:
         paid_at=order.paid_at,
         cancelled_at=order.cancelled_at,
         expired_at=order.expired_at,
+        invoice_number=order.invoice_number,
     )
 
 

@@ -1,17 +1,18 @@
-"""Orders: placing holds on tickets, and the decisions that pay, cancel or expire them."""
+"""Orders: placing holds on tickets, paying for them, and the decisions that settle them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import msgspec
 
 from eventhunting.domain.catalog import CatalogEvent, EventNotFound, EventStatus
 from eventhunting.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from eventhunting.domain.events import DomainEvent, registry
+from eventhunting.domain.events import Command, DomainEvent, RecordedEvent, registry
+from eventhunting.domain.events import fold as fold_history
 
 CURRENCY = "VND"
 FREE_PAYMENT_METHOD = "free"
@@ -50,10 +51,6 @@ class LimitExceeded(Conflict):
 
 class OrderNotPending(Conflict):
     code = "order_not_pending"
-
-
-class IdempotencyKeyReused(Conflict):
-    code = "idempotency_key_reused"
 
 
 class NotOrderBuyer(Forbidden):
@@ -140,12 +137,177 @@ class OrderPaid(DomainEvent, frozen=True, kw_only=True):
     method: str
     payment_reference: str | None = None
     paid_at: datetime
+    invoice_number: str | None = None
+    """The invoice issued with the payment (none for free orders)."""
+    restocked: bool = False
+    """Paid after the hold had been released: the tickets were taken again from stock."""
 
 
-OrderEvent = OrderPlaced | OrderCancelled | OrderExpired | OrderPaid
+class PaymentStatus(StrEnum):
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class PaymentDetails(msgspec.Struct, frozen=True, kw_only=True):
+    """What the gateway said about one payment attempt."""
+
+    response_code: str
+    transaction_status: str
+    transaction_no: str | None = None
+    bank_code: str | None = None
+    bank_tran_no: str | None = None
+    card_type: str | None = None
+    pay_date: datetime | None = None
+
+
+@registry.event("PaymentStarted", stream_kind="order")
+class PaymentStarted(DomainEvent, frozen=True, kw_only=True):
+    """The buyer was sent to the gateway to pay `amount` under `txn_ref` until `expires_at`."""
+
+    order_id: str
+    txn_ref: str
+    gateway: str
+    amount: int
+    currency: str = CURRENCY
+    started_at: datetime
+    expires_at: datetime
+    bank_code: str | None = None
+    locale: str | None = None
+
+
+@registry.event("PaymentSucceeded", stream_kind="order")
+class PaymentSucceeded(DomainEvent, frozen=True, kw_only=True):
+    """The gateway confirmed that the attempt `txn_ref` was paid."""
+
+    order_id: str
+    txn_ref: str
+    amount: int
+    currency: str = CURRENCY
+    details: PaymentDetails
+    recorded_at: datetime
+
+
+@registry.event("PaymentFailed", stream_kind="order")
+class PaymentFailed(DomainEvent, frozen=True, kw_only=True):
+    """The gateway reported the attempt `txn_ref` as not paid; the hold stays until it expires."""
+
+    order_id: str
+    txn_ref: str
+    amount: int
+    currency: str = CURRENCY
+    details: PaymentDetails
+    recorded_at: datetime
+
+
+class InvoiceLine(msgspec.Struct, frozen=True, kw_only=True):
+    description: str
+    quantity: int
+    unit_price: int
+    amount: int
+
+
+class InvoicePayment(msgspec.Struct, frozen=True, kw_only=True):
+    method: str
+    transaction_no: str | None = None
+    bank_code: str | None = None
+    paid_at: datetime
+
+
+@registry.event("InvoiceIssued", stream_kind="order")
+class InvoiceIssued(DomainEvent, frozen=True, kw_only=True):
+    """An invoice numbered `number` (gapless in `series`) was issued for the paid order."""
+
+    order_id: str
+    event_id: str
+    buyer_id: str
+    organizer_id: str
+    series: str
+    sequence: int
+    number: str
+    issued_at: datetime
+    lines: tuple[InvoiceLine, ...]
+    total_amount: int
+    currency: str = CURRENCY
+    payment: InvoicePayment
+
+
+@registry.event("RefundRequested", stream_kind="order")
+class RefundRequested(DomainEvent, frozen=True, kw_only=True):
+    """Money is to be given back for the payment `txn_ref` (a worker calls the gateway)."""
+
+    order_id: str
+    refund_id: str
+    txn_ref: str
+    amount: int
+    currency: str = CURRENCY
+    reason: str
+    full: bool
+    requested_at: datetime
+    requested_by: str
+
+
+@registry.event("RefundCompleted", stream_kind="order")
+class RefundCompleted(DomainEvent, frozen=True, kw_only=True):
+    """The gateway refunded `amount` for the refund `refund_id`."""
+
+    order_id: str
+    refund_id: str
+    amount: int
+    currency: str = CURRENCY
+    transaction_no: str | None = None
+    completed_at: datetime
+
+
+@registry.event("RefundFailed", stream_kind="order")
+class RefundFailed(DomainEvent, frozen=True, kw_only=True):
+    """The gateway refused the refund `refund_id`; it waits for an admin."""
+
+    order_id: str
+    refund_id: str
+    response_code: str
+    message: str
+    failed_at: datetime
+
+
+OrderEvent = (
+    OrderPlaced
+    | OrderCancelled
+    | OrderExpired
+    | OrderPaid
+    | PaymentStarted
+    | PaymentSucceeded
+    | PaymentFailed
+    | InvoiceIssued
+    | RefundRequested
+    | RefundCompleted
+    | RefundFailed
+)
 
 
 # --- state ---------------------------------------------------------------------------------
+
+
+class PaymentAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One trip to the gateway and what came of it."""
+
+    txn_ref: str
+    amount: int
+    started_at: datetime
+    expires_at: datetime
+    status: PaymentStatus = PaymentStatus.STARTED
+    details: PaymentDetails | None = None
+
+
+class Refund(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    txn_ref: str
+    amount: int
+    reason: str
+    status: str
+    requested_at: datetime
+    completed_at: datetime | None = None
+    transaction_no: str | None = None
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):
@@ -165,6 +327,16 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     cancelled_at: datetime | None = None
     expired_at: datetime | None = None
     payment_method: str | None = None
+    payments: tuple[PaymentAttempt, ...] = ()
+    invoice: InvoiceIssued | None = None
+    refunds: tuple[Refund, ...] = ()
+
+    @property
+    def invoice_number(self) -> str | None:
+        return None if self.invoice is None else self.invoice.number
+
+    def payment(self, txn_ref: str) -> PaymentAttempt | None:
+        return next((p for p in self.payments if p.txn_ref == txn_ref), None)
 
     @property
     def quantities(self) -> tuple[ItemQuantity, ...]:
@@ -178,8 +350,9 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
         return sum(line.quantity for line in self.items)
 
 
-def evolve(order: Order | None, event: DomainEvent) -> Order:
+def evolve(order: Order | None, recorded: RecordedEvent) -> Order:
     """The order after one more event of its stream."""
+    event = recorded.data
     if isinstance(event, OrderPlaced):
         if order is not None:
             raise ValueError(f"order {event.order_id} was placed twice")
@@ -193,44 +366,97 @@ def evolve(order: Order | None, event: DomainEvent) -> Order:
             currency=event.currency,
             created_at=event.placed_at,
             expires_at=event.expires_at,
-            version=1,
+            version=recorded.version,
         )
     if order is None:
         raise ValueError(f"{type(event).__name__} before OrderPlaced")
-    version = order.version + 1
+    replace = msgspec.structs.replace
+    order = replace(order, version=recorded.version)
     if isinstance(event, OrderPaid):
-        return msgspec.structs.replace(
-            order,
-            status=OrderStatus.PAID,
-            paid_at=event.paid_at,
-            payment_method=event.method,
-            version=version,
+        return replace(
+            order, status=OrderStatus.PAID, paid_at=event.paid_at, payment_method=event.method
         )
     if isinstance(event, OrderCancelled):
-        return msgspec.structs.replace(
-            order, status=OrderStatus.CANCELLED, cancelled_at=event.cancelled_at, version=version
-        )
+        return replace(order, status=OrderStatus.CANCELLED, cancelled_at=event.cancelled_at)
     if isinstance(event, OrderExpired):
-        return msgspec.structs.replace(
-            order, status=OrderStatus.EXPIRED, expired_at=event.expired_at, version=version
+        return replace(order, status=OrderStatus.EXPIRED, expired_at=event.expired_at)
+    if isinstance(event, PaymentStarted):
+        attempt = PaymentAttempt(
+            txn_ref=event.txn_ref,
+            amount=event.amount,
+            started_at=event.started_at,
+            expires_at=event.expires_at,
         )
-    # Events added to the order stream later (refunds, invoices) do not change these fields.
-    return msgspec.structs.replace(order, version=version)
+        return replace(order, payments=(*order.payments, attempt))
+    if isinstance(event, PaymentSucceeded | PaymentFailed):
+        status = (
+            PaymentStatus.SUCCEEDED if isinstance(event, PaymentSucceeded) else PaymentStatus.FAILED
+        )
+        payments = tuple(
+            replace(p, status=status, details=event.details) if p.txn_ref == event.txn_ref else p
+            for p in order.payments
+        )
+        return replace(order, payments=payments)
+    if isinstance(event, InvoiceIssued):
+        return replace(order, invoice=event)
+    if isinstance(event, RefundRequested):
+        refund = Refund(
+            id=event.refund_id,
+            txn_ref=event.txn_ref,
+            amount=event.amount,
+            reason=event.reason,
+            status="requested",
+            requested_at=event.requested_at,
+        )
+        return replace(order, refunds=(*order.refunds, refund))
+    if isinstance(event, RefundCompleted | RefundFailed):
+        refunds = tuple(
+            (
+                replace(
+                    r,
+                    status="completed",
+                    completed_at=event.completed_at,
+                    transaction_no=event.transaction_no,
+                )
+                if isinstance(event, RefundCompleted)
+                else replace(r, status="failed")
+            )
+            if r.id == event.refund_id
+            else r
+            for r in order.refunds
+        )
+        return replace(order, refunds=refunds)
+    return order
 
 
-def fold(events: Iterable[DomainEvent]) -> Order | None:
+def fold(history: Iterable[RecordedEvent]) -> Order | None:
     """The order described by its stream, or None for an empty stream."""
-    order: Order | None = None
-    for event in events:
-        order = evolve(order, event)
+    return fold_history(evolve, history)
+
+
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """An event with the stream position a fold needs, for folding decisions not yet stored."""
+
+    data: DomainEvent
+    version: int
+    occurred_at: datetime
+
+
+def after(order: Order | None, events: Sequence[DomainEvent], at: datetime) -> Order | None:
+    """The order after events a decision returned, before they are stored."""
+    version = 0 if order is None else order.version
+    for offset, event in enumerate(events, start=1):
+        order = evolve(order, Recorded(data=event, version=version + offset, occurred_at=at))
     return order
 
 
 # --- decisions -----------------------------------------------------------------------------
 
 
-class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True):
+class PlaceOrder(Command, frozen=True, kw_only=True):
     """Hold tickets of one event for a buyer."""
+
+    drawn_by_server: ClassVar[frozenset[str]] = frozenset({"order_id", "placed_at", "hold_seconds"})
 
     order_id: str
     event_id: str
@@ -328,71 +554,107 @@ def decide_place(command: PlaceOrder, event: CatalogEvent | None) -> list[OrderE
     )
     if total > 0:
         return [placed]
-    paid = decide_payment(evolve(None, placed), paid_at=now, amount=0, method=FREE_PAYMENT_METHOD)
-    return [placed, paid]
+    order = after(None, [placed], now)
+    assert order is not None
+    free = PayOrder(order_id=order.id, amount=0, method=FREE_PAYMENT_METHOD, paid_at=now)
+    return [placed, *decide_payment(order, free)]
 
 
 def first_index(items: Sequence[RequestedItem], ticket_type_id: str) -> int:
     return next(i for i, item in enumerate(items) if item.ticket_type_id == ticket_type_id)
 
 
-def decide_cancel(order: Order, *, by: str, now: datetime) -> OrderCancelled:
+class CancelOrder(Command, frozen=True, kw_only=True):
+    """The buyer gives up a pending order."""
+
+    order_id: str
+    by: str
+    cancelled_at: datetime
+
+
+class ExpireOrder(Command, frozen=True, kw_only=True):
+    """Release the hold of an order whose time ran out."""
+
+    order_id: str
+    now: datetime
+
+
+class PayOrder(Command, frozen=True, kw_only=True):
+    """Record full payment of a pending order by other means than the gateway (free orders)."""
+
+    order_id: str
+    amount: int
+    method: str
+    payment_reference: str | None = None
+    paid_at: datetime
+
+
+def decide_cancel(order: Order | None, command: CancelOrder) -> list[OrderEvent]:
     """Only the buyer cancels, and only while the order is pending."""
-    if by != order.buyer_id:
+    order = require_order(order, command.order_id)
+    if command.by != order.buyer_id:
         raise NotOrderBuyer("Only the buyer may cancel an order.")
     require_pending(order)
-    return OrderCancelled(
-        order_id=order.id,
-        event_id=order.event_id,
-        buyer_id=order.buyer_id,
-        items=order.quantities,
-        cancelled_at=now,
-        cancelled_by=by,
-    )
+    return [
+        OrderCancelled(
+            order_id=order.id,
+            event_id=order.event_id,
+            buyer_id=order.buyer_id,
+            items=order.quantities,
+            cancelled_at=command.cancelled_at,
+            cancelled_by=command.by,
+        )
+    ]
 
 
-def decide_expire(order: Order, *, now: datetime) -> OrderExpired | None:
-    """OrderExpired once the hold ran out; None when there is nothing (or nothing yet) to do."""
-    if order.status is not OrderStatus.PENDING or now < order.expires_at:
-        return None
-    return OrderExpired(
-        order_id=order.id,
-        event_id=order.event_id,
-        buyer_id=order.buyer_id,
-        items=order.quantities,
-        expired_at=now,
-    )
+def decide_expire(order: Order | None, command: ExpireOrder) -> list[OrderEvent]:
+    """OrderExpired once the hold ran out; nothing when there is nothing (or nothing yet) to do."""
+    order = require_order(order, command.order_id)
+    if order.status is not OrderStatus.PENDING or command.now < order.expires_at:
+        return []
+    return [
+        OrderExpired(
+            order_id=order.id,
+            event_id=order.event_id,
+            buyer_id=order.buyer_id,
+            items=order.quantities,
+            expired_at=command.now,
+        )
+    ]
 
 
-def decide_payment(
-    order: Order,
-    *,
-    paid_at: datetime,
-    amount: int,
-    method: str,
-    payment_reference: str | None = None,
-) -> OrderPaid:
+def decide_payment(order: Order | None, command: PayOrder) -> list[OrderEvent]:
     """A pending order paid in full becomes paid; an expired or cancelled one cannot be.
 
     A payment that arrives after the deadline but before the expiry was recorded still wins:
     the order's version, not the clock, decides which of them happened first.
     """
+    order = require_order(order, command.order_id)
     require_pending(order)
-    if amount != order.total_amount:
+    if command.amount != order.total_amount:
         raise Conflict(
-            f"Order {order.id!r} costs {order.total_amount} {order.currency}, not {amount}.",
+            f"Order {order.id!r} costs {order.total_amount} {order.currency},"
+            f" not {command.amount}.",
             code="payment_amount_mismatch",
         )
-    return OrderPaid(
-        order_id=order.id,
-        event_id=order.event_id,
-        buyer_id=order.buyer_id,
-        items=order.quantities,
-        amount=amount,
-        method=method,
-        payment_reference=payment_reference,
-        paid_at=paid_at,
-    )
+    return [
+        OrderPaid(
+            order_id=order.id,
+            event_id=order.event_id,
+            buyer_id=order.buyer_id,
+            items=order.quantities,
+            amount=command.amount,
+            method=command.method,
+            payment_reference=command.payment_reference,
+            paid_at=command.paid_at,
+        )
+    ]
+
+
+def require_order(order: Order | None, order_id: str) -> Order:
+    if order is None:
+        raise OrderNotFound(f"There is no order {order_id!r}.")
+    return order
 
 
 def require_pending(order: Order) -> None:
@@ -421,8 +683,11 @@ def stock_changes(event: DomainEvent) -> list[StockChange]:
     if isinstance(event, OrderCancelled | OrderExpired):
         return [StockChange(item.ticket_type_id, -item.quantity, 0) for item in event.items]
     if isinstance(event, OrderPaid):
+        # A late payment takes the tickets from stock again; an ordinary one moves held to sold.
+        held = 0 if event.restocked else -1
         return [
-            StockChange(item.ticket_type_id, -item.quantity, item.quantity) for item in event.items
+            StockChange(item.ticket_type_id, held * item.quantity, item.quantity)
+            for item in event.items
         ]
     return []
 
@@ -433,4 +698,6 @@ def buyer_ticket_change(event: DomainEvent) -> int:
         return sum(line.quantity for line in event.items)
     if isinstance(event, OrderCancelled | OrderExpired):
         return -sum(item.quantity for item in event.items)
+    if isinstance(event, OrderPaid) and event.restocked:
+        return sum(item.quantity for item in event.items)
     return 0

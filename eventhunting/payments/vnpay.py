@@ -155,6 +155,11 @@ def check_txn_ref(txn_ref: str) -> None:
         )
 
 
+def check_bank_code(bank_code: str) -> None:
+    if not BANK_CODE_PATTERN.fullmatch(bank_code):
+        raise InvalidPaymentRequest("bank_code", "must be 3 to 20 letters or digits")
+
+
 def check_ip_address(ip_address: str) -> None:
     try:
         ipaddress.ip_address(ip_address)
@@ -208,8 +213,7 @@ def payment_parameters(request: PaymentRequest, tmn_code: str) -> dict[str, str]
         "vnp_ExpireDate": expires,
     }
     if request.bank_code is not None:
-        if not BANK_CODE_PATTERN.fullmatch(request.bank_code):
-            raise InvalidPaymentRequest("bank_code", "must be 3 to 20 letters or digits")
+        check_bank_code(request.bank_code)
         parameters["vnp_BankCode"] = request.bank_code
     return parameters
 

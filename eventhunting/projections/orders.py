@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -11,6 +12,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain.orders import (
+    InvoiceIssued,
     OrderCancelled,
     OrderExpired,
     OrderPaid,
@@ -21,6 +23,7 @@ from eventhunting.projections.base import Projection
 from eventhunting.store.envelope import EventEnvelope
 
 ORDERS_COLLECTION = "orders"
+INVOICES_COLLECTION = "invoices"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,11 +73,14 @@ def placed_document(placed: OrderPlaced, version: int) -> dict[str, Any]:
 
 def changes_of(event: object) -> dict[str, Any] | None:
     if isinstance(event, OrderPaid):
-        return {
+        changes: dict[str, Any] = {
             "status": OrderStatus.PAID.value,
             "paid_at": event.paid_at,
             "payment_method": event.method,
         }
+        if event.invoice_number is not None:
+            changes["invoice_number"] = event.invoice_number
+        return changes
     if isinstance(event, OrderCancelled):
         return {"status": OrderStatus.CANCELLED.value, "cancelled_at": event.cancelled_at}
     if isinstance(event, OrderExpired):
@@ -82,16 +88,25 @@ def changes_of(event: object) -> dict[str, Any] | None:
     return None
 
 
-class OrdersProjection(Projection):
-    """Keeps `orders` in step with the order streams; a redelivered event changes nothing.
+def invoice_document(invoice: InvoiceIssued) -> dict[str, Any]:
+    document: dict[str, Any] = msgspec.to_builtins(invoice, builtin_types=(datetime,))
+    document["_id"] = invoice.number
+    return document
 
-    Each document carries the version of the last event applied, so an event is applied only
-    when it is newer than the document.
+
+class OrdersProjection(Projection):
+    """Keeps `orders` and `invoices` in step with the order streams.
+
+    An order becomes paid and its invoice exists together: OrderPaid and InvoiceIssued come
+    in one append and are applied in one transaction. Each order document carries the version
+    of the last event applied, so an event is applied only when it is newer than the document.
     """
 
     name = "orders"
-    collections = (ORDERS_COLLECTION,)
-    handles = frozenset({"OrderPlaced", "OrderPaid", "OrderCancelled", "OrderExpired"})
+    collections = (ORDERS_COLLECTION, INVOICES_COLLECTION)
+    handles = frozenset(
+        {"OrderPlaced", "OrderPaid", "OrderCancelled", "OrderExpired", "InvoiceIssued"}
+    )
 
     async def create_indexes(self, database: AsyncDatabase[dict[str, Any]]) -> None:
         await database[ORDERS_COLLECTION].create_index(
@@ -105,6 +120,12 @@ class OrdersProjection(Projection):
         await database[ORDERS_COLLECTION].create_index(
             [("event_id", ASCENDING), ("status", ASCENDING)], name="event_status"
         )
+        await database[INVOICES_COLLECTION].create_index(
+            [("order_id", ASCENDING)], name="order_id", unique=True
+        )
+        await database[INVOICES_COLLECTION].create_index(
+            [("series", ASCENDING), ("sequence", ASCENDING)], name="series_sequence", unique=True
+        )
 
     async def apply(
         self,
@@ -114,6 +135,14 @@ class OrdersProjection(Projection):
     ) -> None:
         collection = database[ORDERS_COLLECTION]
         data = event.data
+        if isinstance(data, InvoiceIssued):
+            await database[INVOICES_COLLECTION].update_one(
+                {"_id": data.number},
+                {"$setOnInsert": invoice_document(data)},
+                upsert=True,
+                session=session,
+            )
+            return
         if isinstance(data, OrderPlaced):
             await collection.update_one(
                 {"_id": data.order_id},

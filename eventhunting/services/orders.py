@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import msgspec
 import redis.asyncio as aioredis
 
-from eventhunting.domain.catalog import CatalogEvent
+from eventhunting.domain.catalog import CatalogEvent, EventNotFound
 from eventhunting.domain.errors import DomainError
+from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import (
-    IdempotencyKeyReused,
+    CancelOrder,
+    ExpireOrder,
+    InvoiceIssued,
     LimitExceeded,
     Order,
-    OrderEvent,
+    OrderCancelled,
+    OrderExpired,
     OrderNotFound,
+    OrderPaid,
     OrderPlaced,
     OrderStatus,
+    PaymentFailed,
+    PaymentStarted,
+    PaymentSucceeded,
+    PayOrder,
     PlaceOrder,
     RequestedItem,
     SoldOut,
@@ -31,46 +39,49 @@ from eventhunting.domain.orders import (
     decide_payment,
     decide_place,
     evolve,
-    fold,
     merge_items,
     stock_changes,
 )
+from eventhunting.services.repository import (
+    Effects,
+    Idempotency,
+    Repository,
+    StreamKind,
+    claim_request_body,
+    fingerprint_of,
+)
 from eventhunting.store import keys
 from eventhunting.store.append import (
-    AppendRequest,
-    AppendResult,
     CounterChange,
     EventStore,
     ScheduleChange,
     StreamVersion,
-    earlier_result_decoder,
     text,
 )
 from eventhunting.store.counters import inventory_counter, ticket_type_of_inventory_counter
-from eventhunting.store.envelope import EventEnvelope, EventMeta
 from eventhunting.store.errors import ConcurrencyError, GuardRejected
 
+ORDERS = StreamKind("order", evolve)
+
 HOLD_EXPIRY_SCHEDULE = "hold-expiry"
+# Payment attempts whose result VNPAY has not told us by their deadline are asked about
+# (querydr) from this schedule: score = the pay page's expiry plus PAYMENT_CHECK_DELAY.
+PAYMENT_CHECK_SCHEDULE = "payment-check"
+PAYMENT_CHECK_DELAY = timedelta(minutes=2)
 SOLD_OUT = "sold_out"
 LIMIT_EXCEEDED = "limit_exceeded"
 # A release or payment that would drive a counter below zero means the counters and the
 # streams disagree; the guard refuses it rather than writing a wrong number.
 COUNTER_MISMATCH = "inventory_mismatch"
-# Refused because the cached catalog event is no longer current: read it again and retry.
+# Refused because the cached catalog event is no longer current: read it again and decide.
 CATALOG_CHANGED = "catalog_changed"
-PLACE_ATTEMPTS = 3
+# Refused because another payment took the invoice number read: read it again and decide.
+INVOICE_NUMBER_TAKEN = "invoice_number_taken"
 # Catalog events kept per process; an entry is only a hint, checked by every append.
 EVENT_CACHE_SIZE = 10_000
-# Cancel, expiry and payment re-read the order and decide again after losing a race; the
-# second decision always sees a settled order, so a few attempts are plenty.
-DECISION_ATTEMPTS = 5
 
 EventLoader = Callable[[str], Awaitable[CatalogEvent]]
 Clock = Callable[[], datetime]
-
-
-def order_stream(order_id: str) -> str:
-    return f"order-{order_id}"
 
 
 def buyer_counter(event_id: str, account_id: str) -> str:
@@ -78,22 +89,13 @@ def buyer_counter(event_id: str, account_id: str) -> str:
     return f"buyer:{event_id}:{account_id}"
 
 
+def invoice_series_counter(series: str) -> str:
+    """The invoice numbers issued in a series (`issued`), in the series' event's partition."""
+    return f"invoice-series:{series}"
+
+
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-class OrderFingerprint(msgspec.Struct, frozen=True, array_like=True):
-    event_id: str
-    items: tuple[RequestedItem, ...]
-
-
-fingerprint_encoder = msgspec.json.Encoder()
-
-
-def fingerprint_of(event_id: str, items: Sequence[RequestedItem]) -> str:
-    """The request as the store compares it for a repeated Idempotency-Key (merged items)."""
-    body = fingerprint_encoder.encode(OrderFingerprint(event_id, merge_items(items)))
-    return hashlib.sha256(body).hexdigest()
 
 
 class ExpiryOutcome(StrEnum):
@@ -114,30 +116,41 @@ class Placement:
     repeated: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CounterEffects:
-    counters: list[CounterChange]
-    schedules: list[ScheduleChange]
+def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = None) -> Effects:
+    """The guarded counter and schedule changes that go with appending an order's `events`.
 
-
-def counter_effects(
-    events: Sequence[OrderEvent], *, buyer_limit: int | None = None
-) -> CounterEffects:
-    """The guarded counter changes and schedule changes that go with appending `events`.
-
-    Inventory only ever grows through a placement, which is guarded by capacity; releases
-    and payments keep `held + sold` equal or lower and are guarded against going negative.
+    Stock only ever grows through a placement or a payment that takes released tickets
+    again, guarded by capacity (and the buyer's limit); every other change keeps
+    `held + sold` equal or lower and is guarded against going negative. An invoice takes the
+    next number of its series only if no other payment took it first.
     """
     held_sold: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     tickets = 0
+    grows = False
+    placed: OrderPlaced | None = None
+    settles = False
+    counters: list[CounterChange] = []
     for event in events:
         for change in stock_changes(event):
             held_sold[change.ticket_type_id][0] += change.held
             held_sold[change.ticket_type_id][1] += change.sold
         tickets += buyer_ticket_change(event)
-    first = events[0]
-    grows = isinstance(first, OrderPlaced)
-    counters: list[CounterChange] = []
+        if isinstance(event, OrderPlaced):
+            placed, grows = event, True
+        elif isinstance(event, OrderPaid) and event.restocked:
+            grows = True
+        if isinstance(event, OrderPaid | OrderCancelled | OrderExpired):
+            settles = True
+        if isinstance(event, InvoiceIssued):
+            counters.append(
+                CounterChange(
+                    invoice_series_counter(event.series),
+                    {"issued": 1},
+                    sum_fields=("issued",),
+                    ceiling=event.sequence,
+                    code=INVOICE_NUMBER_TAKEN,
+                )
+            )
     for ticket_type_id, (held, sold) in held_sold.items():
         deltas = {field: delta for field, delta in (("held", held), ("sold", sold)) if delta}
         if grows:
@@ -154,7 +167,15 @@ def counter_effects(
             counters.append(
                 CounterChange(inventory_counter(ticket_type_id), deltas, code=COUNTER_MISMATCH)
             )
-    if tickets:
+    first = next(
+        (
+            e
+            for e in events
+            if isinstance(e, OrderPlaced | OrderPaid | OrderCancelled | OrderExpired)
+        ),
+        None,
+    )
+    if tickets and first is not None:
         name = buyer_counter(first.event_id, first.buyer_id)
         if grows and buyer_limit is not None:
             counters.append(
@@ -169,27 +190,26 @@ def counter_effects(
         else:
             code = LIMIT_EXCEEDED if grows else COUNTER_MISMATCH
             counters.append(CounterChange(name, {"tickets": tickets}, code=code))
-    final = fold_state_after(events)
     schedules: list[ScheduleChange] = []
-    if grows and final is OrderStatus.PENDING:
-        assert isinstance(first, OrderPlaced)
+    if placed is not None and not settles:
         schedules.append(
-            ScheduleChange(HOLD_EXPIRY_SCHEDULE, first.order_id, epoch_ms(first.expires_at))
+            ScheduleChange(HOLD_EXPIRY_SCHEDULE, placed.order_id, epoch_ms(placed.expires_at))
         )
-    elif not grows:
-        schedules.append(ScheduleChange(HOLD_EXPIRY_SCHEDULE, first.order_id, None))
-    return CounterEffects(counters=counters, schedules=schedules)
+    elif settles and placed is None:
+        order_id = next(
+            e.order_id for e in events if isinstance(e, OrderPaid | OrderCancelled | OrderExpired)
+        )
+        schedules.append(ScheduleChange(HOLD_EXPIRY_SCHEDULE, order_id, None))
+    for event in events:
+        if isinstance(event, PaymentStarted):
+            deadline = epoch_ms(event.expires_at + PAYMENT_CHECK_DELAY)
+            schedules.append(ScheduleChange(PAYMENT_CHECK_SCHEDULE, event.txn_ref, deadline))
+        elif isinstance(event, PaymentSucceeded | PaymentFailed):
+            schedules.append(ScheduleChange(PAYMENT_CHECK_SCHEDULE, event.txn_ref, None))
+    return Effects(counters=counters, schedules=schedules)
 
 
-def fold_state_after(events: Sequence[OrderEvent]) -> OrderStatus | None:
-    """The status the appended events end in, for an order placed by the first of them."""
-    if not isinstance(events[0], OrderPlaced):
-        return None
-    order = fold(events)
-    return None if order is None else order.status
-
-
-def translate_guard(rejected: GuardRejected) -> DomainError:
+def translate_guard(rejected: GuardRejected) -> DomainError | GuardRejected:
     """Store guard codes become the order domain's errors, without counter names."""
     if rejected.code == SOLD_OUT:
         ticket_type_id = ticket_type_of_inventory_counter(rejected.name)
@@ -220,6 +240,7 @@ class OrderService:
         self.hold_seconds = hold_seconds
         self.clock = clock
         self.partitions = store.partitions
+        self.repository = Repository(store, ORDERS)
         self.events: dict[str, CatalogEvent] = {}
 
     def now(self) -> datetime:
@@ -246,60 +267,64 @@ class OrderService:
         a fresh read, so a cached event never changes an outcome.
         """
         partition = self.partition_of(event_id)
-        fingerprint: str | None = None
-        idempotency_id: str | None = None
-        if idempotency_key is not None:
-            fingerprint = fingerprint_of(event_id, items)
-            idempotency_id = f"order:{buyer_id}:{idempotency_key}"
-            if await self.claim_idempotency_key(idempotency_id, buyer_id, fingerprint):
-                earlier = await self.earlier_placement(partition, idempotency_id)
-                if earlier is not None:
-                    return earlier
         order_id = keys.new_id_in_partition(partition, self.partitions)
-        for attempt in range(1, PLACE_ATTEMPTS + 1):
-            fresh = attempt > 1 or event_id not in self.events
+        command = PlaceOrder(
+            order_id=order_id,
+            event_id=event_id,
+            buyer_id=buyer_id,
+            items=tuple(items),
+            placed_at=self.now(),
+            hold_seconds=self.hold_seconds,
+        )
+        idempotency: Idempotency | None = None
+        if idempotency_key is not None:
+            merged = msgspec.structs.replace(command, items=merge_items(command.items))
+            idempotency = Idempotency(f"order:{buyer_id}:{idempotency_key}", fingerprint_of(merged))
+            # The key is tied to its body in the buyer's partition first: the append's own
+            # record lives in the event's partition and cannot see the key used elsewhere.
+            if await claim_request_body(
+                self.redis, self.partition_of(buyer_id), idempotency.id, idempotency.fingerprint
+            ):
+                earlier = await self.repository.earlier(partition, idempotency)
+                if earlier is not None:
+                    return Placement(order=earlier.state, repeated=True)
+        used: list[CatalogEvent] = []
+
+        async def decide(order: Order | None) -> list[DomainEvent]:
+            fresh = bool(used) or event_id not in self.events
             event = await self.event_terms(event_id, fresh=fresh)
-            command = PlaceOrder(
-                order_id=order_id,
-                event_id=event_id,
-                buyer_id=buyer_id,
-                items=tuple(items),
-                placed_at=self.now(),
-                hold_seconds=self.hold_seconds,
-            )
             try:
                 events = decide_place(command, event)
             except DomainError:
                 if fresh:
                     raise
-                continue
-            effects = counter_effects(events, buyer_limit=event.max_tickets_per_customer)
-            request = AppendRequest(
-                partition=partition,
-                stream=order_stream(order_id),
-                events=events,
-                expected_version=0,
-                meta=EventMeta(command_id=idempotency_id, actor=buyer_id),
-                idempotency_id=idempotency_id,
-                fingerprint=fingerprint,
-                counters=effects.counters,
-                schedules=effects.schedules,
+                event = await self.event_terms(event_id, fresh=True)
+                events = decide_place(command, event)
+            used.append(event)
+            return list(events)
+
+        def effects(order: Order | None, events: list[DomainEvent]) -> Effects:
+            event = used[-1]
+            counted = order_effects(events, buyer_limit=event.max_tickets_per_customer)
+            return Effects(
+                counters=counted.counters,
+                schedules=counted.schedules,
                 stream_versions=[StreamVersion(event.stream, event.version, code=CATALOG_CHANGED)],
             )
-            try:
-                result = await self.store.append(request)
-            except GuardRejected as rejected:
-                if rejected.code == CATALOG_CHANGED and attempt < PLACE_ATTEMPTS:
-                    continue
-                raise translate_guard(rejected) from None
-            if result.duplicate and result.fingerprint != fingerprint:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was used with a different request body."
-                )
-            order = order_of(result.events)
-            assert order is not None, "an append returns the events it wrote"
-            return Placement(order=order, repeated=result.duplicate)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        try:
+            saved = await self.repository.decide_and_append(
+                order_id,
+                decide,
+                effects=effects,
+                idempotency=idempotency,
+                actor=buyer_id,
+                decide_again_on=lambda rejected: rejected.code == CATALOG_CHANGED,
+            )
+        except GuardRejected as rejected:
+            raise translate_guard(rejected) from None
+        assert saved is not None, "a placement always decides events"
+        return Placement(order=saved.state, repeated=saved.repeated)
 
     async def event_terms(self, event_id: str, *, fresh: bool) -> CatalogEvent:
         """The catalog event, from the cache unless `fresh` (then the cache is refreshed)."""
@@ -314,69 +339,62 @@ class OrderService:
         self.events[event_id] = event
         return event
 
-    async def claim_idempotency_key(
-        self, idempotency_id: str, buyer_id: str, fingerprint: str
-    ) -> bool:
-        """Tie the key to the request body before appending; True when it was seen before.
-
-        The append's own idempotency record lives in the event's partition, so it cannot see
-        the same key used earlier for another event; this record, keyed by the buyer, can.
-        """
-        record = keys.idempotency_key(self.partition_of(buyer_id), f"body:{idempotency_id}")
-        earlier = await self.redis.set(record, fingerprint, nx=True, get=True)
-        if isinstance(earlier, bytes | str) and text(earlier) != fingerprint:
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was used with a different request body."
-            )
-        return earlier is not None
-
-    async def earlier_placement(self, partition: int, idempotency_id: str) -> Placement | None:
-        """The order a repeated key placed, without deciding again (the sale may have moved
-        on since); None when the first request with the key placed nothing."""
-        stored = await self.redis.get(keys.idempotency_key(partition, idempotency_id))
-        if stored is None:
-            return None
-        result = await self.store.earlier_result(partition, earlier_result_decoder.decode(stored))
-        order = order_of(result.events)
-        assert order is not None
-        return Placement(order=order, repeated=True)
-
     async def get(self, order_id: str) -> Order:
         """The order as its stream says now (read-your-writes)."""
-        history = await self.store.read_stream(self.partition_of(order_id), order_stream(order_id))
-        order = order_of(history)
+        order = await self.repository.find(order_id)
         if order is None:
+            raise OrderNotFound(f"There is no order {order_id!r}.")
+        return order
+
+    async def get_visible(self, order_id: str, *, viewer_id: str, viewer_is_admin: bool) -> Order:
+        """The order if the viewer is its buyer, an admin or the event's organizer; else 404."""
+        order = await self.get(order_id)
+        if order.buyer_id == viewer_id or viewer_is_admin:
+            return order
+        try:
+            organizer_id = (await self.event_terms(order.event_id, fresh=False)).organizer_id
+        except EventNotFound:
+            organizer_id = None
+        if organizer_id != viewer_id:
             raise OrderNotFound(f"There is no order {order_id!r}.")
         return order
 
     async def cancel(self, order_id: str, *, by: str) -> Order:
         """The buyer gives up a pending order; its tickets are free again at once."""
-        return await self.decide_and_append(
-            order_id, lambda order: decide_cancel(order, by=by, now=self.now()), actor=by
+        command = CancelOrder(order_id=order_id, by=by, cancelled_at=self.now())
+        saved = await self.repository.decide_and_append(
+            order_id,
+            lambda order: list(decide_cancel(order, command)),
+            effects=lambda order, events: order_effects(events),
+            actor=by,
         )
+        assert saved is not None
+        return saved.state
 
     async def expire(self, order_id: str) -> ExpiryOutcome:
         """Expire the order if its hold ran out and it is still pending.
 
-        Losing a race to a payment or cancel (ConcurrencyError) is normal: the order is read
-        again and is then settled, so exactly one of them took effect.
+        Losing a race to a payment or cancel is normal: the order is read again and is then
+        settled, so exactly one of them took effect.
         """
-        for _ in range(DECISION_ATTEMPTS):
-            try:
-                order = await self.get(order_id)
-            except OrderNotFound:
-                return ExpiryOutcome.MISSING
-            if order.status is not OrderStatus.PENDING:
-                return ExpiryOutcome.SETTLED
-            expired = decide_expire(order, now=self.now())
-            if expired is None:
-                return ExpiryOutcome.NOT_DUE
-            try:
-                await self.append_decision(order, expired, actor="expirer")
-            except ConcurrencyError:
-                continue
+        command = ExpireOrder(order_id=order_id, now=self.now())
+        try:
+            saved = await self.repository.decide_and_append(
+                order_id,
+                lambda order: list(decide_expire(order, command)),
+                effects=lambda order, events: order_effects(events),
+                actor="expirer",
+            )
+        except OrderNotFound:
+            return ExpiryOutcome.MISSING
+        except ConcurrencyError:
+            return ExpiryOutcome.CONTENDED
+        if saved is not None:
             return ExpiryOutcome.EXPIRED
-        return ExpiryOutcome.CONTENDED
+        order = await self.get(order_id)
+        if order.status is OrderStatus.PENDING:
+            return ExpiryOutcome.NOT_DUE
+        return ExpiryOutcome.SETTLED
 
     async def mark_paid(
         self,
@@ -388,46 +406,21 @@ class OrderService:
         paid_at: datetime | None = None,
     ) -> Order:
         """Record full payment of a pending order; loses cleanly to an expiry or cancel."""
-        return await self.decide_and_append(
+        command = PayOrder(
+            order_id=order_id,
+            amount=amount,
+            method=method,
+            payment_reference=payment_reference,
+            paid_at=paid_at or self.now(),
+        )
+        saved = await self.repository.decide_and_append(
             order_id,
-            lambda order: decide_payment(
-                order,
-                paid_at=paid_at or self.now(),
-                amount=amount,
-                method=method,
-                payment_reference=payment_reference,
-            ),
+            lambda order: list(decide_payment(order, command)),
+            effects=lambda order, events: order_effects(events),
             actor=method,
         )
-
-    async def decide_and_append(
-        self, order_id: str, decide: Callable[[Order], OrderEvent], *, actor: str
-    ) -> Order:
-        attempt = 1
-        while True:
-            order = await self.get(order_id)
-            try:
-                return await self.append_decision(order, decide(order), actor=actor)
-            except ConcurrencyError:
-                if attempt == DECISION_ATTEMPTS:
-                    raise
-                attempt += 1
-
-    async def append_decision(self, order: Order, event: OrderEvent, *, actor: str) -> Order:
-        """Append one event after `order.version`; ConcurrencyError when another won the race."""
-        effects = counter_effects([event])
-        result = await self.store.append(
-            AppendRequest(
-                partition=self.partition_of(order.id),
-                stream=order_stream(order.id),
-                events=[event],
-                expected_version=order.version,
-                meta=EventMeta(actor=actor),
-                counters=effects.counters,
-                schedules=effects.schedules,
-            )
-        )
-        return after(order, result)
+        assert saved is not None
+        return saved.state
 
     async def due_orders(self, partition: int, now: datetime, limit: int) -> list[str]:
         """Ids of orders in `partition` whose hold deadline has passed, earliest first."""
@@ -445,14 +438,3 @@ class OrderService:
         await self.redis.zrem(
             keys.schedule_key(self.partition_of(order_id), HOLD_EXPIRY_SCHEDULE), order_id
         )
-
-
-def order_of(history: Sequence[EventEnvelope]) -> Order | None:
-    return fold(envelope.data for envelope in history)
-
-
-def after(order: Order, result: AppendResult) -> Order:
-    state = order
-    for envelope in result.events:
-        state = evolve(state, envelope.data)
-    return state

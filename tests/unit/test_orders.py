@@ -17,31 +17,43 @@ from eventhunting.domain.catalog import (
 from eventhunting.domain.errors import Conflict, InvalidInput
 from eventhunting.domain.events import registry
 from eventhunting.domain.orders import (
+    CancelOrder,
     EventNotOnSale,
+    ExpireOrder,
     LimitExceeded,
     NotOrderBuyer,
     Order,
+    OrderCancelled,
     OrderExpired,
     OrderNotPending,
     OrderPaid,
     OrderPlaced,
     OrderStatus,
+    PayOrder,
     PlaceOrder,
     RequestedItem,
     SaleClosed,
     StockChange,
+    after,
     buyer_ticket_change,
     decide_cancel,
     decide_expire,
     decide_payment,
     decide_place,
-    fold,
     merge_items,
     stock_changes,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HOLD = 900
+
+
+def cancel_by(buyer: str, order: Order) -> CancelOrder:
+    return CancelOrder(order_id=order.id, by=buyer, cancelled_at=NOW)
+
+
+def pay(order: Order, *, amount: int) -> PayOrder:
+    return PayOrder(order_id=order.id, amount=amount, method="vnpay", paid_at=NOW)
 
 
 def terms(**changes: object) -> CatalogEvent:
@@ -97,7 +109,7 @@ def place(*items: tuple[str, int], buyer: str = "b1", at: datetime = NOW) -> Pla
 
 
 def placed_order(*items: tuple[str, int]) -> Order:
-    order = fold(decide_place(place(*items), terms()))
+    order = after(None, decide_place(place(*items), terms()), NOW)
     assert order is not None
     return order
 
@@ -209,7 +221,7 @@ def test_more_than_the_per_customer_limit_in_one_order_is_refused() -> None:
 def test_a_free_order_is_paid_at_once() -> None:
     events = decide_place(place(("free", 2)), terms())
     assert [type(event) for event in events] == [OrderPlaced, OrderPaid]
-    order = fold(events)
+    order = after(None, events, NOW)
     assert order is not None
     assert order.status is OrderStatus.PAID
     assert order.paid_at == NOW
@@ -225,56 +237,60 @@ def test_folding_tracks_status_and_version() -> None:
 
 def test_the_buyer_cancels_a_pending_order() -> None:
     order = placed_order(("std", 2))
-    cancelled = decide_cancel(order, by="b1", now=NOW)
+    [cancelled] = decide_cancel(order, cancel_by("b1", order))
+    assert isinstance(cancelled, OrderCancelled)
     assert cancelled.items[0].quantity == 2
-    after = fold([*decide_place(place(("std", 2)), terms()), cancelled])
-    assert after is not None
-    assert after.status is OrderStatus.CANCELLED
+    settled = after(None, [*decide_place(place(("std", 2)), terms()), cancelled], NOW)
+    assert settled is not None
+    assert settled.status is OrderStatus.CANCELLED
 
 
 def test_someone_else_cannot_cancel() -> None:
+    order = placed_order(("std", 1))
     with pytest.raises(NotOrderBuyer):
-        decide_cancel(placed_order(("std", 1)), by="intruder", now=NOW)
+        decide_cancel(order, cancel_by("intruder", order))
 
 
 @pytest.mark.parametrize("status", [OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.CANCELLED])
 def test_only_pending_orders_can_be_cancelled(status: OrderStatus) -> None:
     order = msgspec.structs.replace(placed_order(("std", 1)), status=status)
     with pytest.raises(OrderNotPending) as raised:
-        decide_cancel(order, by="b1", now=NOW)
+        decide_cancel(order, cancel_by("b1", order))
     assert raised.value.code == "order_not_pending"
 
 
 def test_expiry_waits_for_the_deadline() -> None:
     order = placed_order(("std", 1))
-    assert decide_expire(order, now=order.expires_at - timedelta(milliseconds=1)) is None
-    expired = decide_expire(order, now=order.expires_at)
+    early = order.expires_at - timedelta(milliseconds=1)
+    assert decide_expire(order, ExpireOrder(order_id=order.id, now=early)) == []
+    [expired] = decide_expire(order, ExpireOrder(order_id=order.id, now=order.expires_at))
     assert isinstance(expired, OrderExpired)
 
 
 def test_a_paid_order_never_expires() -> None:
     order = msgspec.structs.replace(placed_order(("std", 1)), status=OrderStatus.PAID)
-    assert decide_expire(order, now=order.expires_at + timedelta(hours=1)) is None
+    late = order.expires_at + timedelta(hours=1)
+    assert decide_expire(order, ExpireOrder(order_id=order.id, now=late)) == []
 
 
 def test_payment_needs_the_full_amount() -> None:
     order = placed_order(("std", 1))
     with pytest.raises(Conflict) as raised:
-        decide_payment(order, paid_at=NOW, amount=1, method="vnpay")
+        decide_payment(order, pay(order, amount=1))
     assert raised.value.code == "payment_amount_mismatch"
 
 
 def test_an_expired_order_cannot_be_paid() -> None:
     order = msgspec.structs.replace(placed_order(("std", 1)), status=OrderStatus.EXPIRED)
     with pytest.raises(OrderNotPending):
-        decide_payment(order, paid_at=NOW, amount=order.total_amount, method="vnpay")
+        decide_payment(order, pay(order, amount=order.total_amount))
 
 
 def test_events_move_tickets_between_held_and_sold() -> None:
     order = placed_order(("std", 2), ("vip", 1))
     [placed] = decide_place(place(("std", 2), ("vip", 1)), terms())
-    paid = decide_payment(order, paid_at=NOW, amount=order.total_amount, method="vnpay")
-    released = decide_cancel(order, by="b1", now=NOW)
+    [paid] = decide_payment(order, pay(order, amount=order.total_amount))
+    [released] = decide_cancel(order, cancel_by("b1", order))
     assert stock_changes(placed) == [StockChange("std", 2, 0), StockChange("vip", 1, 0)]
     assert stock_changes(paid) == [StockChange("std", -2, 2), StockChange("vip", -1, 1)]
     assert stock_changes(released) == [StockChange("std", -2, 0), StockChange("vip", -1, 0)]

@@ -12,17 +12,20 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from eventhunting.domain.catalog import CatalogEvent, EventStatus, TicketType, Venue
 from eventhunting.domain.errors import DomainError
 from eventhunting.domain.orders import (
+    CancelOrder,
+    ExpireOrder,
     Order,
     OrderEvent,
     OrderStatus,
+    PayOrder,
     PlaceOrder,
     RequestedItem,
+    after,
     buyer_ticket_change,
     decide_cancel,
     decide_expire,
     decide_payment,
     decide_place,
-    evolve,
     merge_items,
     stock_changes,
 )
@@ -102,9 +105,7 @@ class GuardedOrders(RuleBasedStateMachine):
         if any(count < 0 or count > LIMIT for count in tickets.values()):
             return
         self.held, self.sold, self.buyer_tickets = held, sold, tickets
-        order = current
-        for event in events:
-            order = evolve(order, event)
+        order = after(current, events, self.now)
         assert order is not None
         self.orders[order_id] = order
         self.streams.setdefault(order_id, []).extend(events)
@@ -131,32 +132,37 @@ class GuardedOrders(RuleBasedStateMachine):
     def cancel(self, data: st.DataObject) -> None:
         order = self.orders[data.draw(st.sampled_from(sorted(self.orders)))]
         try:
-            event = decide_cancel(order, by=order.buyer_id, now=self.now)
+            events = decide_cancel(
+                order, CancelOrder(order_id=order.id, by=order.buyer_id, cancelled_at=self.now)
+            )
         except DomainError:
             assert order.status is not OrderStatus.PENDING
             return
-        self.append(order.id, order, [event])
+        self.append(order.id, order, list(events))
 
     @precondition(lambda self: bool(self.orders))
     @rule(data=st.data())
     def pay(self, data: st.DataObject) -> None:
         order = self.orders[data.draw(st.sampled_from(sorted(self.orders)))]
         try:
-            event = decide_payment(
-                order, paid_at=self.now, amount=order.total_amount, method="test"
+            events = decide_payment(
+                order,
+                PayOrder(
+                    order_id=order.id, amount=order.total_amount, method="test", paid_at=self.now
+                ),
             )
         except DomainError:
             assert order.status is not OrderStatus.PENDING
             return
-        self.append(order.id, order, [event])
+        self.append(order.id, order, list(events))
 
     @rule(seconds=st.integers(min_value=1, max_value=90))
     def time_passes_and_holds_expire(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
         for order in list(self.orders.values()):
-            event = decide_expire(order, now=self.now)
-            if event is not None:
-                self.append(order.id, order, [event])
+            events = decide_expire(order, ExpireOrder(order_id=order.id, now=self.now))
+            if events:
+                self.append(order.id, order, list(events))
 
     @invariant()
     def never_oversold_nor_negative(self) -> None:

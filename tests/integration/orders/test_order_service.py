@@ -10,10 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from eventhunting.domain.catalog import CancelEvent, CatalogEvent, ChangeTicketType
-from eventhunting.domain.errors import DomainError, InvalidInput
+from eventhunting.domain.errors import DomainError, IdempotencyKeyReused, InvalidInput
 from eventhunting.domain.orders import (
     EventNotOnSale,
-    IdempotencyKeyReused,
     LimitExceeded,
     OrderNotPending,
     OrderStatus,
@@ -23,10 +22,10 @@ from eventhunting.domain.orders import (
 from eventhunting.services.catalog import CatalogService
 from eventhunting.services.orders import (
     HOLD_EXPIRY_SCHEDULE,
+    ORDERS,
     ExpiryOutcome,
     OrderService,
     buyer_counter,
-    order_stream,
 )
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore, text
@@ -248,7 +247,7 @@ async def test_expiring_twice_releases_once(
     outcomes = await asyncio.gather(*(orders.expire(order.id) for _ in range(5)))
     assert Counter(outcomes) == {ExpiryOutcome.EXPIRED: 1, ExpiryOutcome.SETTLED: 4}
     assert (await inventory(store, event))["held"] == 0
-    assert len(await store.read_stream(order_stream(order.id))) == 2
+    assert len(await store.read_stream(ORDERS.stream(order.id))) == 2
 
 
 async def test_payment_racing_expiry_and_cancel_has_exactly_one_winner(

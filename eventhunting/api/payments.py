@@ -1,0 +1,262 @@
+"""Payment routes: start a VNPAY payment, VNPAY's IPN, the return page, and invoices."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get, post
+
+from eventhunting.api.auth import Principal, principal_of, signed_in
+from eventhunting.api.client_address import client_address, parse_networks
+from eventhunting.api.openapi import PROBLEM_STATUSES
+from eventhunting.api.pages import render_page
+from eventhunting.bootstrap import Services
+from eventhunting.domain.orders import InvoiceIssued, OrderNotFound
+from eventhunting.payments.vnpay import BANK_CODE_PATTERN
+from eventhunting.services.payments import PaymentOutcome
+
+BankCode = Annotated[str, msgspec.Meta(pattern=f"^{BANK_CODE_PATTERN.pattern}$")]
+
+
+class VnpayPaymentCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Optional: a bank to go to directly (`NCB`, `VNBANK`, `VNPAYQR`, `INTCARD`...) and the
+    language of VNPAY's page (`vn` or `en`)."""
+
+    bank_code: BankCode | None = None
+    locale: Literal["vn", "en"] | None = None
+
+
+class VnpayPayment(msgspec.Struct, frozen=True, kw_only=True):
+    """Where to send the buyer; the page stays open until `expires_at` (never after the hold)."""
+
+    payment_url: str
+    txn_ref: str
+    expires_at: datetime
+
+
+class IpnReply(msgspec.Struct, frozen=True):
+    """Exactly what VNPAY expects back from an IPN call."""
+
+    RspCode: str
+    Message: str
+
+
+class PaymentResultView(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str | None
+    status: str
+    message: str
+
+
+class Party(msgspec.Struct, frozen=True, kw_only=True):
+    name: str | None
+    email: str | None = None
+
+
+class Seller(msgspec.Struct, frozen=True, kw_only=True):
+    organizer_id: str
+    name: str | None
+
+
+class InvoiceLineView(msgspec.Struct, frozen=True, kw_only=True):
+    description: str
+    quantity: int
+    unit_price: int
+    amount: int
+
+
+class InvoicePaymentView(msgspec.Struct, frozen=True, kw_only=True):
+    method: str
+    transaction_no: str | None
+    bank_code: str | None
+    paid_at: datetime
+
+
+class Invoice(msgspec.Struct, frozen=True, kw_only=True):
+    """An invoice: its number is unique and gapless in its series and never changes."""
+
+    number: str
+    order_id: str
+    issued_at: datetime
+    seller: Seller
+    buyer: Party
+    lines: list[InvoiceLineView]
+    total_amount: int
+    currency: str
+    payment: InvoicePaymentView
+
+
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Payment result",
+        "order": "Order",
+        "paid": "Paid",
+        "failed": "Payment failed",
+        "processing": "Confirming your payment",
+        "refunding": "Payment will be refunded",
+        "invalid": "Invalid payment result",
+        "unknown": "Order not found",
+    },
+    "vn": {
+        "title": "Kết quả thanh toán",
+        "order": "Đơn hàng",
+        "paid": "Đã thanh toán",
+        "failed": "Thanh toán không thành công",
+        "processing": "Đang xác nhận thanh toán",
+        "refunding": "Khoản thanh toán sẽ được hoàn lại",
+        "invalid": "Kết quả thanh toán không hợp lệ",
+        "unknown": "Không tìm thấy đơn hàng",
+    },
+}
+
+MESSAGES_VN: dict[str, str] = {
+    "paid": "Đã nhận thanh toán. Cảm ơn bạn!",
+    "failed": "Thanh toán không thành công; bạn có thể thử lại.",
+    "processing": "Đã nhận thanh toán; chúng tôi đang xác nhận với VNPAY.",
+    "refunding": "Đã nhận thanh toán nhưng khoản này sẽ được hoàn lại.",
+    "invalid": "Kết quả thanh toán không có chữ ký hợp lệ của VNPAY.",
+    "unknown": "Không có đơn hàng này.",
+}
+
+
+def page_locale(request: Request[Any, Any, Any]) -> str:
+    wanted = str(request.query_params.get("lang") or request.headers.get("accept-language") or "")
+    return "vn" if wanted.lower().startswith(("vi", "vn")) else "en"
+
+
+def wants_json(request: Request[Any, Any, Any]) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def invoice_view(invoice: InvoiceIssued, seller_name: str | None, buyer: Party) -> Invoice:
+    return Invoice(
+        number=invoice.number,
+        order_id=invoice.order_id,
+        issued_at=invoice.issued_at,
+        seller=Seller(organizer_id=invoice.organizer_id, name=seller_name),
+        buyer=buyer,
+        lines=[
+            InvoiceLineView(
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line.amount,
+            )
+            for line in invoice.lines
+        ],
+        total_amount=invoice.total_amount,
+        currency=invoice.currency,
+        payment=InvoicePaymentView(
+            method=invoice.payment.method,
+            transaction_no=invoice.payment.transaction_no,
+            bank_code=invoice.payment.bank_code,
+            paid_at=invoice.payment.paid_at,
+        ),
+    )
+
+
+class PaymentController(Controller):
+    path = "/api/v1"
+    tags = ["payments"]
+
+    @post(
+        "/orders/{order_id:str}/payments/vnpay",
+        guards=[signed_in],
+        summary="Start paying a pending order through VNPAY",
+        description=(
+            "Records a new payment attempt and returns the signed VNPAY URL to send the buyer"
+            " to. 409 `order_not_pending`, `hold_expired`; 404 for another buyer's order;"
+            " 503 `payments_unavailable` when no merchant is configured."
+        ),
+        status_code=201,
+        opt={PROBLEM_STATUSES: (404, 409, 503)},
+    )
+    async def start(
+        self,
+        order_id: str,
+        request: Request[Any, Any, Any],
+        data: VnpayPaymentCreate | None = None,
+    ) -> VnpayPayment:
+        principal = principal_of(request)
+        services: Services = request.app.state.services
+        body = data or VnpayPaymentCreate()
+        proxies = parse_networks(services.settings.trusted_proxies)
+        peer = request.client.host if request.client else None
+        link = await services.payments.start(
+            order_id,
+            buyer_id=principal.account_id,
+            client_ip=client_address(peer, request.headers.get("x-forwarded-for"), proxies),
+            bank_code=body.bank_code,
+            locale=body.locale,
+        )
+        return VnpayPayment(
+            payment_url=link.payment_url, txn_ref=link.txn_ref, expires_at=link.expires_at
+        )
+
+    @get(
+        "/payments/vnpay/ipn",
+        summary="VNPAY's IPN: records a payment result and answers VNPAY",
+        description=(
+            "Called by VNPAY with the signed result. Always 200 with exactly"
+            ' `{"RspCode", "Message"}`: 97 invalid signature, 01 order not found, 04 invalid'
+            " amount, 02 already confirmed, 00 recorded, 99 unexpected error (VNPAY retries)."
+        ),
+        opt={PROBLEM_STATUSES: ()},
+    )
+    async def ipn(self, request: Request[Any, Any, Any]) -> IpnReply:
+        services: Services = request.app.state.services
+        answer = await services.payments.handle_ipn(request.query_params.multi_items())
+        return IpnReply(RspCode=answer.code, Message=answer.message)
+
+    @get(
+        "/payments/vnpay/return",
+        summary="Where VNPAY sends the buyer back: the payment's outcome (display only)",
+        description=(
+            "An HTML page (vi/en by Accept-Language or `?lang=vi`); with"
+            " `Accept: application/json`, `{order_id, status, message}`. Never changes an order."
+        ),
+        media_type=MediaType.HTML,
+        opt={PROBLEM_STATUSES: (503,)},
+    )
+    async def return_page(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        services: Services = request.app.state.services
+        outcome: PaymentOutcome = await services.payments.outcome(
+            request.query_params.multi_items()
+        )
+        locale = page_locale(request)
+        message = outcome.message if locale == "en" else MESSAGES_VN[outcome.status]
+        if wants_json(request):
+            view = PaymentResultView(
+                order_id=outcome.order_id, status=outcome.status, message=message
+            )
+            return Response(msgspec.to_builtins(view), media_type=MediaType.JSON)
+        return render_page(
+            "payment_result.html",
+            outcome=outcome,
+            message=message,
+            locale=locale,
+            text=TEXTS[locale],
+        )
+
+    @get(
+        "/orders/{order_id:str}/invoice",
+        guards=[signed_in],
+        summary="The invoice of a paid order (buyer, the event's organizer, admin)",
+        description="404 `invoice_not_found` until the order is paid through VNPAY.",
+        opt={PROBLEM_STATUSES: (404,)},
+    )
+    async def invoice(self, order_id: str, services: Services, principal: Principal) -> Invoice:
+        order = await services.orders.get_visible(
+            order_id, viewer_id=principal.account_id, viewer_is_admin=principal.is_admin
+        )
+        if order.invoice is None:
+            raise OrderNotFound(f"Order {order_id!r} has no invoice.", code="invoice_not_found")
+        seller = await services.accounts.find(order.invoice.organizer_id)
+        buyer = await services.accounts.find(order.buyer_id)
+        return invoice_view(
+            order.invoice,
+            seller.full_name if seller else None,
+            Party(name=buyer.full_name, email=buyer.email) if buyer else Party(name=None),
+        )

@@ -1,0 +1,285 @@
+"""Paying an order through a gateway: attempts, their results, invoices and automatic refunds."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from eventhunting.domain.errors import Conflict, NotFound
+from eventhunting.domain.events import Command
+from eventhunting.domain.orders import (
+    InvoiceIssued,
+    InvoiceLine,
+    InvoicePayment,
+    Order,
+    OrderEvent,
+    OrderNotFound,
+    OrderPaid,
+    OrderStatus,
+    PaymentDetails,
+    PaymentFailed,
+    PaymentStarted,
+    PaymentStatus,
+    PaymentSucceeded,
+    RefundCompleted,
+    RefundFailed,
+    RefundRequested,
+    require_order,
+    require_pending,
+)
+
+GATEWAY = "VNPAY"
+# A gateway payment page stays open at most this long (and never past the hold's expiry).
+PAYMENT_WINDOW = timedelta(minutes=15)
+# Most attempts one order may start: each is a trip to the gateway; a few cover retries.
+MAX_PAYMENT_ATTEMPTS = 20
+# Refund reasons recorded when money arrives that we cannot keep.
+REFUND_STOCK_GONE = "tickets_no_longer_available"
+REFUND_DUPLICATE_PAYMENT = "duplicate_payment"
+SYSTEM_ACTOR = "system"
+
+
+class PaymentNotFound(NotFound):
+    code = "payment_not_found"
+
+
+class PaymentAmountMismatch(Conflict):
+    code = "payment_amount_mismatch"
+
+
+class PaymentAlreadyRecorded(Conflict):
+    code = "payment_already_recorded"
+
+
+class TooManyPaymentAttempts(Conflict):
+    code = "too_many_payment_attempts"
+
+
+class HoldExpired(Conflict):
+    code = "hold_expired"
+
+
+def txn_ref_of(order_id: str, attempt: int) -> str:
+    """The gateway reference of an order's `attempt`-th payment: the order id and two digits.
+
+    ASCII letters and digits only, at most 28 characters, unique per attempt, and the order
+    is found from the reference alone.
+    """
+    return f"{order_id}{attempt:02d}"
+
+
+def order_id_of(txn_ref: str) -> str | None:
+    """The order a gateway reference belongs to, or None when it is not one of ours."""
+    if len(txn_ref) != 28 or not txn_ref[-2:].isdigit() or not txn_ref.isalnum():
+        return None
+    return txn_ref[:-2]
+
+
+def invoice_number(series: str, sequence: int) -> str:
+    return f"INV-{series}-{sequence:06d}"
+
+
+class StartPayment(Command, frozen=True, kw_only=True):
+    """Send the buyer of a pending order to the gateway."""
+
+    order_id: str
+    buyer_id: str
+    started_at: datetime
+    bank_code: str | None = None
+    locale: str | None = None
+
+
+class RecordPaymentResult(Command, frozen=True, kw_only=True):
+    """What the gateway said about an attempt (IPN or querydr), to be recorded exactly once.
+
+    `invoice_sequence` is the next number of the event's invoice series as read just before
+    deciding; the append guards it, so two payments never take the same number.
+    `stock_gone` is set when a first try to take released tickets again was refused.
+    """
+
+    txn_ref: str
+    amount: int
+    succeeded: bool
+    details: PaymentDetails
+    recorded_at: datetime
+    organizer_id: str
+    invoice_sequence: int
+    refund_id: str
+    stock_gone: bool = False
+
+
+def decide_start_payment(order: Order | None, command: StartPayment) -> list[OrderEvent]:
+    """A new attempt for a pending order whose hold has not run out; never past the hold."""
+    order = require_order(order, command.order_id)
+    if command.buyer_id != order.buyer_id:
+        raise OrderNotFound(f"There is no order {order.id!r}.")
+    require_pending(order)
+    if command.started_at >= order.expires_at:
+        raise HoldExpired(f"The hold of order {order.id!r} has run out.")
+    attempt = len(order.payments) + 1
+    if attempt > MAX_PAYMENT_ATTEMPTS:
+        raise TooManyPaymentAttempts(f"Order {order.id!r} has too many payment attempts.")
+    return [
+        PaymentStarted(
+            order_id=order.id,
+            txn_ref=txn_ref_of(order.id, attempt),
+            gateway=GATEWAY,
+            amount=order.total_amount,
+            currency=order.currency,
+            started_at=command.started_at,
+            expires_at=min(order.expires_at, command.started_at + PAYMENT_WINDOW),
+            bank_code=command.bank_code,
+            locale=command.locale,
+        )
+    ]
+
+
+def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> list[OrderEvent]:
+    """Record a gateway result once, in VNPAY's order of checks.
+
+    Unknown attempt -> `PaymentNotFound`; another amount -> `PaymentAmountMismatch`; a result
+    already recorded -> `PaymentAlreadyRecorded`. A failure is recorded and the hold stays.
+    A success pays a pending order and issues its invoice in the same append. Money we cannot
+    keep is recorded and refunded in full: a second success for a paid order, or a success
+    after the hold was released when the tickets are gone (`stock_gone`). A success after
+    the hold was released while tickets are left takes them again (`restocked`).
+    """
+    order_id = command.txn_ref[:-2]
+    if order is None:
+        raise PaymentNotFound(f"There is no payment {command.txn_ref!r}.")
+    attempt = order.payment(command.txn_ref)
+    if attempt is None:
+        raise PaymentNotFound(f"There is no payment {command.txn_ref!r}.")
+    if command.amount != attempt.amount:
+        raise PaymentAmountMismatch(
+            f"Payment {command.txn_ref!r} is for {attempt.amount}, not {command.amount}."
+        )
+    if attempt.status is not PaymentStatus.STARTED:
+        raise PaymentAlreadyRecorded(f"Payment {command.txn_ref!r} is recorded already.")
+    if not command.succeeded:
+        return [
+            PaymentFailed(
+                order_id=order_id,
+                txn_ref=command.txn_ref,
+                amount=command.amount,
+                currency=order.currency,
+                details=command.details,
+                recorded_at=command.recorded_at,
+            )
+        ]
+    succeeded = PaymentSucceeded(
+        order_id=order_id,
+        txn_ref=command.txn_ref,
+        amount=command.amount,
+        currency=order.currency,
+        details=command.details,
+        recorded_at=command.recorded_at,
+    )
+    if order.status is OrderStatus.PAID or command.stock_gone:
+        reason = REFUND_DUPLICATE_PAYMENT if order.status is OrderStatus.PAID else REFUND_STOCK_GONE
+        return [succeeded, refund_in_full(order, command, reason)]
+    if order.status not in (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.CANCELLED):
+        return [succeeded, refund_in_full(order, command, REFUND_STOCK_GONE)]
+    paid_at = command.details.pay_date or command.recorded_at
+    series = order.event_id
+    number = invoice_number(series, command.invoice_sequence)
+    paid = OrderPaid(
+        order_id=order.id,
+        event_id=order.event_id,
+        buyer_id=order.buyer_id,
+        items=order.quantities,
+        amount=command.amount,
+        currency=order.currency,
+        method=GATEWAY,
+        payment_reference=command.txn_ref,
+        paid_at=paid_at,
+        invoice_number=number,
+        restocked=order.status is not OrderStatus.PENDING,
+    )
+    invoice = InvoiceIssued(
+        order_id=order.id,
+        event_id=order.event_id,
+        buyer_id=order.buyer_id,
+        organizer_id=command.organizer_id,
+        series=series,
+        sequence=command.invoice_sequence,
+        number=number,
+        issued_at=command.recorded_at,
+        lines=tuple(
+            InvoiceLine(
+                description=line.name,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line.amount,
+            )
+            for line in order.items
+        ),
+        total_amount=order.total_amount,
+        currency=order.currency,
+        payment=InvoicePayment(
+            method=GATEWAY,
+            transaction_no=command.details.transaction_no,
+            bank_code=command.details.bank_code,
+            paid_at=paid_at,
+        ),
+    )
+    return [succeeded, paid, invoice]
+
+
+def refund_in_full(order: Order, command: RecordPaymentResult, reason: str) -> RefundRequested:
+    return RefundRequested(
+        order_id=order.id,
+        refund_id=command.refund_id,
+        txn_ref=command.txn_ref,
+        amount=command.amount,
+        currency=order.currency,
+        reason=reason,
+        full=True,
+        requested_at=command.recorded_at,
+        requested_by=SYSTEM_ACTOR,
+    )
+
+
+class RecordRefundResult(Command, frozen=True, kw_only=True):
+    """What the gateway said about a refund: done (`transaction_no`) or refused (a code)."""
+
+    order_id: str
+    refund_id: str
+    completed: bool
+    response_code: str
+    message: str
+    transaction_no: str | None = None
+    recorded_at: datetime
+
+
+def decide_refund_result(order: Order | None, command: RecordRefundResult) -> list[OrderEvent]:
+    """Complete or fail a requested refund once; a refund already settled changes nothing."""
+    order = require_order(order, command.order_id)
+    refund = next((r for r in order.refunds if r.id == command.refund_id), None)
+    if refund is None:
+        raise RefundNotFound(f"Order {order.id!r} has no refund {command.refund_id!r}.")
+    if refund.status == "completed" or (refund.status == "failed" and not command.completed):
+        return []
+    if command.completed:
+        return [
+            RefundCompleted(
+                order_id=order.id,
+                refund_id=refund.id,
+                amount=refund.amount,
+                currency=order.currency,
+                transaction_no=command.transaction_no,
+                completed_at=command.recorded_at,
+            )
+        ]
+    return [
+        RefundFailed(
+            order_id=order.id,
+            refund_id=refund.id,
+            response_code=command.response_code,
+            message=command.message,
+            failed_at=command.recorded_at,
+        )
+    ]
+
+
+class RefundNotFound(NotFound):
+    code = "refund_not_found"

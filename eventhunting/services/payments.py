@@ -1,0 +1,325 @@
+"""Payment commands: send a buyer to VNPAY, and record what VNPAY says exactly once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis.asyncio as aioredis
+from pymongo.asynchronous.database import AsyncDatabase
+
+from eventhunting.domain.errors import DomainError, ErrorKind
+from eventhunting.domain.events import DomainEvent
+from eventhunting.domain.orders import (
+    Order,
+    OrderStatus,
+    PaymentDetails,
+    PaymentStarted,
+    PaymentStatus,
+)
+from eventhunting.domain.payments import (
+    PaymentAlreadyRecorded,
+    PaymentAmountMismatch,
+    PaymentNotFound,
+    RecordPaymentResult,
+    StartPayment,
+    decide_payment_result,
+    decide_start_payment,
+    order_id_of,
+)
+from eventhunting.payments.vnpay import (
+    InvalidVnpayMessage,
+    MerchantCredentials,
+    PaymentRequest,
+    PaymentResult,
+    QueryParameters,
+    build_payment_url,
+    check_bank_code,
+    check_ip_address,
+    verify_payment_callback,
+)
+from eventhunting.services.orders import (
+    INVOICE_NUMBER_TAKEN,
+    LIMIT_EXCEEDED,
+    SOLD_OUT,
+    OrderService,
+    invoice_series_counter,
+    order_effects,
+)
+from eventhunting.services.repository import Effects, Idempotency, Saved
+from eventhunting.store import keys
+from eventhunting.store.archive import archive_appended
+from eventhunting.store.errors import GuardRejected
+
+logger = logging.getLogger("eventhunting.services.payments")
+
+RETURN_PATH = "/api/v1/payments/vnpay/return"
+
+
+class PaymentsUnavailable(DomainError):
+    """VNPAY merchant credentials are not set (EVENTHUNTING_VNPAY_TMN_CODE / _HASH_SECRET)."""
+
+    kind = ErrorKind.UNAVAILABLE
+    code = "payments_unavailable"
+    title = "Payments are not available"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLink:
+    payment_url: str
+    txn_ref: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IpnAnswer:
+    """VNPAY's IPN reply, exactly `{"RspCode": code, "Message": message}`."""
+
+    code: str
+    message: str
+
+
+INVALID_SIGNATURE = IpnAnswer("97", "Invalid signature")
+ORDER_NOT_FOUND = IpnAnswer("01", "Order not found")
+INVALID_AMOUNT = IpnAnswer("04", "Invalid amount")
+ALREADY_CONFIRMED = IpnAnswer("02", "Order already confirmed")
+CONFIRMED = IpnAnswer("00", "Confirm Success")
+UNKNOWN_ERROR = IpnAnswer("99", "Unknow error")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """What the return page shows: the order and where its payment stands (display only)."""
+
+    order_id: str | None
+    status: str
+    message: str
+    signature_valid: bool
+
+
+def details_of(result: PaymentResult) -> PaymentDetails:
+    return PaymentDetails(
+        response_code=result.response_code,
+        transaction_status=result.transaction_status,
+        transaction_no=result.transaction_no,
+        bank_code=result.bank_code,
+        bank_tran_no=result.bank_tran_no,
+        card_type=result.card_type,
+        pay_date=result.pay_date,
+    )
+
+
+def result_idempotency(txn_ref: str) -> Idempotency:
+    """A gateway result is recorded once per attempt, whoever reports it (IPN or querydr)."""
+    return Idempotency(f"payment-result:{txn_ref}", txn_ref)
+
+
+class PaymentService:
+    """Starts VNPAY payments and records their results on the order's stream.
+
+    Recording a result is one read of the order, one append (conditional on the order's
+    version; the result, the order's payment and its invoice together), and one write of
+    that append to the MongoDB archive before VNPAY hears `00`.
+    """
+
+    def __init__(
+        self,
+        *,
+        orders: OrderService,
+        redis: aioredis.Redis,
+        database: AsyncDatabase[dict[str, object]],
+        credentials: MerchantCredentials | None,
+        pay_url: str,
+        public_base_url: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.orders = orders
+        self.repository = orders.repository
+        self.redis = redis
+        self.database = database
+        self.credentials = credentials
+        self.pay_url = pay_url
+        self.return_url = public_base_url.rstrip("/") + RETURN_PATH
+        self.clock = clock
+
+    def require_credentials(self) -> MerchantCredentials:
+        if self.credentials is None:
+            raise PaymentsUnavailable("VNPAY merchant credentials are not configured")
+        return self.credentials
+
+    async def start(
+        self,
+        order_id: str,
+        *,
+        buyer_id: str,
+        client_ip: str,
+        bank_code: str | None = None,
+        locale: str | None = None,
+    ) -> PaymentLink:
+        """Record a new attempt (`PaymentStarted`) and sign the URL that sends the buyer there."""
+        credentials = self.require_credentials()
+        # Inputs the pay URL will carry are checked before the attempt is recorded.
+        check_ip_address(client_ip)
+        if bank_code is not None:
+            check_bank_code(bank_code)
+        command = StartPayment(
+            order_id=order_id,
+            buyer_id=buyer_id,
+            started_at=self.orders.now(),
+            bank_code=bank_code,
+            locale=locale,
+        )
+        saved = await self.repository.decide_and_append(
+            order_id,
+            lambda order: list(decide_start_payment(order, command)),
+            effects=lambda order, events: order_effects(events),
+            actor=buyer_id,
+        )
+        assert saved is not None
+        started = saved.events[-1].data
+        assert isinstance(started, PaymentStarted)
+        url = build_payment_url(
+            PaymentRequest(
+                amount=started.amount,
+                txn_ref=started.txn_ref,
+                order_info=f"Thanh toan don hang {order_id}",
+                return_url=self.return_url,
+                ip_address=client_ip,
+                created_at=started.started_at,
+                expires_at=started.expires_at,
+                locale="en" if locale == "en" else "vn",
+                bank_code=bank_code,
+            ),
+            credentials,
+            self.pay_url,
+        )
+        return PaymentLink(payment_url=url, txn_ref=started.txn_ref, expires_at=started.expires_at)
+
+    async def handle_ipn(self, query: QueryParameters) -> IpnAnswer:
+        """VNPAY's IPN: checks in VNPAY's order (97, 01, 04, 02), records, answers 00 (or 99)."""
+        try:
+            credentials = self.require_credentials()
+            verdict = verify_payment_callback(query, credentials.hash_secret)
+            if not verdict.signature_valid or verdict.result is None:
+                return INVALID_SIGNATURE
+            if verdict.result.tmn_code != credentials.tmn_code:
+                return INVALID_SIGNATURE
+            return await self.record(verdict.result)
+        except InvalidVnpayMessage:
+            logger.warning("IPN with a valid signature but an unreadable field")
+            return UNKNOWN_ERROR
+        except Exception:
+            logger.exception("IPN failed")
+            return UNKNOWN_ERROR
+
+    async def record(self, result: PaymentResult) -> IpnAnswer:
+        """Record a gateway result once and archive it; the IPN answer it deserves."""
+        order_id = order_id_of(result.txn_ref)
+        if order_id is None:
+            return ORDER_NOT_FOUND
+        loaded = await self.repository.load(order_id)
+        order = loaded.state
+        attempt = None if order is None else order.payment(result.txn_ref)
+        if order is None or attempt is None:
+            return ORDER_NOT_FOUND
+        if attempt.amount != result.amount:
+            return INVALID_AMOUNT
+        try:
+            saved = await self.append_result(order, result)
+        except PaymentNotFound:
+            return ORDER_NOT_FOUND
+        except PaymentAmountMismatch:
+            return INVALID_AMOUNT
+        except PaymentAlreadyRecorded:
+            # Recorded without this key (cannot happen today); nothing to archive from here.
+            return ALREADY_CONFIRMED
+        await archive_appended(self.redis, self.database, saved.events)
+        return ALREADY_CONFIRMED if saved.repeated else CONFIRMED
+
+    async def append_result(self, order: Order, result: PaymentResult) -> Saved[Order]:
+        event_terms = await self.orders.event_terms(order.event_id, fresh=False)
+        partition = keys.partition_of(order.id, self.orders.partitions)
+        series = order.event_id
+        refund_id = keys.new_id_in_partition(partition, self.orders.partitions)
+        stock_gone = False
+
+        async def decide(state: Order | None) -> list[DomainEvent]:
+            counters = await self.orders.store.read_counters(
+                partition, [invoice_series_counter(series)]
+            )
+            issued = counters[invoice_series_counter(series)].get("issued", 0)
+            command = RecordPaymentResult(
+                txn_ref=result.txn_ref,
+                amount=result.amount,
+                succeeded=result.paid,
+                details=details_of(result),
+                recorded_at=self.orders.now(),
+                organizer_id=event_terms.organizer_id,
+                invoice_sequence=issued + 1,
+                refund_id=refund_id,
+                stock_gone=stock_gone,
+            )
+            return list(decide_payment_result(state, command))
+
+        def effects(state: Order | None, events: list[DomainEvent]) -> Effects:
+            return order_effects(events, buyer_limit=event_terms.max_tickets_per_customer)
+
+        def decide_again(rejected: GuardRejected) -> bool:
+            nonlocal stock_gone
+            if rejected.code in (SOLD_OUT, LIMIT_EXCEEDED):
+                # The released tickets are gone: record the payment and refund it instead.
+                stock_gone = True
+                return True
+            return rejected.code == INVOICE_NUMBER_TAKEN
+
+        saved = await self.repository.decide_and_append(
+            order.id,
+            decide,
+            effects=effects,
+            idempotency=result_idempotency(result.txn_ref),
+            actor="vnpay",
+            decide_again_on=decide_again,
+        )
+        assert saved is not None, "a result always records something"
+        return saved
+
+    async def outcome(self, query: QueryParameters) -> PaymentOutcome:
+        """The return page's answer: read only, it never changes an order."""
+        credentials = self.require_credentials()
+        try:
+            verdict = verify_payment_callback(query, credentials.hash_secret)
+        except InvalidVnpayMessage:
+            return PaymentOutcome(None, "invalid", "The payment result is unreadable.", False)
+        if not verdict.signature_valid or verdict.result is None:
+            return PaymentOutcome(
+                None, "invalid", "The payment result is not signed by VNPAY.", False
+            )
+        result = verdict.result
+        order_id = order_id_of(result.txn_ref)
+        order = None if order_id is None else await self.repository.find(order_id)
+        if order is None or order_id is None:
+            return PaymentOutcome(order_id, "unknown", "There is no such order.", True)
+        attempt = order.payment(result.txn_ref)
+        if (
+            order.status is OrderStatus.PAID
+            and attempt is not None
+            and (attempt.status is PaymentStatus.SUCCEEDED)
+        ):
+            return PaymentOutcome(order.id, "paid", "Payment received. Thank you!", True)
+        if not result.paid:
+            return PaymentOutcome(
+                order.id, "failed", "The payment did not go through; you may try again.", True
+            )
+        if attempt is not None and attempt.status is PaymentStatus.SUCCEEDED:
+            return PaymentOutcome(
+                order.id, "refunding", "Payment received, but it will be refunded.", True
+            )
+        return PaymentOutcome(
+            order.id, "processing", "Payment received; we are confirming it with VNPAY.", True
+        )
+
+
+def ipn_body(answer: IpnAnswer) -> Mapping[str, str]:
+    return {"RspCode": answer.code, "Message": answer.message}
