@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -143,6 +145,7 @@ class PaymentService:
         self.pay_url = pay_url
         self.return_url = public_base_url.rstrip("/") + RETURN_PATH
         self.clock = clock
+        self.series_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def require_credentials(self) -> MerchantCredentials:
         if self.credentials is None:
@@ -274,14 +277,17 @@ class PaymentService:
                 return True
             return rejected.code == INVOICE_NUMBER_TAKEN
 
-        saved = await self.repository.decide_and_append(
-            order.id,
-            decide,
-            effects=effects,
-            idempotency=result_idempotency(result.txn_ref),
-            actor="vnpay",
-            decide_again_on=decide_again,
-        )
+        # Payments of one event take numbers of one series: in this process they take turns,
+        # so only payments recorded by other processes at the same moment ever contend.
+        async with self.series_locks[series]:
+            saved = await self.repository.decide_and_append(
+                order.id,
+                decide,
+                effects=effects,
+                idempotency=result_idempotency(result.txn_ref),
+                actor="vnpay",
+                decide_again_on=decide_again,
+            )
         assert saved is not None, "a result always records something"
         return saved
 
@@ -302,6 +308,11 @@ class PaymentService:
         if order is None or order_id is None:
             return PaymentOutcome(order_id, "unknown", "There is no such order.", True)
         attempt = order.payment(result.txn_ref)
+        refunded = any(refund.txn_ref == result.txn_ref for refund in order.refunds)
+        if attempt is not None and attempt.status is PaymentStatus.SUCCEEDED and refunded:
+            return PaymentOutcome(
+                order.id, "refunding", "Payment received, but it will be refunded.", True
+            )
         if (
             order.status is OrderStatus.PAID
             and attempt is not None

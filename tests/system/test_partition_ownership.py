@@ -94,6 +94,11 @@ async def test_workers_split_partitions_and_take_over_a_killed_ones_within_the_l
             )
             await asyncio.sleep(0.002)
 
+    # A killed worker leaves its transaction open until MongoDB's lifetime limit aborts it
+    # (60 s by default); until then the survivors' commits on its documents wait.
+    admin: Any = mongo_client.admin
+    previous = await admin.command("getParameter", 1, transactionLifetimeLimitSeconds=1)
+    await admin.command("setParameter", 1, transactionLifetimeLimitSeconds=2)
     try:
         first, second = workers.start(), workers.start()
         await until_split_among(redis, [first, second], seconds=10)
@@ -109,7 +114,7 @@ async def test_workers_split_partitions_and_take_over_a_killed_ones_within_the_l
         await writing
 
         database = mongo_client[mongo_database_name]
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(30):
             while True:
                 baskets = {
                     b["_id"]: [item["sku"] for item in b["items"]]
@@ -122,6 +127,11 @@ async def test_workers_split_partitions_and_take_over_a_killed_ones_within_the_l
         assert await owners(redis) == {}, "a stopped worker gives its leases back"
     finally:
         workers.kill_all()
+        await admin.command(
+            "setParameter",
+            1,
+            transactionLifetimeLimitSeconds=previous["transactionLifetimeLimitSeconds"],
+        )
         await redis.aclose()
         redis_server.stop()
 

@@ -420,3 +420,24 @@ async def test_a_refund_is_requested_in_the_same_append_as_the_payment(
     assert last_two == [PaymentSucceeded, RefundRequested]
     assert mine[-1].position is not None
     assert mine[-2].position is not None
+
+
+async def test_the_return_page_reads_the_outcome_and_never_changes_the_order(
+    orders: OrderService, payments: PaymentService, new_event: NewEvent
+) -> None:
+    order = await pending_order(orders, new_event)
+    first = await payments.start(order.id, buyer_id="buyer-1", client_ip="127.0.0.1")
+    second = await payments.start(order.id, buyer_id="buyer-1", client_ip="127.0.0.1")
+    returned = ipn_query(first.txn_ref, order.total_amount)
+    before = (await orders.repository.load(order.id)).version
+    assert (await payments.outcome(returned)).status == "processing"
+    assert (await orders.repository.load(order.id)).version == before
+    forged = ipn_query(first.txn_ref, order.total_amount, secret="wrong")
+    assert (await payments.outcome(forged)).status == "invalid"
+    declined = ipn_query(first.txn_ref, order.total_amount, response_code="24")
+    assert (await payments.outcome(declined)).status == "failed"
+    await payments.handle_ipn(returned)
+    assert (await payments.outcome(returned)).status == "paid"
+    again = ipn_query(second.txn_ref, order.total_amount, transaction_no="555")
+    await payments.handle_ipn(again)
+    assert (await payments.outcome(again)).status == "refunding"
