@@ -124,5 +124,6 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
             pay_url=settings.vnpay.pay_url,
             public_base_url=settings.public_base_url,
             clock=clock,
+            invoice_letters=settings.invoice_letters,
         ),
     )

@@ -53,6 +53,9 @@ def run_api(arguments: argparse.Namespace) -> int:
         loop="uvloop" if arguments.fast_loop else "asyncio",
         http="httptools" if arguments.fast_loop else "h11",
         timeout_graceful_shutdown=10,
+        # The peer stays the connection's: EVENTHUNTING_TRUSTED_PROXIES decides whether
+        # X-Forwarded-For is believed (uvicorn would believe it from 127.0.0.1).
+        proxy_headers=False,
     )
     return 0
 

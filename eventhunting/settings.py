@@ -156,6 +156,32 @@ class VnpaySettings(msgspec.Struct, frozen=True, kw_only=True):
     api_url: Annotated[str, setting("VNPAY_API_URL", "querydr/refund API URL.")] = (
         "https://sandbox.vnpayment.vn/merchant_webapi/api/transaction"
     )
+    ipn_allowed_addresses: Annotated[
+        str | None,
+        setting(
+            "VNPAY_IPN_ALLOWED_ADDRESSES",
+            "Comma-separated addresses or networks (CIDR) allowed to call the IPN route; fill in"
+            " VNPAY's published addresses (anyone may call it when unset; the signature is"
+            " checked either way).",
+        ),
+    ] = None
+    payment_check_delay_seconds: Annotated[
+        int,
+        setting(
+            "VNPAY_PAYMENT_CHECK_DELAY_SECONDS",
+            "How long after a payment page closed without an IPN the reconciler asks querydr.",
+            ge=0,
+            le=86_400,
+        ),
+    ] = 120
+
+    def __post_init__(self) -> None:
+        from eventhunting.api.client_address import parse_networks
+
+        try:
+            parse_networks(self.ipn_allowed_addresses)
+        except ValueError as error:
+            raise ValueError(f"{PREFIX}VNPAY_IPN_ALLOWED_ADDRESSES is invalid: {error}") from None
 
 
 class MailSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -268,6 +294,14 @@ class Settings(StoreSettings, frozen=True, kw_only=True):
         "http://127.0.0.1:8000"
     )
     qr: QrSettings = msgspec.field(default_factory=QrSettings)
+    invoice_letters: Annotated[
+        str,
+        setting(
+            "INVOICE_LETTERS",
+            "The two letters the seller chooses at the end of e-invoice symbols (1K26TEH).",
+            pattern=r"^[A-Z]{2}$",
+        ),
+    ] = "EH"
     trusted_proxies: Annotated[
         str | None,
         setting(

@@ -69,7 +69,11 @@ async def reconciler(services: Services, stop: asyncio.Event) -> None:
     consumer = unique_consumer_name()
     partitions = services.settings.sales.partitions
     async with VnpayGateway(credentials, services.settings.vnpay.api_url) as gateway:
-        reconciling = Reconciler(services.payments, gateway)
+        reconciling = Reconciler(
+            services.payments,
+            gateway,
+            check_delay_seconds=services.settings.vnpay.payment_check_delay_seconds,
+        )
         group: ConsumerGroup[EventEnvelope] = ConsumerGroup(
             services.redis, RECONCILER_GROUP, consumer, partitions, reconciling, ConsumerConfig()
         )

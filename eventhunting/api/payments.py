@@ -9,10 +9,11 @@ import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
 
 from eventhunting.api.auth import Principal, principal_of, signed_in
-from eventhunting.api.client_address import client_address, parse_networks
+from eventhunting.api.client_address import client_address, is_trusted, parse_networks
 from eventhunting.api.openapi import PROBLEM_STATUSES
 from eventhunting.api.pages import render_page
 from eventhunting.bootstrap import Services
+from eventhunting.domain.errors import Forbidden
 from eventhunting.domain.orders import InvoiceIssued, OrderNotFound
 from eventhunting.payments.vnpay import BANK_CODE_PATTERN
 from eventhunting.services.payments import PaymentOutcome
@@ -60,10 +61,15 @@ class Seller(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class InvoiceLineView(msgspec.Struct, frozen=True, kw_only=True):
+    """`amount` includes VAT: `amount_before_vat + vat_amount`, VAT at `vat_rate` percent."""
+
     description: str
     quantity: int
     unit_price: int
     amount: int
+    amount_before_vat: int
+    vat_rate: int
+    vat_amount: int
 
 
 class InvoicePaymentView(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,11 +83,14 @@ class Invoice(msgspec.Struct, frozen=True, kw_only=True):
     """An invoice: its number is unique and gapless in its series and never changes."""
 
     number: str
+    symbol: str | None
     order_id: str
     issued_at: datetime
     seller: Seller
     buyer: Party
     lines: list[InvoiceLineView]
+    amount_before_vat: int
+    vat_amount: int
     total_amount: int
     currency: str
     payment: InvoicePaymentView
@@ -133,6 +142,7 @@ def wants_json(request: Request[Any, Any, Any]) -> bool:
 def invoice_view(invoice: InvoiceIssued, seller_name: str | None, buyer: Party) -> Invoice:
     return Invoice(
         number=invoice.number,
+        symbol=invoice.symbol,
         order_id=invoice.order_id,
         issued_at=invoice.issued_at,
         seller=Seller(organizer_id=invoice.organizer_id, name=seller_name),
@@ -143,9 +153,14 @@ def invoice_view(invoice: InvoiceIssued, seller_name: str | None, buyer: Party) 
                 quantity=line.quantity,
                 unit_price=line.unit_price,
                 amount=line.amount,
+                amount_before_vat=line.amount_before_vat,
+                vat_rate=line.vat_rate,
+                vat_amount=line.vat_amount,
             )
             for line in invoice.lines
         ],
+        amount_before_vat=invoice.amount_before_vat,
+        vat_amount=invoice.vat_amount,
         total_amount=invoice.total_amount,
         currency=invoice.currency,
         payment=InvoicePaymentView(
@@ -203,10 +218,17 @@ class PaymentController(Controller):
             ' `{"RspCode", "Message"}`: 97 invalid signature, 01 order not found, 04 invalid'
             " amount, 02 already confirmed, 00 recorded, 99 unexpected error (VNPAY retries)."
         ),
-        opt={PROBLEM_STATUSES: ()},
+        opt={PROBLEM_STATUSES: (403,)},
     )
     async def ipn(self, request: Request[Any, Any, Any]) -> IpnReply:
         services: Services = request.app.state.services
+        allowed = parse_networks(services.settings.vnpay.ipn_allowed_addresses)
+        if allowed:
+            peer = request.client.host if request.client else None
+            proxies = parse_networks(services.settings.trusted_proxies)
+            caller = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+            if not is_trusted(caller, allowed):
+                raise Forbidden("This address may not call the IPN route.", code="ipn_forbidden")
         answer = await services.payments.handle_ipn(request.query_params.multi_items())
         return IpnReply(RspCode=answer.code, Message=answer.message)
 

@@ -117,7 +117,9 @@ class Reconciler:
         *,
         gateway_attempts: int = GATEWAY_ATTEMPTS,
         retry_initial_seconds: float = GATEWAY_RETRY_INITIAL_SECONDS,
+        check_delay_seconds: float = 120.0,
     ) -> None:
+        self.check_delay_ms = int(check_delay_seconds * 1000)
         self.gateway_attempts = gateway_attempts
         self.retry_initial_seconds = retry_initial_seconds
         self.payments = payments
@@ -257,7 +259,8 @@ class Reconciler:
         await self.orders.redis.zrem(keys.schedule_key(partition, PAYMENT_CHECK_SCHEDULE), txn_ref)
 
     async def due_checks(self, partitions: Sequence[int]) -> list[str]:
-        now_ms = int(self.now().timestamp() * 1000)
+        # An attempt is asked about once its page closed and the delay passed without an IPN.
+        now_ms = int(self.now().timestamp() * 1000) - self.check_delay_ms
         due: list[str] = []
         for partition in partitions:
             members = await self.orders.redis.zrangebyscore(

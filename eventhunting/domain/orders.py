@@ -201,10 +201,16 @@ class PaymentFailed(DomainEvent, frozen=True, kw_only=True):
 
 
 class InvoiceLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line; `amount` includes VAT, split as `amount_before_vat` + `vat_amount`."""
+
     description: str
     quantity: int
     unit_price: int
     amount: int
+    vat_rate: int = 0
+    """Percent."""
+    vat_amount: int = 0
+    amount_before_vat: int = 0
 
 
 class InvoicePayment(msgspec.Struct, frozen=True, kw_only=True):
@@ -230,6 +236,10 @@ class InvoiceIssued(DomainEvent, frozen=True, kw_only=True):
     total_amount: int
     currency: str = CURRENCY
     payment: InvoicePayment
+    symbol: str | None = None
+    """The e-invoice symbol (ký hiệu) of the series, carrying the year, e.g. `1K26TEH`."""
+    vat_amount: int = 0
+    amount_before_vat: int = 0
 
 
 @registry.event("RefundRequested", stream_kind="order")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from eventhunting.domain.errors import Conflict, NotFound
 from eventhunting.domain.events import Command
@@ -12,6 +12,7 @@ from eventhunting.domain.orders import (
     InvoicePayment,
     Order,
     OrderEvent,
+    OrderLine,
     OrderNotFound,
     OrderPaid,
     OrderStatus,
@@ -26,6 +27,7 @@ from eventhunting.domain.orders import (
     require_order,
     require_pending,
 )
+from eventhunting.domain.vat import VAT_RATE_PERCENT, vat_included_in
 
 GATEWAY = "VNPAY"
 # A gateway payment page stays open at most this long (and never past the hold's expiry).
@@ -74,8 +76,37 @@ def order_id_of(txn_ref: str) -> str | None:
     return txn_ref[:-2]
 
 
+# Vietnamese e-invoices (Decree 123/2020/ND-CP, Circular 78/2021/TT-BTC): a symbol of 7
+# characters (invoice kind 1 = VAT invoice, K = without the tax authority's code, the
+# year's two digits, T = registered by the seller, two letters the seller chooses) and a
+# number of at most 8 digits that restarts each year.
+INVOICE_KIND = "1"
+INVOICE_CODE_KIND = "K"
+INVOICE_REGISTRATION = "T"
+DEFAULT_INVOICE_LETTERS = "EH"
+MAX_INVOICE_SEQUENCE = 99_999_999
+VIETNAM = timezone(timedelta(hours=7))
+
+
+def invoice_symbol(issued_at: datetime, letters: str = DEFAULT_INVOICE_LETTERS) -> str:
+    """The series symbol for invoices issued at `issued_at` (its year in Vietnam time)."""
+    year = issued_at.astimezone(VIETNAM).year % 100
+    return f"{INVOICE_KIND}{INVOICE_CODE_KIND}{year:02d}{INVOICE_REGISTRATION}{letters}"
+
+
+def invoice_series(event_id: str, symbol: str) -> str:
+    """A series: one symbol (so one year) of one event.
+
+    Numbers are gapless within a series because the series' counter moves in the same
+    atomic append as the payment, and an atomic append touches one partition: an event's
+    orders share its partition, an organizer's events do not. So the event is part of the
+    series, and of the number, which keeps numbers unique across the organizer's events.
+    """
+    return f"{symbol}-{event_id}"
+
+
 def invoice_number(series: str, sequence: int) -> str:
-    return f"INV-{series}-{sequence:06d}"
+    return f"{series}-{sequence:08d}"
 
 
 class StartPayment(Command, frozen=True, kw_only=True):
@@ -102,6 +133,8 @@ class RecordPaymentResult(Command, frozen=True, kw_only=True):
     details: PaymentDetails
     recorded_at: datetime
     organizer_id: str
+    invoice_series: str
+    invoice_symbol: str
     invoice_sequence: int
     refund_id: str
     stock_gone: bool = False
@@ -179,9 +212,12 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
         return [succeeded, refund_in_full(order, command, reason)]
     if order.status not in (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.CANCELLED):
         return [succeeded, refund_in_full(order, command, REFUND_STOCK_GONE)]
+    if command.invoice_sequence > MAX_INVOICE_SEQUENCE:
+        raise InvoiceSeriesExhausted(f"Invoice series {command.invoice_series!r} is full.")
     paid_at = command.details.pay_date or command.recorded_at
-    series = order.event_id
+    series = command.invoice_series
     number = invoice_number(series, command.invoice_sequence)
+    lines = tuple(invoice_line(line) for line in order.items)
     paid = OrderPaid(
         order_id=order.id,
         event_id=order.event_id,
@@ -204,16 +240,11 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
         sequence=command.invoice_sequence,
         number=number,
         issued_at=command.recorded_at,
-        lines=tuple(
-            InvoiceLine(
-                description=line.name,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                amount=line.amount,
-            )
-            for line in order.items
-        ),
+        lines=lines,
         total_amount=order.total_amount,
+        symbol=command.invoice_symbol,
+        vat_amount=sum(line.vat_amount for line in lines),
+        amount_before_vat=sum(line.amount_before_vat for line in lines),
         currency=order.currency,
         payment=InvoicePayment(
             method=GATEWAY,
@@ -223,6 +254,24 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
         ),
     )
     return [succeeded, paid, invoice]
+
+
+def invoice_line(line: OrderLine) -> InvoiceLine:
+    """An order line as invoiced: VAT split out of the VAT-inclusive amount, rounded per line."""
+    vat = vat_included_in(line.amount, VAT_RATE_PERCENT)
+    return InvoiceLine(
+        description=line.name,
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        amount=line.amount,
+        vat_rate=VAT_RATE_PERCENT,
+        vat_amount=vat,
+        amount_before_vat=line.amount - vat,
+    )
+
+
+class InvoiceSeriesExhausted(Conflict):
+    code = "invoice_series_exhausted"
 
 
 def refund_in_full(order: Order, command: RecordPaymentResult, reason: str) -> RefundRequested:

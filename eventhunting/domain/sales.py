@@ -25,15 +25,11 @@ from eventhunting.domain.orders import (
     OrderPaid,
     OrderPlaced,
 )
+from eventhunting.domain.vat import VAT_RATE_PERCENT, vat_included_in
 
-VAT_RATE_PERCENT = 10
-"""The VAT rate included in every ticket price: Vietnam's standard rate for services.
-
-Prices are VAT-inclusive (what the buyer pays), so VAT is split out of each paid order line
-as `round(amount * rate / (100 + rate))`, half up, and net = gross - VAT. Changing the rate
-(for example to a temporary 8% reduction) changes every figure after `eventhunting replay
---projection sales`; when invoices carry the VAT they applied, the fold should take it from
-there instead."""
+# Prices are VAT-inclusive (what the buyer pays), so VAT is split out of each paid order line
+# (`domain/vat.py`, the same rule as invoices) and net = gross - VAT. Changing the rate
+# changes every figure after `eventhunting replay --projection sales`.
 
 SALES_EVENT_TYPES = frozenset(
     {
@@ -80,12 +76,6 @@ def bucket_start(moment: datetime, granularity: Granularity) -> datetime:
     if granularity is Granularity.HOUR:
         return moment.replace(minute=0, second=0, microsecond=0)
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def vat_included_in(gross: int, rate_percent: int = VAT_RATE_PERCENT) -> int:
-    """The VAT inside a VAT-inclusive amount of VND, rounded half up to a whole dong."""
-    divisor = 100 + rate_percent
-    return (2 * gross * rate_percent + divisor) // (2 * divisor)
 
 
 # --- time to pay: a histogram in fixed buckets, so a median needs no list of orders --------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 import msgspec
@@ -64,10 +64,9 @@ from eventhunting.store.errors import ConcurrencyError, GuardRejected
 ORDERS = StreamKind("order", evolve)
 
 HOLD_EXPIRY_SCHEDULE = "hold-expiry"
-# Payment attempts whose result VNPAY has not told us by their deadline are asked about
-# (querydr) from this schedule: score = the pay page's expiry plus PAYMENT_CHECK_DELAY.
+# Payment attempts whose result VNPAY has not told us are asked about (querydr) from this
+# schedule, score = the pay page's expiry; the reconciler waits its configured delay more.
 PAYMENT_CHECK_SCHEDULE = "payment-check"
-PAYMENT_CHECK_DELAY = timedelta(minutes=2)
 SOLD_OUT = "sold_out"
 LIMIT_EXCEEDED = "limit_exceeded"
 # A release or payment that would drive a counter below zero means the counters and the
@@ -202,7 +201,7 @@ def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = No
         schedules.append(ScheduleChange(HOLD_EXPIRY_SCHEDULE, order_id, None))
     for event in events:
         if isinstance(event, PaymentStarted):
-            deadline = epoch_ms(event.expires_at + PAYMENT_CHECK_DELAY)
+            deadline = epoch_ms(event.expires_at)
             schedules.append(ScheduleChange(PAYMENT_CHECK_SCHEDULE, event.txn_ref, deadline))
         elif isinstance(event, PaymentSucceeded | PaymentFailed):
             schedules.append(ScheduleChange(PAYMENT_CHECK_SCHEDULE, event.txn_ref, None))

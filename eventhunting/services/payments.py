@@ -22,6 +22,7 @@ from eventhunting.domain.orders import (
     PaymentStatus,
 )
 from eventhunting.domain.payments import (
+    DEFAULT_INVOICE_LETTERS,
     PaymentAlreadyRecorded,
     PaymentAmountMismatch,
     PaymentNotFound,
@@ -29,6 +30,8 @@ from eventhunting.domain.payments import (
     StartPayment,
     decide_payment_result,
     decide_start_payment,
+    invoice_series,
+    invoice_symbol,
     order_id_of,
 )
 from eventhunting.payments.vnpay import (
@@ -136,7 +139,9 @@ class PaymentService:
         pay_url: str,
         public_base_url: str,
         clock: Callable[[], datetime],
+        invoice_letters: str = DEFAULT_INVOICE_LETTERS,
     ) -> None:
+        self.invoice_letters = invoice_letters
         self.orders = orders
         self.repository = orders.repository
         self.redis = redis
@@ -244,7 +249,9 @@ class PaymentService:
     async def append_result(self, order: Order, result: PaymentResult) -> Saved[Order]:
         event_terms = await self.orders.event_terms(order.event_id, fresh=False)
         partition = keys.partition_of(order.id, self.orders.partitions)
-        series = order.event_id
+        recorded_at = self.orders.now()
+        symbol = invoice_symbol(recorded_at, self.invoice_letters)
+        series = invoice_series(order.event_id, symbol)
         refund_id = keys.new_id_in_partition(partition, self.orders.partitions)
         stock_gone = False
 
@@ -258,8 +265,10 @@ class PaymentService:
                 amount=result.amount,
                 succeeded=result.paid,
                 details=details_of(result),
-                recorded_at=self.orders.now(),
+                recorded_at=recorded_at,
                 organizer_id=event_terms.organizer_id,
+                invoice_series=series,
+                invoice_symbol=symbol,
                 invoice_sequence=issued + 1,
                 refund_id=refund_id,
                 stock_gone=stock_gone,

@@ -22,7 +22,13 @@ from eventhunting.domain.orders import (
     RefundRequested,
     RequestedItem,
 )
-from eventhunting.domain.payments import REFUND_DUPLICATE_PAYMENT, REFUND_STOCK_GONE
+from eventhunting.domain.payments import (
+    REFUND_DUPLICATE_PAYMENT,
+    REFUND_STOCK_GONE,
+    invoice_number,
+    invoice_series,
+    invoice_symbol,
+)
 from eventhunting.payments.vnpay import MerchantCredentials, format_vnpay_time
 from eventhunting.payments.vnpay_signing import query_signature_is_valid, sign_query
 from eventhunting.services.orders import ORDERS, OrderService, invoice_series_counter
@@ -163,6 +169,7 @@ async def test_a_successful_ipn_pays_the_order_with_an_invoice_and_archives_it_b
     orders: OrderService,
     payments: PaymentService,
     new_event: NewEvent,
+    clock: ManualClock,
     mongo_client: AsyncMongoClient[dict[str, Any]],
     mongo_database_name: str,
 ) -> None:
@@ -174,7 +181,15 @@ async def test_a_successful_ipn_pays_the_order_with_an_invoice_and_archives_it_b
     paid = await orders.get(order.id)
     assert paid.status is OrderStatus.PAID
     assert paid.invoice is not None
-    assert paid.invoice_number == f"INV-{order.event_id}-000001"
+    series = invoice_series(order.event_id, invoice_symbol(clock.now))
+    assert paid.invoice_number == invoice_number(series, 1)
+    assert paid.invoice_number.startswith(f"1K{clock.now.year % 100:02d}TEH-")
+    invoice = paid.invoice
+    assert invoice.amount_before_vat + invoice.vat_amount == invoice.total_amount
+    for line in invoice.lines:
+        assert line.vat_rate == 10
+        assert line.vat_amount == round(line.amount * 10 / 110)
+        assert line.amount_before_vat + line.vat_amount == line.amount
     assert paid.invoice.payment.transaction_no == "14226112"
     after = await counters_of(orders, order)
     assert (after["held"], after["sold"]) == (before["held"] - 2, before["sold"] + 2)
@@ -337,7 +352,7 @@ async def test_a_second_successful_payment_of_a_paid_order_is_refunded(
 
 
 async def test_invoice_numbers_are_gapless_per_event_under_concurrent_payments(
-    orders: OrderService, payments: PaymentService, new_event: NewEvent
+    orders: OrderService, payments: PaymentService, new_event: NewEvent, clock: ManualClock
 ) -> None:
     event = await new_event(TicketTypeSpec("Standard", 50_000, 100))
     placed = [
@@ -362,10 +377,11 @@ async def test_invoice_numbers_are_gapless_per_event_under_concurrent_payments(
     )
     assert {answer.code for answer in answers} == {"00"}
     numbers = sorted([(await orders.get(order.id)).invoice_number or "" for order in placed])
-    assert numbers == [f"INV-{event.id}-{sequence:06d}" for sequence in range(1, 13)]
+    series = invoice_series(event.id, invoice_symbol(clock.now))
+    assert numbers == [invoice_number(series, sequence) for sequence in range(1, 13)]
     partition = keys.partition_of(event.id, orders.partitions)
-    series = invoice_series_counter(event.id)
-    assert (await orders.store.read_counters(partition, [series]))[series]["issued"] == 12
+    counter = invoice_series_counter(series)
+    assert (await orders.store.read_counters(partition, [counter]))[counter]["issued"] == 12
 
 
 async def test_ipn_racing_a_cancel_and_an_expiry_settles_the_order_once(
