@@ -19,11 +19,18 @@ from eventhunting.domain.catalog import (
     PublishEvent,
     Venue,
 )
+from eventhunting.payments.vnpay import MerchantCredentials
 from eventhunting.services.catalog import CatalogService
 from eventhunting.services.orders import OrderService
+from eventhunting.services.payments import PaymentService
 from eventhunting.store.append import EventStore
 
 PARTITIONS = 4
+CREDENTIALS = MerchantCredentials(
+    tmn_code="EVHTEST1", hash_secret="IPNTESTSECRET0123456789ABCDEFGH"
+)
+PAY_URL = "https://sandbox.example/paymentv2/vpcpay.html"
+WRITE_THROUGH_APP = "payments-write-through"
 HOLD_SECONDS = 600
 ORGANIZER = Actor(account_id="organizer-1")
 
@@ -122,3 +129,34 @@ def new_event(catalog: CatalogService, clock: ManualClock) -> NewEvent:
         return published.event
 
     return create
+
+
+@pytest.fixture
+async def archive_client(mongodb_url: str) -> Any:
+    """The payments' own MongoDB client, named so a failpoint can take MongoDB from it alone."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongodb_url, tz_aware=True, appname=WRITE_THROUGH_APP, serverSelectionTimeoutMS=2_000
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def payments(
+    orders: OrderService,
+    redis_client: aioredis.Redis,
+    archive_client: Any,
+    mongo_database_name: str,
+    clock: ManualClock,
+) -> PaymentService:
+    return PaymentService(
+        orders=orders,
+        redis=redis_client,
+        database=archive_client[mongo_database_name],
+        credentials=CREDENTIALS,
+        pay_url=PAY_URL,
+        public_base_url="https://tickets.example",
+        clock=clock,
+    )

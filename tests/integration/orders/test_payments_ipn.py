@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
 from eventhunting.domain.orders import (
@@ -29,53 +28,23 @@ from eventhunting.domain.payments import (
     invoice_series,
     invoice_symbol,
 )
-from eventhunting.payments.vnpay import MerchantCredentials, format_vnpay_time
+from eventhunting.payments.vnpay import format_vnpay_time
 from eventhunting.payments.vnpay_signing import query_signature_is_valid, sign_query
 from eventhunting.services.orders import ORDERS, OrderService, invoice_series_counter
 from eventhunting.services.payments import PaymentService
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore
 from eventhunting.store.archive import EVENTS_COLLECTION
-from tests.integration.orders.conftest import ManualClock, NewEvent, TicketTypeSpec
-
-CREDENTIALS = MerchantCredentials(
-    tmn_code="EVHTEST1", hash_secret="IPNTESTSECRET0123456789ABCDEFGH"
+from tests.integration.orders.conftest import (
+    CREDENTIALS,
+    PAY_URL,
+    WRITE_THROUGH_APP,
+    ManualClock,
+    NewEvent,
+    TicketTypeSpec,
 )
-PAY_URL = "https://sandbox.example/paymentv2/vpcpay.html"
-WRITE_THROUGH_APP = "payments-write-through"
 
 Database = Any
-
-
-@pytest.fixture
-async def archive_client(mongodb_url: str) -> Any:
-    """The payments' own MongoDB client, named so a failpoint can take MongoDB from it alone."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongodb_url, tz_aware=True, appname=WRITE_THROUGH_APP, serverSelectionTimeoutMS=2_000
-    )
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-def payments(
-    orders: OrderService,
-    redis_client: aioredis.Redis,
-    archive_client: Any,
-    mongo_database_name: str,
-    clock: ManualClock,
-) -> PaymentService:
-    return PaymentService(
-        orders=orders,
-        redis=redis_client,
-        database=archive_client[mongo_database_name],
-        credentials=CREDENTIALS,
-        pay_url=PAY_URL,
-        public_base_url="https://tickets.example",
-        clock=clock,
-    )
 
 
 def ipn_query(
