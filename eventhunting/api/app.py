@@ -28,6 +28,7 @@ from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
 from eventhunting.api.openapi import complete_document
 from eventhunting.api.orders import OrderController
+from eventhunting.api.pages import PAGE_ROUTES
 from eventhunting.api.payments import PaymentController
 from eventhunting.api.request_log import request_log_middleware
 from eventhunting.api.sales import SalesController
@@ -43,6 +44,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     SalesController,
     CheckinController,
     PaymentController,
+    *PAGE_ROUTES,
 ]
 
 

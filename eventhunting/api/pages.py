@@ -2,26 +2,50 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from litestar import Response
+from litestar import Response, get
+from litestar.datastructures import CacheControlHeader
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
 
-# Pages load nothing from other sites: scripts, styles and images come from this server.
+# Pages load nothing from other sites: scripts, styles and images come from this server, and
+# no script is inline (page scripts are files under static/).
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline';"
     " script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
+STATIC_DIRECTORY = Path(__file__).with_name("static")
+STATIC_PATH = "/static"
+STATIC_MAX_AGE_SECONDS = 86_400
+"""Pages name each static file with a digest of its content, so a changed file is a new URL."""
+
+
+def static_url(name: str) -> str:
+    """The URL of `static/<name>`, carrying a digest of its content so caches never serve an
+    older version to a newer page."""
+    return f"{STATIC_PATH}/{name}?v={_content_digest(name)}"
+
+
+@cache
+def _content_digest(name: str) -> str:
+    return hashlib.sha256((STATIC_DIRECTORY / name).read_bytes()).hexdigest()[:12]
+
 
 @cache
 def environment() -> Environment:
-    return Environment(
+    pages = Environment(
         loader=PackageLoader("eventhunting.api", "templates"),
         autoescape=select_autoescape(default=True),
         auto_reload=False,
     )
+    pages.globals["static_url"] = static_url
+    return pages
 
 
 def render_page(template: str, *, status_code: int = 200, **context: Any) -> Response[str]:
@@ -37,3 +61,22 @@ def render_page(template: str, *, status_code: int = 200, **context: Any) -> Res
             "Referrer-Policy": "no-referrer",
         },
     )
+
+
+@get("/checkin", include_in_schema=False, sync_to_thread=False)
+def checkin_page() -> Response[str]:
+    """Door staff's page: sign in, choose the event, scan or type ticket codes."""
+    return render_page("checkin.html")
+
+
+PAGE_ROUTES: list[ControllerRouterHandler] = [
+    checkin_page,
+    create_static_files_router(
+        STATIC_PATH,
+        directories=[STATIC_DIRECTORY],
+        include_in_schema=False,
+        cache_control=CacheControlHeader(public=True, max_age=STATIC_MAX_AGE_SECONDS),
+    ),
+]
+"""The pages and the files they load (scripts, styles, vendored libraries); public, and left
+out of the OpenAPI document: they are for people, not API clients."""

@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's Chromium under Playwright, and a system wired to the VNPAY sandbox."""
+"""Browser fixtures: Debian's Chromium under Playwright, and the systems the pages talk to."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.e2e.payment_system import PaymentSystem, running_payment_system
+from tests.e2e.staff_system import StaffSystem, running_staff_system
 from tests.support.servers import running_redis
 
 # Debian's package; Playwright never downloads a browser here (no host to fetch one from).
@@ -74,4 +75,24 @@ def payment_system(
 async def http(payment_system: PaymentSystem) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the API of `payment_system` (the browser tests' own system)."""
     async with httpx.AsyncClient(base_url=payment_system.api.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def staff_system(
+    tmp_path_factory: pytest.TempPathFactory, mongodb_url: str
+) -> Iterator[StaffSystem]:
+    """The API and workers the staff pages (check-in, dashboard) talk to, on a Redis of their
+    own, per module."""
+    with (
+        running_redis(tmp_path_factory.mktemp("e2e-staff-redis")) as redis_url,
+        running_staff_system(redis_url, mongodb_url) as system,
+    ):
+        yield system
+
+
+@pytest.fixture
+async def staff_http(staff_system: StaffSystem) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the API of `staff_system`."""
+    async with httpx.AsyncClient(base_url=staff_system.api.base_url, timeout=30) as client:
         yield client

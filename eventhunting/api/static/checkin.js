@@ -1,0 +1,372 @@
+// The door: choose the event, scan ticket codes with the camera or type them, and show a big
+// green or red answer from POST /api/v1/checkins.
+//
+// Scanning uses the browser's BarcodeDetector where it reads QR codes, else jsQR (vendored)
+// on frames drawn into a canvas. A code whose answer is on screen is not sent again while
+// it stays in front of the camera; "Next ticket" clears the answer (and that memory).
+
+(() => {
+  "use strict";
+
+  const { startStaffPage, readTicketCode, TicketKeys, TicketCodeRefused, problemText, vietnamTime } =
+    window.EventHunting;
+
+  const SCAN_INTERVAL_MS = 150;
+  const FRAME_WIDTH = 640;
+  const KEYS_MAX_AGE_MS = 5 * 60 * 1000; // as long as the API lets them be cached
+  const COUNTS_KEY = "eventhunting.checkins";
+
+  const REASONS = {
+    malformed: "Not a ticket code, or a damaged one.",
+    unknown_key: "Signed with a key this system does not accept.",
+    bad_signature: "Invalid signature: forged or altered.",
+    other_event: "This ticket is for another event.",
+    refunded: "The ticket was refunded.",
+    cancelled: "The ticket was cancelled.",
+    not_issued: "No such ticket was issued.",
+    unknown_ticket: "No such ticket was issued.",
+  };
+
+  const element = (id) => document.getElementById(id);
+  const page = {
+    door: element("door"),
+    eventForm: element("event-form"),
+    eventChoice: element("event-choice"),
+    eventId: element("event-id"),
+    eventProblem: element("event-problem"),
+    eventPicker: element("event-picker"),
+    scanning: element("scanning"),
+    eventTitle: element("event-title"),
+    result: element("result"),
+    resultTitle: element("result-title"),
+    resultReason: element("result-reason"),
+    count: element("checkin-count"),
+    next: element("next-ticket"),
+    video: element("camera"),
+    canvas: element("frame"),
+    cameraStart: element("camera-start"),
+    cameraStop: element("camera-stop"),
+    cameraStatus: element("camera-status"),
+    codeForm: element("code-form"),
+    code: element("code"),
+  };
+
+  const state = {
+    session: null,
+    event: null, // {id, title}
+    keys: null,
+    keysFetchedAt: 0,
+    shownCode: null, // the code whose answer is on screen
+    checking: false,
+    stream: null,
+    detector: null,
+    timer: null,
+  };
+
+  // --- the event ------------------------------------------------------------------------
+
+  async function fillEventChoices(account) {
+    page.eventChoice.length = 1;
+    for (const eventId of account.staff_events || []) {
+      const option = new Option(eventId, eventId);
+      page.eventChoice.add(option);
+      state.session.request("GET", `/api/v1/events/${encodeURIComponent(eventId)}`).then((answer) => {
+        if (answer.status === 200) {
+          option.textContent = answer.body.title;
+        }
+      });
+    }
+    const wanted = new URLSearchParams(window.location.search).get("event");
+    if (wanted) {
+      await useEvent(wanted);
+    } else if ((account.staff_events || []).length === 1) {
+      await useEvent(account.staff_events[0]);
+    }
+  }
+
+  async function useEvent(eventId) {
+    eventId = eventId.trim().toUpperCase();
+    page.eventProblem.textContent = "";
+    if (!eventId) {
+      page.eventProblem.textContent = "Choose an event or type its id.";
+      return;
+    }
+    const answer = await state.session.request("GET", `/api/v1/events/${encodeURIComponent(eventId)}`);
+    if (answer.status !== 200) {
+      page.eventProblem.textContent = answer.status === 404 ? "No such event." : problemText(answer);
+      return;
+    }
+    state.event = { id: answer.body.id, title: answer.body.title };
+    page.eventId.value = state.event.id;
+    page.eventChoice.value = [...page.eventChoice.options].some((o) => o.value === state.event.id)
+      ? state.event.id
+      : "";
+    page.eventTitle.textContent = state.event.title;
+    page.eventTitle.dataset.eventId = state.event.id;
+    page.scanning.hidden = false;
+    page.eventPicker.open = false;
+    showCount();
+    showIdle();
+  }
+
+  // --- the answer on screen ---------------------------------------------------------------
+
+  function show(outcome, title, reason, code) {
+    page.result.dataset.outcome = outcome;
+    page.result.dataset.reason = code || "";
+    page.resultTitle.textContent = title;
+    page.resultReason.textContent = reason;
+    if (outcome === "accepted" || outcome === "rejected") {
+      navigator.vibrate?.(outcome === "accepted" ? 120 : [80, 60, 80, 60, 80]);
+    }
+  }
+
+  function showIdle() {
+    state.shownCode = null;
+    show("idle", "Ready", "Scan a ticket or type its code.");
+  }
+
+  function counts() {
+    try {
+      return JSON.parse(sessionStorage.getItem(COUNTS_KEY) || "{}");
+    } catch {
+      return {};
+    }
+  }
+
+  function showCount() {
+    const count = (state.event && counts()[state.event.id]) || 0;
+    page.count.textContent = String(count);
+    page.count.dataset.count = String(count);
+  }
+
+  function countOne() {
+    const all = counts();
+    all[state.event.id] = (all[state.event.id] || 0) + 1;
+    sessionStorage.setItem(COUNTS_KEY, JSON.stringify(all));
+    showCount();
+  }
+
+  // --- checking a code --------------------------------------------------------------------
+
+  async function ticketKeys() {
+    if (!state.keys || Date.now() - state.keysFetchedAt > KEYS_MAX_AGE_MS) {
+      try {
+        state.keys = await TicketKeys.fetch();
+        state.keysFetchedAt = Date.now();
+      } catch {
+        // Offline or the API is down: the POST below will say so.
+      }
+    }
+    return state.keys;
+  }
+
+  // What the page can refuse itself, before asking the API; null when it cannot tell.
+  async function refusedHere(scanned) {
+    try {
+      const code = readTicketCode(scanned);
+      const keys = await ticketKeys();
+      if (keys && keys.size > 0) {
+        await keys.verify(code);
+      }
+      if (code.eventId !== state.event.id) {
+        throw new TicketCodeRefused("other_event", `This ticket is for another event (${code.eventId}).`);
+      }
+      return null;
+    } catch (error) {
+      if (error instanceof TicketCodeRefused) {
+        return error;
+      }
+      throw error;
+    }
+  }
+
+  async function check(scanned) {
+    if (!state.event || state.checking) {
+      return;
+    }
+    state.checking = true;
+    state.shownCode = scanned;
+    show("checking", "Checking...", "");
+    try {
+      const refusal = await refusedHere(scanned);
+      if (refusal) {
+        show("rejected", "Not valid", refusal.message, refusal.reason);
+        return;
+      }
+      const answer = await state.session.request("POST", "/api/v1/checkins", { qr: scanned.trim() });
+      showAnswer(answer);
+    } catch {
+      show("error", "No answer", "The server cannot be reached. Scan again.", "unreachable");
+      state.shownCode = null;
+    } finally {
+      state.checking = false;
+    }
+  }
+
+  function showAnswer(answer) {
+    const body = answer.body || {};
+    if (answer.status === 200 || answer.status === 201) {
+      countOne();
+      show("accepted", "Welcome in", `Checked in at ${vietnamTime(body.checked_in_at)}.`, "checked_in");
+    } else if (body.code === "already_checked_in") {
+      const gate = body.gate ? ` at ${body.gate}` : "";
+      const when = body.checked_in_at ? vietnamTime(body.checked_in_at, true) : "an earlier time";
+      show("rejected", "Already checked in", `Already checked in at ${when}${gate}.`, "already_checked_in");
+    } else if (body.code === "invalid_ticket") {
+      const reason = body.reason || "invalid";
+      show("rejected", "Not valid", REASONS[reason] || body.detail || reason.replaceAll("_", " "), reason);
+    } else if (answer.status === 401) {
+      show("error", "Signed out", "Sign in again to check tickets.", "unauthenticated");
+      state.shownCode = null;
+    } else if (answer.status === 403) {
+      show("rejected", "Not allowed", "This account may not check in tickets of this event.", body.code || "forbidden");
+    } else {
+      show("rejected", "Not valid", problemText(answer), body.code || String(answer.status));
+    }
+  }
+
+  // --- the camera -------------------------------------------------------------------------
+
+  async function qrDetector() {
+    if (!("BarcodeDetector" in window)) {
+      return null;
+    }
+    try {
+      const formats = await window.BarcodeDetector.getSupportedFormats();
+      return formats.includes("qr_code") ? new window.BarcodeDetector({ formats: ["qr_code"] }) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async function startCamera() {
+    if (!navigator.mediaDevices?.getUserMedia) {
+      page.cameraStatus.textContent = "This browser cannot use a camera here (it needs HTTPS). Type the code.";
+      return;
+    }
+    page.cameraStart.disabled = true;
+    try {
+      state.stream = await navigator.mediaDevices.getUserMedia({
+        video: { facingMode: "environment", width: { ideal: 1280 }, height: { ideal: 720 } },
+        audio: false,
+      });
+    } catch (error) {
+      page.cameraStart.disabled = false;
+      page.cameraStatus.textContent = `No camera: ${error.message || error.name}. Type the code.`;
+      return;
+    }
+    page.video.srcObject = state.stream;
+    page.video.hidden = false;
+    await page.video.play().catch(() => undefined);
+    state.detector = await qrDetector();
+    const decoder = state.detector ? "BarcodeDetector" : "jsQR";
+    page.cameraStatus.dataset.decoder = decoder;
+    page.cameraStatus.textContent = `Camera on (${decoder}). Hold the ticket's QR code in view.`;
+    page.cameraStart.hidden = true;
+    page.cameraStop.hidden = false;
+    page.cameraStart.disabled = false;
+    scanSoon();
+  }
+
+  function stopCamera() {
+    clearTimeout(state.timer);
+    state.timer = null;
+    for (const track of state.stream?.getTracks() || []) {
+      track.stop();
+    }
+    state.stream = null;
+    page.video.srcObject = null;
+    page.video.hidden = true;
+    page.cameraStart.hidden = false;
+    page.cameraStop.hidden = true;
+    page.cameraStatus.textContent = "Camera off.";
+    page.cameraStatus.dataset.decoder = "";
+  }
+
+  function scanSoon() {
+    state.timer = setTimeout(scanFrame, SCAN_INTERVAL_MS);
+  }
+
+  async function scanFrame() {
+    if (!state.stream) {
+      return;
+    }
+    try {
+      const text = await readFrame();
+      if (text && text !== state.shownCode && !state.checking) {
+        await check(text);
+      }
+    } finally {
+      if (state.stream) {
+        scanSoon();
+      }
+    }
+  }
+
+  async function readFrame() {
+    const video = page.video;
+    if (video.readyState < video.HAVE_CURRENT_DATA || !video.videoWidth) {
+      return null;
+    }
+    if (state.detector) {
+      const found = await state.detector.detect(video).catch(() => []);
+      return found.length ? found[0].rawValue : null;
+    }
+    const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
+    const width = Math.round(video.videoWidth * scale);
+    const height = Math.round(video.videoHeight * scale);
+    const canvas = page.canvas;
+    if (canvas.width !== width || canvas.height !== height) {
+      canvas.width = width;
+      canvas.height = height;
+    }
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    context.drawImage(video, 0, 0, width, height);
+    const image = context.getImageData(0, 0, width, height);
+    const found = window.jsQR(image.data, width, height, { inversionAttempts: "dontInvert" });
+    return found ? found.data : null;
+  }
+
+  // --- wiring -----------------------------------------------------------------------------
+
+  page.eventForm.addEventListener("submit", (submitted) => {
+    submitted.preventDefault();
+    useEvent(page.eventId.value);
+  });
+  page.eventChoice.addEventListener("change", () => {
+    if (page.eventChoice.value) {
+      useEvent(page.eventChoice.value);
+    }
+  });
+  page.codeForm.addEventListener("submit", (submitted) => {
+    submitted.preventDefault();
+    const typed = page.code.value;
+    if (typed.trim()) {
+      page.code.value = "";
+      check(typed);
+    }
+  });
+  page.next.addEventListener("click", showIdle);
+  page.cameraStart.addEventListener("click", startCamera);
+  page.cameraStop.addEventListener("click", stopCamera);
+
+  startStaffPage({
+    refuse: (account) =>
+      account.roles.includes("admin") || account.roles.includes("organizer") || (account.staff_events || []).length
+        ? null
+        : "This account is not staff of any event.",
+    onSignedIn: (session, account) => {
+      state.session = session;
+      page.door.hidden = false;
+      ticketKeys();
+      fillEventChoices(account);
+    },
+    onSignedOut: () => {
+      stopCamera();
+      state.event = null;
+      page.door.hidden = true;
+      page.scanning.hidden = true;
+    },
+  });
+})();

@@ -1,0 +1,93 @@
+// What every staff page shares: the sign-in form, the account in the header, signing out.
+
+(() => {
+  "use strict";
+
+  const { Session } = window.EventHunting;
+
+  // Shows the sign-in form until someone signs in, then calls `onSignedIn(session, account)`;
+  // `refuse(account)` may return why this account cannot use the page (shown under the form).
+  function startStaffPage({ onSignedIn, onSignedOut = () => {}, refuse = () => null }) {
+    const session = new Session();
+    const signIn = document.getElementById("sign-in");
+    const form = document.getElementById("sign-in-form");
+    const problem = document.getElementById("sign-in-error");
+    const button = document.getElementById("sign-in-button");
+    const accountBox = document.getElementById("account");
+
+    const showSignIn = (message = "") => {
+      accountBox.hidden = true;
+      signIn.hidden = false;
+      problem.textContent = message;
+      document.body.dataset.signedIn = "false";
+      onSignedOut();
+    };
+
+    const enter = (account) => {
+      const refusal = refuse(account);
+      if (refusal) {
+        session.signOut();
+        showSignIn(refusal);
+        return;
+      }
+      signIn.hidden = true;
+      problem.textContent = "";
+      document.getElementById("account-email").textContent = account.email;
+      accountBox.hidden = false;
+      document.body.dataset.signedIn = "true";
+      onSignedIn(session, account);
+    };
+
+    form.addEventListener("submit", async (submitted) => {
+      submitted.preventDefault();
+      const email = form.elements.email.value.trim();
+      const password = form.elements.password.value;
+      if (!email || !password) {
+        problem.textContent = "Enter your email and password.";
+        return;
+      }
+      button.disabled = true;
+      problem.textContent = "";
+      try {
+        const account = await session.signIn(email, password);
+        form.elements.password.value = "";
+        enter(account);
+      } catch (error) {
+        problem.textContent = error.status ? error.message : "The server cannot be reached.";
+      } finally {
+        button.disabled = false;
+      }
+    });
+
+    document.getElementById("sign-out").addEventListener("click", async () => {
+      await session.signOut();
+      showSignIn();
+    });
+
+    // Signed in earlier in this tab (a reload): carry on if the tokens still work.
+    if (session.signedIn) {
+      session.account().then(enter, () => {
+        session.forget();
+        showSignIn();
+      });
+    } else {
+      showSignIn();
+    }
+    return session;
+  }
+
+  // A time as people in Vietnam read it (every event is in Vietnam, UTC+7 all year).
+  function vietnamTime(text, withDate = false) {
+    const moment = new Date(text);
+    if (Number.isNaN(moment.getTime())) {
+      return String(text);
+    }
+    const options = { timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+    if (withDate) {
+      Object.assign(options, { day: "2-digit", month: "2-digit", year: "numeric" });
+    }
+    return `${new Intl.DateTimeFormat("en-GB", options).format(moment)} (GMT+7)`;
+  }
+
+  Object.assign(window.EventHunting, { startStaffPage, vietnamTime });
+})();

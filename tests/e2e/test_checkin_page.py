@@ -1,0 +1,227 @@
+"""Door staff check tickets in on /checkin, in a real Chromium whose camera plays a ticket's QR."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from playwright.async_api import Browser, Page, async_playwright
+from ulid import ULID
+
+from eventhunting.tickets.qr_codes import TicketCode, sign_ticket_code
+from eventhunting.tickets.qr_keys import QrKeyRing
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.fake_camera import write_y4m
+from tests.e2e.staff_system import StaffSystem
+from tests.support.accounts import SignedIn, grant_staff, sign_up
+from tests.support.catalog import published_event, ticket_type
+
+pytestmark = [pytest.mark.e2e, pytest.mark.system, pytest.mark.timeout(180)]
+
+# How long the page may take to answer a scan on a busy machine (jsQR on every frame).
+ANSWER_TIMEOUT_MS = 20_000
+# Chromium logs every 4xx answer of fetch() as an error; the page expects some (a wrong
+# password, a ticket already checked in) and shows them. Refused loads (CSP) and script
+# errors still count.
+ANSWERED_WITH_AN_ERROR = "Failed to load resource: the server responded with a status of"
+
+
+@dataclass
+class BrowserProblems:
+    """What went wrong inside the page: script errors and refused loads (CSP)."""
+
+    messages: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def camera_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The file the fake camera plays; each test writes the code it shows before starting it."""
+    return write_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m", None)
+
+
+@pytest.fixture(scope="module")
+async def camera_browser(camera_video: Path) -> AsyncIterator[Browser]:
+    """Chromium with a fake camera playing `camera_video`, camera access granted."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                *CHROMIUM_ARGS,
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera_video}",
+            ],
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def door(camera_browser: Browser) -> AsyncIterator[tuple[Page, BrowserProblems]]:
+    """A fresh page in its own context, and what goes wrong in it (asserted empty by tests)."""
+    context = await camera_browser.new_context(locale="en-US")
+    page = await context.new_page()
+    problems = BrowserProblems()
+    page.on("pageerror", lambda error: problems.messages.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.messages.append(f"console: {message.text}")
+            if message.type == "error" and not message.text.startswith(ANSWERED_WITH_AN_ERROR)
+            else None
+        ),
+    )
+    try:
+        yield page, problems
+    finally:
+        await context.close()
+
+
+@dataclass(frozen=True)
+class Door:
+    """An event on sale, its organizer, and an account made staff of it."""
+
+    event: dict[str, object]
+    organizer: SignedIn
+    staff: SignedIn
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event["id"])
+
+    @property
+    def ticket_type_id(self) -> str:
+        ticket_types = self.event["ticket_types"]
+        assert isinstance(ticket_types, list)
+        return str(ticket_types[0]["id"])
+
+
+async def event_with_staff(http: httpx.AsyncClient, staff_system: StaffSystem) -> Door:
+    organizer = await sign_up(http, staff_system.api, roles=["organizer"])
+    staff = await sign_up(http, staff_system.api, full_name="Door Staff")
+    event = await published_event(
+        http, organizer, ticket_types=[ticket_type(name="Free entry", price=0, quantity=50)]
+    )
+    await grant_staff(http, organizer, event["id"], staff.account_id)
+    return Door(event=event, organizer=organizer, staff=staff)
+
+
+def signed_code(ring: QrKeyRing, *, event_id: str, ticket_type_id: str) -> str:
+    """A code signed with `ring`'s key for a ticket that was never issued."""
+    ticket = TicketCode(ticket_id=str(ULID()), event_id=event_id, ticket_type_id=ticket_type_id)
+    return sign_ticket_code(ticket, ring)
+
+
+def with_altered_signature(code: str) -> str:
+    prefix, encoded = code[:4], code[4:]
+    payload = bytearray(base64.b32decode(encoded + "=" * (-len(encoded) % 8)))
+    payload[-1] ^= 0x01
+    return prefix + base64.b32encode(bytes(payload)).decode("ascii").rstrip("=")
+
+
+async def sign_in_at_the_door(page: Page, base_url: str, account: SignedIn) -> None:
+    await page.goto(f"{base_url}/checkin")
+    await page.fill("#email", account.email)
+    await page.fill("#password", account.password)
+    await page.click("#sign-in-button")
+
+
+async def answer_shown(page: Page, outcome: str, reason: str) -> str:
+    """Wait for the big answer to be `outcome` for `reason`; returns the reason as shown."""
+    await page.wait_for_selector(
+        f'#result[data-outcome="{outcome}"][data-reason="{reason}"]', timeout=ANSWER_TIMEOUT_MS
+    )
+    return await page.inner_text("#result-reason")
+
+
+async def type_code(page: Page, code: str) -> None:
+    await page.fill("#code", code)
+    await page.click("#code-check")
+
+
+async def test_a_wrong_password_is_refused_on_the_page(
+    staff_http: httpx.AsyncClient,
+    staff_system: StaffSystem,
+    door: tuple[Page, BrowserProblems],
+) -> None:
+    page, problems = door
+    staff = await sign_up(staff_http, staff_system.api)
+    await page.goto(f"{staff_system.api.base_url}/checkin")
+    await page.fill("#email", staff.email)
+    await page.fill("#password", "not the password")
+    await page.click("#sign-in-button")
+
+    await page.wait_for_selector("#sign-in-error:has-text('Wrong email or password.')")
+    assert await page.is_hidden("#door")
+    assert problems.messages == []
+
+
+async def test_staff_sign_in_and_get_their_event_and_codes_that_are_not_its_tickets_show_red(
+    staff_http: httpx.AsyncClient,
+    staff_system: StaffSystem,
+    door: tuple[Page, BrowserProblems],
+) -> None:
+    page, problems = door
+    door_event = await event_with_staff(staff_http, staff_system)
+    ours = staff_system.qr_keys
+    theirs = QrKeyRing(signing_key=Ed25519PrivateKey.generate())
+    for_this_event = {"event_id": door_event.event_id, "ticket_type_id": door_event.ticket_type_id}
+
+    await sign_in_at_the_door(page, staff_system.api.base_url, door_event.staff)
+
+    # The staff's one event is chosen for them.
+    await page.wait_for_selector("#scanning:not([hidden])")
+    assert await page.get_attribute("#event-title", "data-event-id") == door_event.event_id
+    assert await page.inner_text("#event-title") == door_event.event["title"]
+    assert await page.inner_text("#account-email") == door_event.staff.email
+
+    await type_code(page, "https://example.com/not-a-ticket")
+    assert "not an EventHunting ticket" in await answer_shown(page, "rejected", "malformed")
+
+    await type_code(page, signed_code(theirs, **for_this_event))
+    assert "key" in await answer_shown(page, "rejected", "unknown_key")
+
+    await type_code(page, with_altered_signature(signed_code(ours, **for_this_event)))
+    assert "signature" in await answer_shown(page, "rejected", "bad_signature")
+
+    other_event = str(ULID())
+    await type_code(
+        page, signed_code(ours, event_id=other_event, ticket_type_id=door_event.ticket_type_id)
+    )
+    assert other_event in await answer_shown(page, "rejected", "other_event")
+
+    assert await page.get_attribute("#checkin-count", "data-count") == "0"
+    assert problems.messages == []
+
+
+async def test_the_camera_reads_a_code_held_in_front_of_it(
+    staff_http: httpx.AsyncClient,
+    staff_system: StaffSystem,
+    door: tuple[Page, BrowserProblems],
+    camera_video: Path,
+) -> None:
+    page, problems = door
+    door_event = await event_with_staff(staff_http, staff_system)
+    other_event = str(ULID())
+    code = signed_code(
+        staff_system.qr_keys, event_id=other_event, ticket_type_id=door_event.ticket_type_id
+    )
+    write_y4m(camera_video, code)
+
+    await sign_in_at_the_door(page, staff_system.api.base_url, door_event.staff)
+    await page.wait_for_selector("#scanning:not([hidden])")
+    await page.click("#camera-start")
+
+    reason = await answer_shown(page, "rejected", "other_event")
+    assert other_event in reason
+    # Debian's Chromium has no BarcodeDetector: the vendored jsQR read the frames.
+    assert await page.get_attribute("#camera-status", "data-decoder") in ("jsQR", "BarcodeDetector")
+    assert problems.messages == []
