@@ -53,7 +53,7 @@ from eventhunting.services.orders import (
     invoice_series_counter,
     order_effects,
 )
-from eventhunting.services.repository import Effects, Idempotency, Saved
+from eventhunting.services.repository import Effects, Idempotency, Loaded, Saved
 from eventhunting.store import keys
 from eventhunting.store.archive import archive_appended
 from eventhunting.store.errors import GuardRejected
@@ -235,7 +235,9 @@ class PaymentService:
         if attempt.amount != result.amount:
             return INVALID_AMOUNT
         try:
-            saved = await self.append_result(order, result)
+            saved = await self.append_result(
+                order, result, loaded if attempt.status is PaymentStatus.STARTED else None
+            )
         except PaymentNotFound:
             return ORDER_NOT_FOUND
         except PaymentAmountMismatch:
@@ -246,7 +248,9 @@ class PaymentService:
         await archive_appended(self.redis, self.database, saved.events)
         return ALREADY_CONFIRMED if saved.repeated else CONFIRMED
 
-    async def append_result(self, order: Order, result: PaymentResult) -> Saved[Order]:
+    async def append_result(
+        self, order: Order, result: PaymentResult, loaded: Loaded[Order] | None = None
+    ) -> Saved[Order]:
         event_terms = await self.orders.event_terms(order.event_id, fresh=False)
         partition = keys.partition_of(order.id, self.orders.partitions)
         recorded_at = self.orders.now()
@@ -296,6 +300,7 @@ class PaymentService:
                 idempotency=result_idempotency(result.txn_ref),
                 actor="vnpay",
                 decide_again_on=decide_again,
+                loaded=loaded,
             )
         assert saved is not None, "a result always records something"
         return saved
