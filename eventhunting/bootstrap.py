@@ -17,8 +17,10 @@ from eventhunting.services.accounts import AccountService, build_account_service
 from eventhunting.services.catalog import CatalogService
 from eventhunting.services.orders import OrderService
 from eventhunting.services.payments import PaymentService
+from eventhunting.services.tickets import TicketService
 from eventhunting.settings import Settings, StoreSettings
 from eventhunting.store.append import EventStore
+from eventhunting.tickets.qr_keys import key_ring_of
 
 Clock = Callable[[], datetime]
 
@@ -56,6 +58,7 @@ class Services(StoreClients):
     catalog: CatalogService
     orders: OrderService
     payments: PaymentService
+    tickets: TicketService
 
 
 def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
@@ -125,5 +128,11 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
             public_base_url=settings.public_base_url,
             clock=clock,
             invoice_letters=settings.invoice_letters,
+        ),
+        tickets=TicketService(
+            store=store,
+            redis=redis_client,
+            clock=clock,
+            verifying_ring=key_ring_of(settings.qr),
         ),
     )
