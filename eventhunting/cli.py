@@ -61,7 +61,7 @@ def run_api(arguments: argparse.Namespace) -> int:
 
 
 def run_workers(arguments: argparse.Namespace) -> int:
-    from eventhunting.workers import WORKERS, run_named_workers
+    from eventhunting.workers import SETTINGS_CHECKS, WORKERS, run_named_workers
 
     unknown = [name for name in arguments.names if name not in WORKERS]
     if unknown:
@@ -69,6 +69,14 @@ def run_workers(arguments: argparse.Namespace) -> int:
         print(f"eventhunting: unknown worker {unknown[0]!r}; known: {known}", file=sys.stderr)
         return 2
     settings = settings_or_exit(Settings)
+    for name in dict.fromkeys(arguments.names):
+        check = SETTINGS_CHECKS.get(name)
+        try:
+            if check is not None:
+                check(settings)
+        except SettingsError as error:
+            print(f"eventhunting: {error}", file=sys.stderr)
+            return 2
     metrics_address = (
         None if arguments.metrics_port is None else (arguments.metrics_host, arguments.metrics_port)
     )
@@ -160,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(handler=run_api)
 
     worker = commands.add_parser("worker", help="run one or more background workers")
-    worker.add_argument("names", nargs="+", metavar="NAME", help="archiver, projector, expirer")
+    worker.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="a worker: archiver, projector, expirer, reconciler, mailer",
+    )
     worker.add_argument(
         "--metrics-port",
         type=int,

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from eventhunting.bootstrap import Services, build_services, merchant_credentials
-from eventhunting.consumers import expirer
+from eventhunting.consumers import expirer, mailer
 from eventhunting.consumers.reconciler import RECONCILER_GROUP, Reconciler
 from eventhunting.payments.vnpay_api import VnpayGateway
 from eventhunting.projections.base import run_projector
@@ -100,7 +100,12 @@ WORKERS: dict[str, Worker] = {
     "projector": projector,
     "expirer": expirer.run,
     "reconciler": reconciler,
+    "mailer": mailer.run,
 }
+
+# What a worker needs beyond the common settings, checked before any worker starts: a
+# `SettingsError` naming the variable stops `eventhunting worker` with one line (exit 2).
+SETTINGS_CHECKS: dict[str, Callable[[Settings], object]] = {"mailer": mailer.check_settings}
 
 
 async def run_named_workers(

@@ -1,0 +1,245 @@
+"""The mailer: issues a paid order's tickets and mails them, once per order and purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Protocol
+
+from prometheus_client import Counter
+
+from eventhunting.bootstrap import Services
+from eventhunting.domain.orders import OrderPaid
+from eventhunting.domain.tickets import (
+    TICKETS_MAIL,
+    OrderTickets,
+    TicketEmailRequested,
+    TicketsIssued,
+)
+from eventhunting.mail.ledger import MailLedger
+from eventhunting.mail.messages import (
+    EventDetails,
+    MailedTicket,
+    OrderLineSummary,
+    OrderSummary,
+    Recipient,
+    TicketsMail,
+    Venue,
+)
+from eventhunting.mail.rendering import MailRenderer
+from eventhunting.mail.smtp_mailer import SentMessage, SmtpMailer
+from eventhunting.services.tickets import TicketService
+from eventhunting.settings import Settings
+from eventhunting.store.consumer_groups import (
+    ConsumerConfig,
+    ConsumerGroup,
+    Lease,
+    unique_consumer_name,
+)
+from eventhunting.store.envelope import EventEnvelope
+from eventhunting.tickets.qr_keys import QrKeyRing, signing_key_ring
+
+logger = logging.getLogger("eventhunting.consumers.mailer")
+
+MAILER_GROUP = "mailer"
+# Orders of one batch handled at once (each: a few reads, an append, one SMTP delivery);
+# entries of one order stay in log order.
+CONCURRENCY = 16
+
+MAILS = Counter(
+    "eventhunting_mailer_mails_total",
+    "Ticket mails by outcome: sent, or skipped because the ledger had them already.",
+    ["outcome"],
+)
+ISSUED = Counter("eventhunting_mailer_tickets_issued_total", "Tickets issued by the mailer.")
+
+
+class MailSender(Protocol):
+    async def send(self, message: EmailMessage, /) -> SentMessage: ...
+
+
+def check_settings(settings: Settings) -> None:
+    """What the mailer needs besides the common settings; `SettingsError` naming the variable."""
+    signing_key_ring(settings.qr)
+    SmtpMailer.from_settings(settings.mail)
+
+
+def order_id_of(envelope: EventEnvelope) -> str | None:
+    data = envelope.data
+    if isinstance(data, OrderPaid | TicketsIssued | TicketEmailRequested):
+        return data.order_id
+    return None
+
+
+class Mailer:
+    """The `mailer` group's handler.
+
+    - `OrderPaid` issues the tickets (`TicketsService.issue`: decided by the order's stream,
+      so a redelivered or duplicated entry issues nothing the second time).
+    - `TicketsIssued` sends the tickets mail (purpose `tickets`); `TicketEmailRequested` a
+      resend (`resend:<n>`). The ledger is asked before sending and written after the SMTP
+      server accepted the mail; then `TicketEmailSent` is appended, once.
+
+    `SmtpMailer` retries transient failures inside one delivery; what it raises then is
+    left to the consumer runtime: an outage (`MailServerUnavailable`) keeps the entry
+    pending however long it lasts, anything else counts towards the dead letters.
+    """
+
+    def __init__(
+        self,
+        *,
+        tickets: TicketService,
+        ledger: MailLedger,
+        sender: MailSender,
+        renderer: MailRenderer,
+        signing_ring: QrKeyRing,
+        clock: Callable[[], datetime],
+        concurrency: int = CONCURRENCY,
+    ) -> None:
+        self.tickets = tickets
+        self.ledger = ledger
+        self.sender = sender
+        self.renderer = renderer
+        self.signing_ring = signing_ring
+        self.clock = clock
+        self.gate = asyncio.Semaphore(concurrency)
+
+    async def __call__(self, batch: list[EventEnvelope], lease: Lease) -> None:
+        by_order: dict[str, list[EventEnvelope]] = {}
+        for envelope in batch:
+            order_id = order_id_of(envelope)
+            if order_id is not None:
+                by_order.setdefault(order_id, []).append(envelope)
+        outcomes = await asyncio.gather(
+            *(self.handle_order(entries) for entries in by_order.values()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # The others went through; the runtime tries the batch's entries one by one,
+                # and the ones done already are found done.
+                raise outcome
+
+    async def handle_order(self, entries: list[EventEnvelope]) -> None:
+        async with self.gate:
+            for envelope in entries:
+                await self.handle(envelope)
+
+    async def handle(self, envelope: EventEnvelope) -> None:
+        data = envelope.data
+        if isinstance(data, OrderPaid):
+            issued = await self.tickets.issue(data.order_id, self.signing_ring)
+            ISSUED.inc(len(issued))
+        elif isinstance(data, TicketsIssued):
+            await self.deliver(data.order_id, TICKETS_MAIL)
+        elif isinstance(data, TicketEmailRequested):
+            await self.deliver(data.order_id, data.purpose)
+
+    async def deliver(self, order_id: str, purpose: str) -> None:
+        """Send the tickets mail `purpose` of the order unless the ledger has it; record it."""
+        state = await self.tickets.order_tickets(order_id)
+        if purpose in state.mails_sent or not state.tickets or state.voided:
+            return
+        sent = await self.ledger.sent_mail(order_id, purpose)
+        if sent is None:
+            message = await self.compose(state, purpose)
+            delivered = await self.sender.send(message)
+            sent_at = self.tickets.now()
+            await self.ledger.record_sent(order_id, purpose, delivered.message_id, sent_at)
+            message_id = delivered.message_id
+            MAILS.labels("sent").inc()
+            logger.info(
+                "tickets mailed",
+                extra={"order_id": order_id, "purpose": purpose, "attempts": delivered.attempts},
+            )
+        else:
+            message_id, sent_at = sent.message_id, sent.sent_at
+            MAILS.labels("already_sent").inc()
+        await self.tickets.record_mail_sent(
+            order_id, purpose=purpose, message_id=message_id, sent_at=sent_at
+        )
+
+    async def compose(self, state: OrderTickets, purpose: str) -> EmailMessage:
+        order = state.order
+        account = await self.tickets.accounts.find(order.buyer_id)
+        event = await self.tickets.events.find(order.event_id)
+        if account is None or event is None:
+            raise LookupError(f"order {order.id} names a buyer or event that does not exist")
+        names = {line.ticket_type_id: line.name for line in order.items}
+        mail = TicketsMail(
+            buyer=Recipient(
+                name=account.full_name, email=account.email, locale=state.payment_locale
+            ),
+            event=EventDetails(
+                event_id=event.id,
+                title=event.title,
+                starts_at=event.starts_at,
+                ends_at=event.ends_at,
+                venue=Venue(name=event.venue.name, address=event.venue.address),
+                province=event.province,
+            ),
+            tickets=tuple(
+                MailedTicket(
+                    ticket_id=ticket.ticket_id,
+                    ticket_type_name=names.get(ticket.ticket_type_id, ""),
+                    qr_payload=ticket.qr,
+                )
+                for ticket in state.tickets
+            ),
+            order=OrderSummary(
+                order_id=order.id,
+                lines=tuple(
+                    OrderLineSummary(
+                        description=line.name,
+                        quantity=line.quantity,
+                        unit_price=line.unit_price,
+                        amount=line.amount,
+                    )
+                    for line in order.items
+                ),
+                total_amount=order.total_amount,
+                paid_at=order.paid_at,
+                invoice_number=order.invoice_number,
+            ),
+        )
+        # One Message-ID per order and purpose, the same at every attempt: mail clients that
+        # fold duplicate Message-IDs hide the rare second copy (docs/tickets.md, the window).
+        message_id = f"<{purpose.replace(':', '-')}.{order.id}@{self.renderer.message_id_domain}>"
+        return self.renderer.tickets_message(mail, message_id=message_id)
+
+
+def build_mailer(services: Services) -> Mailer:
+    settings = services.settings
+    return Mailer(
+        tickets=services.tickets,
+        ledger=MailLedger(services.database),
+        sender=SmtpMailer.from_settings(settings.mail),
+        renderer=MailRenderer(sender=settings.mail.mail_from),
+        signing_ring=signing_key_ring(settings.qr),
+        clock=services.clock,
+    )
+
+
+async def run(services: Services, stop: asyncio.Event) -> None:
+    """`eventhunting worker mailer`: issue and mail tickets until `stop`."""
+    from eventhunting.consumers.dead_letter_retries import DeadLetterRetries
+
+    mailer = build_mailer(services)
+    group: ConsumerGroup[EventEnvelope] = ConsumerGroup(
+        services.redis,
+        MAILER_GROUP,
+        unique_consumer_name(),
+        services.settings.sales.partitions,
+        mailer,
+        ConsumerConfig(),
+    )
+    retries_stop = asyncio.Event()
+    retrying = asyncio.create_task(DeadLetterRetries(group).run(retries_stop))
+    try:
+        await group.run(stop, prepare=mailer.ledger.create_indexes)
+    finally:
+        retries_stop.set()
+        await retrying
