@@ -9,11 +9,18 @@ from eventhunting.projections.base import Projection
 from eventhunting.projections.catalog import CatalogProjection
 from eventhunting.projections.orders import OrdersProjection
 from eventhunting.projections.sales import SalesProjection
+from eventhunting.projections.tickets import TicketsProjection
 
 # Every read model the projector keeps and `eventhunting replay` rebuilds, by its name.
 PROJECTIONS: dict[str, type[Projection]] = {
     projection.name: projection
-    for projection in (AccountsProjection, CatalogProjection, OrdersProjection, SalesProjection)
+    for projection in (
+        AccountsProjection,
+        CatalogProjection,
+        OrdersProjection,
+        SalesProjection,
+        TicketsProjection,
+    )
 }
 
 
