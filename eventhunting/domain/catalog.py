@@ -182,10 +182,6 @@ class CatalogEvent(msgspec.Struct, frozen=True, kw_only=True):
     published_at: datetime | None = None
     cancelled_at: datetime | None = None
 
-    @property
-    def stream(self) -> str:
-        return f"{STREAM_KIND}-{self.id}"
-
     def ticket_type(self, ticket_type_id: str) -> TicketType:
         for ticket_type in self.ticket_types:
             if ticket_type.id == ticket_type_id:

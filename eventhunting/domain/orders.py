@@ -14,6 +14,7 @@ from eventhunting.domain.errors import Conflict, Forbidden, InvalidInput, NotFou
 from eventhunting.domain.events import Command, DomainEvent, RecordedEvent, registry
 from eventhunting.domain.events import fold as fold_history
 
+STREAM_KIND = "order"
 CURRENCY = "VND"
 FREE_PAYMENT_METHOD = "free"
 
@@ -87,7 +88,7 @@ class ItemQuantity(msgspec.Struct, frozen=True, kw_only=True):
 # --- events --------------------------------------------------------------------------------
 
 
-@registry.event("OrderPlaced", stream_kind="order")
+@registry.event("OrderPlaced", stream_kind=STREAM_KIND)
 class OrderPlaced(DomainEvent, frozen=True, kw_only=True):
     """A buyer holds tickets of one event until `expires_at`, at prices frozen in `items`."""
 
@@ -101,7 +102,7 @@ class OrderPlaced(DomainEvent, frozen=True, kw_only=True):
     expires_at: datetime
 
 
-@registry.event("OrderCancelled", stream_kind="order")
+@registry.event("OrderCancelled", stream_kind=STREAM_KIND)
 class OrderCancelled(DomainEvent, frozen=True, kw_only=True):
     """The buyer gave up a pending order; its held tickets are free again."""
 
@@ -113,7 +114,7 @@ class OrderCancelled(DomainEvent, frozen=True, kw_only=True):
     cancelled_by: str
 
 
-@registry.event("OrderExpired", stream_kind="order")
+@registry.event("OrderExpired", stream_kind=STREAM_KIND)
 class OrderExpired(DomainEvent, frozen=True, kw_only=True):
     """A pending order was not paid before its hold ran out; its held tickets are free again."""
 
@@ -124,7 +125,7 @@ class OrderExpired(DomainEvent, frozen=True, kw_only=True):
     expired_at: datetime
 
 
-@registry.event("OrderPaid", stream_kind="order")
+@registry.event("OrderPaid", stream_kind=STREAM_KIND)
 class OrderPaid(DomainEvent, frozen=True, kw_only=True):
     """A pending order was paid in full; its held tickets are sold."""
 
@@ -161,7 +162,7 @@ class PaymentDetails(msgspec.Struct, frozen=True, kw_only=True):
     pay_date: datetime | None = None
 
 
-@registry.event("PaymentStarted", stream_kind="order")
+@registry.event("PaymentStarted", stream_kind=STREAM_KIND)
 class PaymentStarted(DomainEvent, frozen=True, kw_only=True):
     """The buyer was sent to the gateway to pay `amount` under `txn_ref` until `expires_at`."""
 
@@ -176,7 +177,7 @@ class PaymentStarted(DomainEvent, frozen=True, kw_only=True):
     locale: str | None = None
 
 
-@registry.event("PaymentSucceeded", stream_kind="order")
+@registry.event("PaymentSucceeded", stream_kind=STREAM_KIND)
 class PaymentSucceeded(DomainEvent, frozen=True, kw_only=True):
     """The gateway confirmed that the attempt `txn_ref` was paid."""
 
@@ -188,7 +189,7 @@ class PaymentSucceeded(DomainEvent, frozen=True, kw_only=True):
     recorded_at: datetime
 
 
-@registry.event("PaymentFailed", stream_kind="order")
+@registry.event("PaymentFailed", stream_kind=STREAM_KIND)
 class PaymentFailed(DomainEvent, frozen=True, kw_only=True):
     """The gateway reported the attempt `txn_ref` as not paid; the hold stays until it expires."""
 
@@ -220,7 +221,7 @@ class InvoicePayment(msgspec.Struct, frozen=True, kw_only=True):
     paid_at: datetime
 
 
-@registry.event("InvoiceIssued", stream_kind="order")
+@registry.event("InvoiceIssued", stream_kind=STREAM_KIND)
 class InvoiceIssued(DomainEvent, frozen=True, kw_only=True):
     """An invoice numbered `number` (gapless in `series`) was issued for the paid order."""
 
@@ -242,7 +243,7 @@ class InvoiceIssued(DomainEvent, frozen=True, kw_only=True):
     amount_before_vat: int = 0
 
 
-@registry.event("RefundRequested", stream_kind="order")
+@registry.event("RefundRequested", stream_kind=STREAM_KIND)
 class RefundRequested(DomainEvent, frozen=True, kw_only=True):
     """Money is to be given back for the payment `txn_ref` (a worker calls the gateway)."""
 
@@ -257,7 +258,7 @@ class RefundRequested(DomainEvent, frozen=True, kw_only=True):
     requested_by: str
 
 
-@registry.event("RefundCompleted", stream_kind="order")
+@registry.event("RefundCompleted", stream_kind=STREAM_KIND)
 class RefundCompleted(DomainEvent, frozen=True, kw_only=True):
     """The gateway refunded `amount` for the refund `refund_id`."""
 
@@ -269,7 +270,7 @@ class RefundCompleted(DomainEvent, frozen=True, kw_only=True):
     completed_at: datetime
 
 
-@registry.event("RefundFailed", stream_kind="order")
+@registry.event("RefundFailed", stream_kind=STREAM_KIND)
 class RefundFailed(DomainEvent, frozen=True, kw_only=True):
     """The gateway refused the refund `refund_id`; it waits for an admin."""
 

@@ -11,6 +11,7 @@ from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from eventhunting.domain.catalog import EventDrafted
+from eventhunting.domain.orders import STREAM_KIND as ORDER_STREAM_KIND
 from eventhunting.domain.orders import OrderPlaced
 from eventhunting.domain.sales import (
     BUCKET_COUNTERS,
@@ -52,6 +53,9 @@ def order_record(document: Document) -> OrderRecord:
     fields["order_id"] = document["_id"]
     fields["placed_at"] = as_utc(document["placed_at"])
     return msgspec.convert(fields, OrderRecord)
+
+
+ORDER_STREAM_PREFIX = f"{ORDER_STREAM_KIND}-"
 
 
 class SalesProjection(Projection):
@@ -113,8 +117,8 @@ class SalesProjection(Projection):
                 placed.add(data.order_id)
                 if data.event_id not in drafted:
                     event_ids.add(data.event_id)
-            elif event.stream.startswith("order-"):
-                order_id = event.stream.removeprefix("order-")
+            elif event.stream.startswith(ORDER_STREAM_PREFIX):
+                order_id = event.stream.removeprefix(ORDER_STREAM_PREFIX)
                 if order_id not in placed:
                     order_ids.add(order_id)
         organizers: dict[str, str] = {}

@@ -15,6 +15,7 @@ from eventhunting.domain.catalog import CatalogEvent, EventNotFound
 from eventhunting.domain.errors import DomainError
 from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import (
+    STREAM_KIND,
     CancelOrder,
     ExpireOrder,
     InvoiceIssued,
@@ -42,6 +43,7 @@ from eventhunting.domain.orders import (
     merge_items,
     stock_changes,
 )
+from eventhunting.services.catalog import EVENTS
 from eventhunting.services.repository import (
     Effects,
     Idempotency,
@@ -61,7 +63,7 @@ from eventhunting.store.append import (
 from eventhunting.store.counters import inventory_counter, ticket_type_of_inventory_counter
 from eventhunting.store.errors import ConcurrencyError, GuardRejected
 
-ORDERS = StreamKind("order", evolve)
+ORDERS = StreamKind(STREAM_KIND, evolve)
 
 HOLD_EXPIRY_SCHEDULE = "hold-expiry"
 # Payment attempts whose result VNPAY has not told us are asked about (querydr) from this
@@ -308,7 +310,9 @@ class OrderService:
             return Effects(
                 counters=counted.counters,
                 schedules=counted.schedules,
-                stream_versions=[StreamVersion(event.stream, event.version, code=CATALOG_CHANGED)],
+                stream_versions=[
+                    StreamVersion(EVENTS.stream(event.id), event.version, code=CATALOG_CHANGED)
+                ],
             )
 
         try:

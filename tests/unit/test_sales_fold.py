@@ -29,8 +29,8 @@ from eventhunting.domain.sales import (
     median_bucket,
     time_to_pay_bucket,
     time_to_pay_width,
-    vat_included_in,
 )
+from eventhunting.domain.vat import vat_included_in
 
 START = datetime(2026, 5, 1, 9, 59, 30, tzinfo=UTC)
 EVENT = "event-1"
