@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from eventhunting.client_address import parse_networks
 from eventhunting.payments.vnpay import MerchantCredentials
 from eventhunting.services.accounts import AccountService, build_account_service
 from eventhunting.services.catalog import CatalogService
@@ -100,6 +101,15 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         load_event=catalog.load_event,
         hold_seconds=settings.sales.hold_seconds,
         clock=clock,
+        database=database,
+    )
+    accounts = build_account_service(
+        settings,
+        redis_client,
+        clock,
+        store=store,
+        database=database,
+        ensure_manages_event=catalog.ensure_manages_event,
     )
     return Services(
         settings=settings,
@@ -108,14 +118,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         database=database,
         clock=clock,
         started_at=time.monotonic(),
-        accounts=build_account_service(
-            settings,
-            redis_client,
-            clock,
-            store=store,
-            database=database,
-            ensure_manages_event=catalog.ensure_manages_event,
-        ),
+        accounts=accounts,
         store=store,
         catalog=catalog,
         orders=orders,
@@ -128,6 +131,9 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
             public_base_url=settings.public_base_url,
             clock=clock,
             invoice_letters=settings.invoice_letters,
+            find_account=accounts.find,
+            trusted_proxies=parse_networks(settings.trusted_proxies),
+            ipn_allowed=parse_networks(settings.vnpay.ipn_allowed_addresses),
         ),
         tickets=TicketService(
             store=store,

@@ -176,7 +176,7 @@ class VnpaySettings(msgspec.Struct, frozen=True, kw_only=True):
     ] = 120
 
     def __post_init__(self) -> None:
-        from eventhunting.api.client_address import parse_networks
+        from eventhunting.client_address import parse_networks
 
         try:
             parse_networks(self.ipn_allowed_addresses)
@@ -312,7 +312,7 @@ class Settings(StoreSettings, frozen=True, kw_only=True):
     ] = None
 
     def __post_init__(self) -> None:
-        from eventhunting.api.client_address import parse_networks
+        from eventhunting.client_address import parse_networks
 
         try:
             parse_networks(self.trusted_proxies)

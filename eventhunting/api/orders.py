@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.params import Parameter
 
 from eventhunting.api.auth import Principal, principal_of, signed_in
@@ -14,9 +16,9 @@ from eventhunting.api.openapi import PROBLEM_STATUSES
 from eventhunting.api.paging import Page, page_schema
 from eventhunting.api.parameters import DEFAULT_PAGE_SIZE, PageNumber, PageSize
 from eventhunting.bootstrap import Services
-from eventhunting.domain.catalog import EventNotFound
-from eventhunting.domain.orders import Order, OrderNotFound, OrderStatus, RequestedItem
-from eventhunting.projections.orders import OrderQuery, list_orders
+from eventhunting.domain.orders import Order, OrderStatus, RequestedItem
+from eventhunting.projections.orders import OrderQuery
+from eventhunting.services.orders import OrderService
 
 MAX_ITEMS = 50
 MAX_QUANTITY = 1_000
@@ -97,24 +99,16 @@ def view_of_document(document: dict[str, Any]) -> OrderView:
     )
 
 
-async def visible_order(services: Services, order_id: str, principal: Principal) -> Order:
-    """The order if the caller is its buyer, an admin or the event's organizer; else 404."""
-    order = await services.orders.get(order_id)
-    if order.buyer_id == principal.account_id or principal.is_admin:
-        return order
-    try:
-        organizer_id = (await services.catalog.load_event(order.event_id)).organizer_id
-    except EventNotFound:
-        organizer_id = None
-    if organizer_id != principal.account_id:
-        raise OrderNotFound(f"There is no order {order_id!r}.")
-    return order
+def provide_orders(state: State) -> OrderService:
+    services: Services = state.services
+    return services.orders
 
 
 class OrderController(Controller):
     path = "/api/v1/orders"
     tags = ["orders"]
     guards = [signed_in]
+    dependencies = {"orders": Provide(provide_orders, sync_to_thread=False)}
 
     @post(
         "",
@@ -160,17 +154,14 @@ class OrderController(Controller):
     @get("", summary="The caller's orders (read model; may lag a moment)")
     async def mine(
         self,
-        services: Services,
+        orders: OrderService,
         principal: Principal,
         status: OrderStatus | None = None,
         page: PageNumber = 1,
         page_size: PageSize = DEFAULT_PAGE_SIZE,
     ) -> Annotated[Page[OrderView], page_schema("OrderPage")]:
-        found = await list_orders(
-            services.database,
-            OrderQuery(
-                buyer_id=principal.account_id, status=status, page=page, page_size=page_size
-            ),
+        found = await orders.list_for_buyer(
+            OrderQuery(buyer_id=principal.account_id, status=status, page=page, page_size=page_size)
         )
         return Page(
             items=[view_of_document(document) for document in found.documents],
@@ -180,8 +171,12 @@ class OrderController(Controller):
         )
 
     @get("/{order_id:str}", summary="One order, as of the last command (read-your-writes)")
-    async def show(self, order_id: str, services: Services, principal: Principal) -> OrderView:
-        return view_of(await visible_order(services, order_id, principal))
+    async def show(self, order_id: str, orders: OrderService, principal: Principal) -> OrderView:
+        return view_of(
+            await orders.get_visible(
+                order_id, viewer_id=principal.account_id, viewer_is_admin=principal.is_admin
+            )
+        )
 
     @post(
         "/{order_id:str}/cancel",
@@ -189,6 +184,8 @@ class OrderController(Controller):
         status_code=200,
         opt={PROBLEM_STATUSES: (403, 409)},
     )
-    async def cancel(self, order_id: str, services: Services, principal: Principal) -> OrderView:
-        await visible_order(services, order_id, principal)
-        return view_of(await services.orders.cancel(order_id, by=principal.account_id))
+    async def cancel(self, order_id: str, orders: OrderService, principal: Principal) -> OrderView:
+        await orders.get_visible(
+            order_id, viewer_id=principal.account_id, viewer_is_admin=principal.is_admin
+        )
+        return view_of(await orders.cancel(order_id, by=principal.account_id))

@@ -69,8 +69,15 @@ def checkin_page() -> Response[str]:
     return render_page("checkin.html")
 
 
+@get("/dashboard", include_in_schema=False, sync_to_thread=False)
+def dashboard_page() -> Response[str]:
+    """Organizers' page: their events and one event's sales, refreshed while it is open."""
+    return render_page("dashboard.html")
+
+
 PAGE_ROUTES: list[ControllerRouterHandler] = [
     checkin_page,
+    dashboard_page,
     create_static_files_router(
         STATIC_PATH,
         directories=[STATIC_DIRECTORY],

@@ -7,16 +7,16 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
 
-from eventhunting.api.auth import Principal, principal_of, signed_in
-from eventhunting.api.client_address import client_address, is_trusted, parse_networks
+from eventhunting.api.auth import Principal, signed_in
 from eventhunting.api.openapi import PROBLEM_STATUSES
 from eventhunting.api.pages import render_page
 from eventhunting.bootstrap import Services
-from eventhunting.domain.errors import Forbidden
-from eventhunting.domain.orders import InvoiceIssued, OrderNotFound
+from eventhunting.domain.orders import InvoiceIssued
 from eventhunting.payments.vnpay import BANK_CODE_PATTERN
-from eventhunting.services.payments import PaymentOutcome
+from eventhunting.services.payments import PaymentOutcome, PaymentService
 
 BankCode = Annotated[str, msgspec.Meta(pattern=f"^{BANK_CODE_PATTERN.pattern}$")]
 
@@ -172,9 +172,19 @@ def invoice_view(invoice: InvoiceIssued, seller_name: str | None, buyer: Party) 
     )
 
 
+def provide_payments(state: State) -> PaymentService:
+    services: Services = state.services
+    return services.payments
+
+
+def peer_of(request: Request[Any, Any, Any]) -> str | None:
+    return request.client.host if request.client else None
+
+
 class PaymentController(Controller):
     path = "/api/v1"
     tags = ["payments"]
+    dependencies = {"payments": Provide(provide_payments, sync_to_thread=False)}
 
     @post(
         "/orders/{order_id:str}/payments/vnpay",
@@ -192,17 +202,15 @@ class PaymentController(Controller):
         self,
         order_id: str,
         request: Request[Any, Any, Any],
+        payments: PaymentService,
+        principal: Principal,
         data: VnpayPaymentCreate | None = None,
     ) -> VnpayPayment:
-        principal = principal_of(request)
-        services: Services = request.app.state.services
         body = data or VnpayPaymentCreate()
-        proxies = parse_networks(services.settings.trusted_proxies)
-        peer = request.client.host if request.client else None
-        link = await services.payments.start(
+        link = await payments.start(
             order_id,
             buyer_id=principal.account_id,
-            client_ip=client_address(peer, request.headers.get("x-forwarded-for"), proxies),
+            client_ip=payments.client_ip(peer_of(request), request.headers.get("x-forwarded-for")),
             bank_code=body.bank_code,
             locale=body.locale,
         )
@@ -220,16 +228,9 @@ class PaymentController(Controller):
         ),
         opt={PROBLEM_STATUSES: (403,)},
     )
-    async def ipn(self, request: Request[Any, Any, Any]) -> IpnReply:
-        services: Services = request.app.state.services
-        allowed = parse_networks(services.settings.vnpay.ipn_allowed_addresses)
-        if allowed:
-            peer = request.client.host if request.client else None
-            proxies = parse_networks(services.settings.trusted_proxies)
-            caller = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
-            if not is_trusted(caller, allowed):
-                raise Forbidden("This address may not call the IPN route.", code="ipn_forbidden")
-        answer = await services.payments.handle_ipn(request.query_params.multi_items())
+    async def ipn(self, request: Request[Any, Any, Any], payments: PaymentService) -> IpnReply:
+        payments.ensure_ipn_caller_allowed(peer_of(request), request.headers.get("x-forwarded-for"))
+        answer = await payments.handle_ipn(request.query_params.multi_items())
         return IpnReply(RspCode=answer.code, Message=answer.message)
 
     @get(
@@ -242,11 +243,10 @@ class PaymentController(Controller):
         media_type=MediaType.HTML,
         opt={PROBLEM_STATUSES: (503,)},
     )
-    async def return_page(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        services: Services = request.app.state.services
-        outcome: PaymentOutcome = await services.payments.outcome(
-            request.query_params.multi_items()
-        )
+    async def return_page(
+        self, request: Request[Any, Any, Any], payments: PaymentService
+    ) -> Response[Any]:
+        outcome: PaymentOutcome = await payments.outcome(request.query_params.multi_items())
         locale = page_locale(request)
         message = outcome.message if locale == "en" else MESSAGES_VN[outcome.status]
         if wants_json(request):
@@ -269,16 +269,15 @@ class PaymentController(Controller):
         description="404 `invoice_not_found` until the order is paid through VNPAY.",
         opt={PROBLEM_STATUSES: (404,)},
     )
-    async def invoice(self, order_id: str, services: Services, principal: Principal) -> Invoice:
-        order = await services.orders.get_visible(
+    async def invoice(
+        self, order_id: str, payments: PaymentService, principal: Principal
+    ) -> Invoice:
+        issued = await payments.invoice_of(
             order_id, viewer_id=principal.account_id, viewer_is_admin=principal.is_admin
         )
-        if order.invoice is None:
-            raise OrderNotFound(f"Order {order_id!r} has no invoice.", code="invoice_not_found")
-        seller = await services.accounts.find(order.invoice.organizer_id)
-        buyer = await services.accounts.find(order.buyer_id)
+        seller, buyer = issued.seller, issued.buyer
         return invoice_view(
-            order.invoice,
+            issued.invoice,
             seller.full_name if seller else None,
             Party(name=buyer.full_name, email=buyer.email) if buyer else Party(name=None),
         )

@@ -7,9 +7,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain.catalog import CatalogEvent, EventNotFound
 from eventhunting.domain.errors import DomainError
@@ -43,6 +45,7 @@ from eventhunting.domain.orders import (
     merge_items,
     stock_changes,
 )
+from eventhunting.projections.orders import OrderList, OrderQuery, list_orders
 from eventhunting.services.catalog import EVENTS
 from eventhunting.services.repository import (
     Effects,
@@ -234,7 +237,9 @@ class OrderService:
         load_event: EventLoader,
         hold_seconds: int,
         clock: Clock,
+        database: AsyncDatabase[dict[str, Any]] | None = None,
     ) -> None:
+        self.database = database
         self.store = store
         self.redis = redis
         self.load_event = load_event
@@ -361,6 +366,12 @@ class OrderService:
         if organizer_id != viewer_id:
             raise OrderNotFound(f"There is no order {order_id!r}.")
         return order
+
+    async def list_for_buyer(self, query: OrderQuery) -> OrderList:
+        """The buyer's orders from the read model, newest first (may lag a moment)."""
+        if self.database is None:
+            raise RuntimeError("listing orders needs the read models' database")
+        return await list_orders(self.database, query)
 
     async def cancel(self, order_id: str, *, by: str) -> Order:
         """The buyer gives up a pending order; its tickets are free again at once."""

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
 
-from eventhunting.domain.errors import DomainError, ErrorKind
+from eventhunting.client_address import Network, client_address, is_trusted
+from eventhunting.domain.accounts import Account
+from eventhunting.domain.errors import DomainError, ErrorKind, Forbidden
 from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import (
+    InvoiceIssued,
     Order,
+    OrderNotFound,
     OrderStatus,
     PaymentDetails,
     PaymentStarted,
@@ -69,6 +73,15 @@ class PaymentsUnavailable(DomainError):
     kind = ErrorKind.UNAVAILABLE
     code = "payments_unavailable"
     title = "Payments are not available"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedInvoice:
+    """An invoice with the parties it names (accounts may be gone: then None)."""
+
+    invoice: InvoiceIssued
+    seller: Account | None
+    buyer: Account | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +153,14 @@ class PaymentService:
         public_base_url: str,
         clock: Callable[[], datetime],
         invoice_letters: str = DEFAULT_INVOICE_LETTERS,
+        find_account: Callable[[str], Awaitable[Account | None]] | None = None,
+        trusted_proxies: Sequence[Network] = (),
+        ipn_allowed: Sequence[Network] = (),
     ) -> None:
         self.invoice_letters = invoice_letters
+        self.find_account = find_account
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.ipn_allowed = tuple(ipn_allowed)
         self.orders = orders
         self.repository = orders.repository
         self.redis = redis
@@ -151,6 +170,32 @@ class PaymentService:
         self.return_url = public_base_url.rstrip("/") + RETURN_PATH
         self.clock = clock
         self.series_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
+        """The buyer's address for vnp_IpAddr (X-Forwarded-For only from trusted proxies)."""
+        return client_address(peer, forwarded_for, self.trusted_proxies)
+
+    def ensure_ipn_caller_allowed(self, peer: str | None, forwarded_for: str | None) -> None:
+        """Refuse (403) an IPN caller outside the allow-list, when one is configured."""
+        if self.ipn_allowed and not is_trusted(
+            self.client_ip(peer, forwarded_for), self.ipn_allowed
+        ):
+            raise Forbidden("This address may not call the IPN route.", code="ipn_forbidden")
+
+    async def invoice_of(
+        self, order_id: str, *, viewer_id: str, viewer_is_admin: bool
+    ) -> IssuedInvoice:
+        """The order's invoice with the seller's and buyer's names (404 until paid)."""
+        order = await self.orders.get_visible(
+            order_id, viewer_id=viewer_id, viewer_is_admin=viewer_is_admin
+        )
+        if order.invoice is None:
+            raise OrderNotFound(f"Order {order_id!r} has no invoice.", code="invoice_not_found")
+        seller = buyer = None
+        if self.find_account is not None:
+            seller = await self.find_account(order.invoice.organizer_id)
+            buyer = await self.find_account(order.buyer_id)
+        return IssuedInvoice(invoice=order.invoice, seller=seller, buyer=buyer)
 
     def require_credentials(self) -> MerchantCredentials:
         if self.credentials is None:

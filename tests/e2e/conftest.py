@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from tests.e2e.payment_system import PaymentSystem, running_payment_system
 from tests.e2e.staff_system import StaffSystem, running_staff_system
@@ -28,6 +29,28 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+# Chromium logs every 4xx answer of fetch() as an error; pages expect some (a wrong password,
+# a ticket already checked in) and show them. Refused loads (CSP) and script errors count.
+ANSWERED_WITH_AN_ERROR = "Failed to load resource: the server responded with a status of"
+
+
+@dataclass
+class PageProblems:
+    """What went wrong inside a page: script errors, and loads the browser refused (CSP)."""
+
+    messages: list[str] = field(default_factory=list)
+
+    @classmethod
+    def watch(cls, page: Page) -> PageProblems:
+        problems = cls()
+        page.on("pageerror", lambda error: problems.messages.append(f"page error: {error}"))
+        page.on("console", problems.note)
+        return problems
+
+    def note(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.text.startswith(ANSWERED_WITH_AN_ERROR):
+            self.messages.append(f"console: {message.text}")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -15,7 +15,7 @@ from ulid import ULID
 
 from eventhunting.tickets.qr_codes import TicketCode, sign_ticket_code
 from eventhunting.tickets.qr_keys import QrKeyRing
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PageProblems
 from tests.e2e.fake_camera import write_y4m
 from tests.e2e.staff_system import StaffSystem
 from tests.support.accounts import SignedIn, grant_staff, sign_up
@@ -25,17 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.system, pytest.mark.timeout(180)]
 
 # How long the page may take to answer a scan on a busy machine (jsQR on every frame).
 ANSWER_TIMEOUT_MS = 20_000
-# Chromium logs every 4xx answer of fetch() as an error; the page expects some (a wrong
-# password, a ticket already checked in) and shows them. Refused loads (CSP) and script
-# errors still count.
-ANSWERED_WITH_AN_ERROR = "Failed to load resource: the server responded with a status of"
-
-
-@dataclass
-class BrowserProblems:
-    """What went wrong inside the page: script errors and refused loads (CSP)."""
-
-    messages: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +54,11 @@ async def camera_browser(camera_video: Path) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def door(camera_browser: Browser) -> AsyncIterator[tuple[Page, BrowserProblems]]:
+async def door(camera_browser: Browser) -> AsyncIterator[tuple[Page, PageProblems]]:
     """A fresh page in its own context, and what goes wrong in it (asserted empty by tests)."""
     context = await camera_browser.new_context(locale="en-US")
     page = await context.new_page()
-    problems = BrowserProblems()
-    page.on("pageerror", lambda error: problems.messages.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            problems.messages.append(f"console: {message.text}")
-            if message.type == "error" and not message.text.startswith(ANSWERED_WITH_AN_ERROR)
-            else None
-        ),
-    )
+    problems = PageProblems.watch(page)
     try:
         yield page, problems
     finally:
@@ -150,7 +130,7 @@ async def type_code(page: Page, code: str) -> None:
 async def test_a_wrong_password_is_refused_on_the_page(
     staff_http: httpx.AsyncClient,
     staff_system: StaffSystem,
-    door: tuple[Page, BrowserProblems],
+    door: tuple[Page, PageProblems],
 ) -> None:
     page, problems = door
     staff = await sign_up(staff_http, staff_system.api)
@@ -167,7 +147,7 @@ async def test_a_wrong_password_is_refused_on_the_page(
 async def test_staff_sign_in_and_get_their_event_and_codes_that_are_not_its_tickets_show_red(
     staff_http: httpx.AsyncClient,
     staff_system: StaffSystem,
-    door: tuple[Page, BrowserProblems],
+    door: tuple[Page, PageProblems],
 ) -> None:
     page, problems = door
     door_event = await event_with_staff(staff_http, staff_system)
@@ -205,7 +185,7 @@ async def test_staff_sign_in_and_get_their_event_and_codes_that_are_not_its_tick
 async def test_the_camera_reads_a_code_held_in_front_of_it(
     staff_http: httpx.AsyncClient,
     staff_system: StaffSystem,
-    door: tuple[Page, BrowserProblems],
+    door: tuple[Page, PageProblems],
     camera_video: Path,
 ) -> None:
     page, problems = door

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventhunting.api.client_address import client_address, parse_networks
+from eventhunting.client_address import client_address, parse_networks
 
 PROXIES = parse_networks("10.0.0.0/8, 192.168.1.5")
 
