@@ -1,5 +1,5 @@
-// The door: choose the event, scan ticket codes with the camera or type them, and show a big
-// green or red answer from POST /api/v1/checkins.
+// The door: choose the event, scan ticket codes with the camera or type them (the QR text or
+// the ticket's short door code), and show a big green or red answer from POST /api/v1/checkins.
 //
 // Scanning uses the browser's BarcodeDetector where it reads QR codes, else jsQR (vendored)
 // on frames drawn into a canvas. A code whose answer is on screen is not sent again while
@@ -15,6 +15,8 @@
   const FRAME_WIDTH = 640;
   const KEYS_MAX_AGE_MS = 5 * 60 * 1000; // as long as the API lets them be cached
   const COUNTS_KEY = "eventhunting.checkins";
+  const GATE_KEY = "eventhunting.gate";
+  const QR_PREFIX = "EH1:";
 
   const REASONS = {
     malformed: "Not a ticket code, or a damaged one.",
@@ -23,8 +25,7 @@
     other_event: "This ticket is for another event.",
     refunded: "The ticket was refunded.",
     cancelled: "The ticket was cancelled.",
-    not_issued: "No such ticket was issued.",
-    unknown_ticket: "No such ticket was issued.",
+    not_found: "No such ticket was issued.",
   };
 
   const element = (id) => document.getElementById(id);
@@ -35,6 +36,7 @@
     eventId: element("event-id"),
     eventProblem: element("event-problem"),
     eventPicker: element("event-picker"),
+    gate: element("gate"),
     scanning: element("scanning"),
     eventTitle: element("event-title"),
     result: element("result"),
@@ -181,7 +183,20 @@
     }
   }
 
-  async function check(scanned) {
+  // The body of POST /api/v1/checkins: a QR text (scanned, or pasted), else a typed door
+  // code; always with the door's event (the API refuses other events' tickets too) and gate.
+  function checkinBody(scanned, typed) {
+    const text = scanned.trim();
+    const body = text.toUpperCase().startsWith(QR_PREFIX) || !typed ? { qr: text } : { code: text };
+    body.event_id = state.event.id;
+    const gate = page.gate.value.trim();
+    if (gate) {
+      body.gate = gate;
+    }
+    return body;
+  }
+
+  async function check(scanned, { typed = false } = {}) {
     if (!state.event || state.checking) {
       return;
     }
@@ -189,12 +204,13 @@
     state.shownCode = scanned;
     show("checking", "Checking...", "");
     try {
-      const refusal = await refusedHere(scanned);
+      const body = checkinBody(scanned, typed);
+      const refusal = body.qr === undefined ? null : await refusedHere(scanned);
       if (refusal) {
         show("rejected", "Not valid", refusal.message, refusal.reason);
         return;
       }
-      const answer = await state.session.request("POST", "/api/v1/checkins", { qr: scanned.trim() });
+      const answer = await state.session.request("POST", "/api/v1/checkins", body);
       showAnswer(answer);
     } catch {
       show("error", "No answer", "The server cannot be reached. Scan again.", "unreachable");
@@ -221,6 +237,8 @@
       state.shownCode = null;
     } else if (answer.status === 403) {
       show("rejected", "Not allowed", "This account may not check in tickets of this event.", body.code || "forbidden");
+    } else if (answer.status === 422 && body.errors?.some((error) => error.field === "code")) {
+      show("rejected", "Not valid", "That is not a ticket's code (XXXX-XXXX) nor its QR text.", "malformed");
     } else {
       show("rejected", "Not valid", problemText(answer), body.code || String(answer.status));
     }
@@ -344,10 +362,12 @@
     const typed = page.code.value;
     if (typed.trim()) {
       page.code.value = "";
-      check(typed);
+      check(typed, { typed: true });
     }
   });
   page.next.addEventListener("click", showIdle);
+  page.gate.value = sessionStorage.getItem(GATE_KEY) || "";
+  page.gate.addEventListener("change", () => sessionStorage.setItem(GATE_KEY, page.gate.value.trim()));
   page.cameraStart.addEventListener("click", startCamera);
   page.cameraStop.addEventListener("click", stopCamera);
 
