@@ -72,6 +72,16 @@ async def reconciler(payments: PaymentService, sandbox: Standin) -> Any:
         yield Reconciler(payments, gateway, gateway_attempts=2, retry_initial_seconds=0.05)
 
 
+async def one_ticket_held(orders: OrderService, new_event: NewEvent) -> Any:
+    event = await new_event(TicketTypeSpec("Standard", 120_000, 10))
+    placement = await orders.place(
+        buyer_id="buyer-1",
+        event_id=event.id,
+        items=[RequestedItem(ticket_type_id=event.ticket_types[0].id, quantity=1)],
+    )
+    return placement.order
+
+
 async def paid_at_the_sandbox(
     orders: OrderService,
     payments: PaymentService,
@@ -81,14 +91,7 @@ async def paid_at_the_sandbox(
     *,
     card: str = "9704198526191432198",
 ) -> tuple[Any, str]:
-    event = await new_event(TicketTypeSpec("Standard", 120_000, 10))
-    order = (
-        await orders.place(
-            buyer_id="buyer-1",
-            event_id=event.id,
-            items=[RequestedItem(ticket_type_id=event.ticket_types[0].id, quantity=1)],
-        )
-    ).order
+    order = await one_ticket_held(orders, new_event)
     # The sandbox checks the pay URL's dates against its own clock.
     clock.now = clock.now.__class__.now(clock.now.tzinfo).replace(microsecond=0)
     link = await payments.start(order.id, buyer_id="buyer-1", client_ip="203.0.113.5")
@@ -143,14 +146,7 @@ async def test_an_abandoned_payment_page_records_nothing(
     new_event: NewEvent,
     clock: ManualClock,
 ) -> None:
-    event = await new_event(TicketTypeSpec("Standard", 120_000, 10))
-    order = (
-        await orders.place(
-            buyer_id="buyer-1",
-            event_id=event.id,
-            items=[RequestedItem(ticket_type_id=event.ticket_types[0].id, quantity=1)],
-        )
-    ).order
+    order = await one_ticket_held(orders, new_event)
     link = await payments.start(order.id, buyer_id="buyer-1", client_ip="203.0.113.5")
     assert await reconciler.check_payment(link.txn_ref) == "payment_not_made"
     attempt = (await orders.get(order.id)).payment(link.txn_ref)
