@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 
 from eventhunting.bootstrap import Services, build_services, merchant_credentials
 from eventhunting.consumers import expirer, mailer
+from eventhunting.consumers.dead_letter_retries import DeadLetterRetries
 from eventhunting.consumers.reconciler import RECONCILER_GROUP, Reconciler
 from eventhunting.payments.vnpay_api import VnpayGateway
 from eventhunting.projections.base import run_projector
@@ -84,6 +85,7 @@ async def reconciler(services: Services, stop: asyncio.Event) -> None:
         tasks = [
             asyncio.create_task(checks.maintain(checks_stop)),
             asyncio.create_task(reconciling.check_payments(checks, checks_stop)),
+            asyncio.create_task(DeadLetterRetries(group).run(checks_stop)),
         ]
         try:
             await group.run(stop)

@@ -24,6 +24,7 @@ from eventhunting.api.auth import AUTH_DEPENDENCIES, SECURITY_COMPONENTS, declar
 from eventhunting.api.bodies import StrictJSONBody
 from eventhunting.api.catalog import CatalogController, create_catalog_indexes_at_startup
 from eventhunting.api.checkins import CheckinController
+from eventhunting.api.dead_letters import DeadLetterController
 from eventhunting.api.errors import EXCEPTION_HANDLERS
 from eventhunting.api.health import HealthController
 from eventhunting.api.openapi import complete_document
@@ -32,6 +33,7 @@ from eventhunting.api.pages import PAGE_ROUTES
 from eventhunting.api.payments import PaymentController
 from eventhunting.api.request_log import request_log_middleware
 from eventhunting.api.sales import SalesController
+from eventhunting.api.tickets import TICKET_ROUTES
 from eventhunting.bootstrap import Services, build_services
 from eventhunting.settings import Settings
 
@@ -43,6 +45,8 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     OrderController,
     SalesController,
     CheckinController,
+    *TICKET_ROUTES,
+    DeadLetterController,
     PaymentController,
     *PAGE_ROUTES,
 ]

@@ -1,14 +1,24 @@
-"""Check-in over HTTP: the public keys with which scanners verify ticket QR codes offline."""
+"""Check-in over HTTP: checking tickets in at the door, and the public keys of their QR codes."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
+from typing import Annotated, Literal
 
-from litestar import Controller, get
+import msgspec
+from litestar import Controller, get, post
 from litestar.datastructures import CacheControlHeader
 
+from eventhunting.api.auth import ORGANIZER, Principal, signed_in
+from eventhunting.api.openapi import PROBLEM_STATUSES
+from eventhunting.api.tickets import TICKETS_DEPENDENCY
 from eventhunting.bootstrap import Services
+from eventhunting.domain.errors import InvalidInput
+from eventhunting.domain.tickets import MAX_GATE_LENGTH
+from eventhunting.services.tickets import DoorStaff, TicketService
 from eventhunting.settings import QrSettings
+from eventhunting.tickets.qr_codes import MAX_TEXT_LENGTH
 from eventhunting.tickets.qr_keys import JsonWebKeySet, QrKeyRing, key_ring_of
 
 PUBLIC_KEY_MAX_AGE_SECONDS = 300
@@ -21,11 +31,63 @@ def key_ring_for(settings: QrSettings) -> QrKeyRing:
     return key_ring_of(settings)
 
 
+class CheckinCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A scanned QR text (`qr`), or a typed door code (`code`) with the door's `event_id`.
+
+    With `event_id`, a ticket of another event is refused (`other_event`) even for a caller
+    who may check in at both; `gate` is kept with the check-in and shown to later scans.
+    """
+
+    qr: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT_LENGTH)] | None = None
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    gate: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_GATE_LENGTH)] | None = None
+
+
+class Checkin(msgspec.Struct, frozen=True, kw_only=True):
+    """The ticket let its holder in now."""
+
+    ticket_id: str
+    status: Literal["checked_in"] = "checked_in"
+    checked_in_at: datetime
+
+
 class CheckinController(Controller):
     """`/api/v1/checkins`: verifying tickets at the door."""
 
     path = "/api/v1/checkins"
     tags = ["check-in"]
+    dependencies = TICKETS_DEPENDENCY
+
+    @post(
+        "",
+        guards=[signed_in],
+        status_code=200,
+        summary="Check a ticket in at the door (the event's staff, its organizer, admin)",
+        description="The first scan of a ticket wins, however many arrive at once. Later"
+        " scans: 409 `already_checked_in` with the first `checked_in_at` (and `gate`). A"
+        " ticket that does not admit: 422 `invalid_ticket` with `reason`: `malformed`,"
+        " `unknown_key`, `bad_signature` (the QR text), `other_event`, `not_found`,"
+        " `refunded`, `cancelled`. 403 `not_door_staff` for a caller who checks in nowhere.",
+        opt={PROBLEM_STATUSES: (403, 409)},
+    )
+    async def check_in(
+        self, data: CheckinCreate, tickets: TicketService, principal: Principal
+    ) -> Checkin:
+        if (data.qr is None) == (data.code is None):
+            raise InvalidInput("Send either `qr` or `code`.", field="qr")
+        if data.code is not None and data.event_id is None:
+            raise InvalidInput("A typed code needs the door's `event_id`.", field="event_id")
+        staff = DoorStaff(
+            account_id=principal.account_id,
+            is_admin=principal.is_admin,
+            is_organizer=principal.has_role(ORGANIZER),
+            staff_events=principal.staff_events,
+        )
+        checked = await tickets.check_in(
+            staff, qr=data.qr, code=data.code, door_event_id=data.event_id, gate=data.gate
+        )
+        return Checkin(ticket_id=checked.ticket_id, checked_in_at=checked.checked_in_at)
 
     @get(
         "/public-key",

@@ -7,11 +7,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Counter
 
-from eventhunting.bootstrap import Services
 from eventhunting.domain.orders import OrderPaid
 from eventhunting.domain.tickets import (
     TICKETS_MAIL,
@@ -41,6 +40,9 @@ from eventhunting.store.consumer_groups import (
 )
 from eventhunting.store.envelope import EventEnvelope
 from eventhunting.tickets.qr_keys import QrKeyRing, signing_key_ring
+
+if TYPE_CHECKING:
+    from eventhunting.bootstrap import Services
 
 logger = logging.getLogger("eventhunting.consumers.mailer")
 

@@ -60,10 +60,10 @@ class AlreadyCheckedIn(Conflict):
     title = "Ticket already checked in"
 
     def __init__(self, detail: str, *, checked_in_at: datetime, gate: str | None) -> None:
-        extra: dict[str, str] = {"checked_in_at": checked_in_at.isoformat()}
-        if gate is not None:
-            extra["gate"] = gate
-        super().__init__(detail, **extra)
+        if gate is None:
+            super().__init__(detail, checked_in_at=checked_in_at)
+        else:
+            super().__init__(detail, checked_in_at=checked_in_at, gate=gate)
         self.checked_in_at = checked_in_at
 
 

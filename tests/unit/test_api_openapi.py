@@ -114,6 +114,7 @@ def test_every_page_and_page_size_has_the_same_bounds(document: dict[str, Any]) 
         "GET /api/v1/events",
         "GET /api/v1/orders",
         "GET /api/v1/admin/accounts",
+        "GET /api/v1/admin/dead-letters",
     }
     assert set(bounds.values()) == {(1, MAX_PAGE), (1, MAX_PAGE_SIZE)}
 

@@ -82,7 +82,7 @@ async def test_the_first_scan_wins_and_later_scans_say_when(
         await tickets.check_in(ADMIN, qr=ticket.qr, gate="B")
 
     assert first.ticket_id == ticket.ticket_id
-    assert second.value.extra == {"checked_in_at": first.checked_in_at.isoformat(), "gate": "A"}
+    assert second.value.extra == {"checked_in_at": first.checked_in_at, "gate": "A"}
     (state,) = await tickets.tickets_of(order.id, Actor(order.buyer_id))
     assert state.status is TicketStatus.CHECKED_IN
 
