@@ -16,6 +16,7 @@ from eventhunting.client_address import parse_networks
 from eventhunting.payments.vnpay import MerchantCredentials
 from eventhunting.services.accounts import AccountService, build_account_service
 from eventhunting.services.catalog import CatalogService
+from eventhunting.services.dead_letters import DeadLetterService
 from eventhunting.services.orders import OrderService
 from eventhunting.services.payments import PaymentService
 from eventhunting.services.tickets import TicketService
@@ -60,6 +61,7 @@ class Services(StoreClients):
     orders: OrderService
     payments: PaymentService
     tickets: TicketService
+    dead_letters: DeadLetterService
 
 
 def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
@@ -141,4 +143,5 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
             clock=clock,
             verifying_ring=key_ring_of(settings.qr),
         ),
+        dead_letters=DeadLetterService(redis_client, database, settings.sales.partitions),
     )
