@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
+from cachetools import TLRUCache
 from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
@@ -99,6 +101,13 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return event_id in self.staff_events or self.is_admin
 
 
+@dataclass(frozen=True, slots=True)
+class CachedState:
+    expires_at: float
+    roles: frozenset[str]
+    staff_events: frozenset[str]
+
+
 class AccountStateCache:
     """Each account's roles, staff grants and enabled state, kept for a few seconds per process.
 
@@ -118,19 +127,17 @@ class AccountStateCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.seconds = seconds
-        self.size = size
         self.clock = clock
-        self._entries: dict[str, tuple[float, frozenset[str], frozenset[str]]] = {}
+        # Each entry expires `seconds` after the read that produced it began (not after it
+        # was stored), and the least recently used goes first when the cache is full.
+        self._entries: TLRUCache[str, CachedState] = TLRUCache(
+            maxsize=size, ttu=lambda _key, state, _now: state.expires_at, timer=clock
+        )
 
     def get(self, account_id: str) -> tuple[frozenset[str], frozenset[str]] | None:
         """(roles, staff events) read less than `seconds` ago, or None."""
-        entry = self._entries.get(account_id)
-        if entry is None:
-            return None
-        if entry[0] <= self.clock():
-            del self._entries[account_id]
-            return None
-        return entry[1], entry[2]
+        state = self._entries.get(account_id)
+        return None if state is None else (state.roles, state.staff_events)
 
     def put(
         self,
@@ -143,11 +150,9 @@ class AccountStateCache:
         """Remember a state whose read began at `read_started` (a `clock()` value)."""
         if self.seconds <= 0:
             return
-        self._entries.pop(account_id, None)
-        if len(self._entries) >= self.size:
-            # Entries are kept in insertion order, so the first one is the oldest.
-            del self._entries[next(iter(self._entries))]
-        self._entries[account_id] = (read_started + self.seconds, roles, staff_events)
+        self._entries[account_id] = CachedState(
+            expires_at=read_started + self.seconds, roles=roles, staff_events=staff_events
+        )
 
     def forget(self, account_id: str) -> None:
         self._entries.pop(account_id, None)

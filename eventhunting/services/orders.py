@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from cachetools import LRUCache
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain.catalog import CatalogEvent, EventNotFound
@@ -247,7 +248,8 @@ class OrderService:
         self.clock = clock
         self.partitions = store.partitions
         self.repository = Repository(store, ORDERS)
-        self.events: dict[str, CatalogEvent] = {}
+        # Catalog events by id, a hint checked by every append; the least recently used goes.
+        self.events: LRUCache[str, CatalogEvent] = LRUCache(maxsize=EVENT_CACHE_SIZE)
 
     def now(self) -> datetime:
         """The clock at millisecond precision, the precision MongoDB keeps: an order reads
@@ -341,9 +343,6 @@ class OrderService:
             if cached is not None:
                 return cached
         event = await self.load_event(event_id)
-        if len(self.events) >= EVENT_CACHE_SIZE:
-            # Dicts keep insertion order: dropping the oldest entry bounds the cache.
-            self.events.pop(next(iter(self.events)))
         self.events[event_id] = event
         return event
 
