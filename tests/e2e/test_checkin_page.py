@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,10 +24,14 @@ from tests.e2e.staff_system import StaffSystem
 from tests.support.accounts import SignedIn, grant_staff, sign_up
 from tests.support.catalog import published_event, ticket_type
 
+Body = dict[str, Any]
+
 pytestmark = [pytest.mark.e2e, pytest.mark.system, pytest.mark.timeout(180)]
 
 # How long the page may take to answer a scan on a busy machine (jsQR on every frame).
 ANSWER_TIMEOUT_MS = 20_000
+# How long the mailer may take to issue a paid order's tickets on a busy machine.
+ISSUE_TIMEOUT_SECONDS = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +99,31 @@ async def event_with_staff(http: httpx.AsyncClient, staff_system: StaffSystem) -
     )
     await grant_staff(http, organizer, event["id"], staff.account_id)
     return Door(event=event, organizer=organizer, staff=staff)
+
+
+async def issued_ticket(http: httpx.AsyncClient, staff_system: StaffSystem, door: Door) -> Body:
+    """A ticket of the door's event, as its buyer sees it once the mailer issued it: a free
+    order is paid at once, and the mailer issues its tickets on OrderPaid."""
+    buyer = await sign_up(http, staff_system.api, full_name="Nguyen Van A")
+    placed = await http.post(
+        "/api/v1/orders",
+        json={
+            "event_id": door.event_id,
+            "items": [{"ticket_type_id": door.ticket_type_id, "quantity": 1}],
+        },
+        headers=buyer.headers,
+    )
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    assert order["status"] == "paid"
+    deadline = time.monotonic() + ISSUE_TIMEOUT_SECONDS
+    while True:
+        listed = await http.get(f"/api/v1/orders/{order['id']}/tickets", headers=buyer.headers)
+        if listed.status_code == 200 and listed.json()["items"]:
+            ticket: Body = listed.json()["items"][0]
+            return ticket
+        assert time.monotonic() < deadline, f"no tickets issued: {listed.status_code} {listed.text}"
+        await asyncio.sleep(0.25)
 
 
 def signed_code(ring: QrKeyRing, *, event_id: str, ticket_type_id: str) -> str:
@@ -204,4 +236,61 @@ async def test_the_camera_reads_a_code_held_in_front_of_it(
     assert other_event in reason
     # Debian's Chromium has no BarcodeDetector: the vendored jsQR read the frames.
     assert await page.get_attribute("#camera-status", "data-decoder") in ("jsQR", "BarcodeDetector")
+    assert problems.messages == []
+
+
+async def test_scanning_a_ticket_lets_it_in_then_shows_it_already_checked_in(
+    staff_http: httpx.AsyncClient,
+    staff_system: StaffSystem,
+    door: tuple[Page, PageProblems],
+    camera_video: Path,
+) -> None:
+    page, problems = door
+    door_event = await event_with_staff(staff_http, staff_system)
+    ticket = await issued_ticket(staff_http, staff_system, door_event)
+    write_y4m(camera_video, ticket["qr"])
+
+    await sign_in_at_the_door(page, staff_system.api.base_url, door_event.staff)
+    await page.wait_for_selector("#scanning:not([hidden])")
+    await page.click("#event-picker summary")
+    await page.fill("#gate", "Gate A")
+    await page.dispatch_event("#gate", "change")
+    await page.click("#camera-start")
+
+    assert "Checked in at" in await answer_shown(page, "accepted", "checked_in")
+    assert await page.get_attribute("#checkin-count", "data-count") == "1"
+
+    # The ticket stays in front of the camera: nothing more happens until the next ticket.
+    await page.click("#next-ticket")
+    shown = await answer_shown(page, "rejected", "already_checked_in")
+    assert "Already checked in at" in shown
+    assert "Gate A" in shown
+    assert await page.get_attribute("#checkin-count", "data-count") == "1"
+
+    # The API agrees: the first scan was recorded once.
+    again = await staff_http.post(
+        "/api/v1/checkins", json={"qr": ticket["qr"]}, headers=door_event.staff.headers
+    )
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "already_checked_in"
+    assert problems.messages == []
+
+
+async def test_a_typed_door_code_lets_its_ticket_in_once(
+    staff_http: httpx.AsyncClient,
+    staff_system: StaffSystem,
+    door: tuple[Page, PageProblems],
+) -> None:
+    page, problems = door
+    door_event = await event_with_staff(staff_http, staff_system)
+    ticket = await issued_ticket(staff_http, staff_system, door_event)
+
+    await sign_in_at_the_door(page, staff_system.api.base_url, door_event.staff)
+    await page.wait_for_selector("#scanning:not([hidden])")
+    await type_code(page, ticket["code"].lower())
+    await answer_shown(page, "accepted", "checked_in")
+
+    await type_code(page, ticket["code"])
+    assert "Already checked in at" in await answer_shown(page, "rejected", "already_checked_in")
+    assert await page.get_attribute("#checkin-count", "data-count") == "1"
     assert problems.messages == []

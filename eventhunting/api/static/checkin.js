@@ -24,7 +24,7 @@
     bad_signature: "Invalid signature: forged or altered.",
     other_event: "This ticket is for another event.",
     refunded: "The ticket was refunded.",
-    cancelled: "The ticket was cancelled.",
+    cancelled: "The event was cancelled.",
     not_found: "No such ticket was issued.",
   };
 
