@@ -48,8 +48,9 @@ class InvalidTicket(DomainError):
     code = "invalid_ticket"
     title = "Invalid ticket"
 
-    def __init__(self, detail: str, *, reason: str) -> None:
-        super().__init__(detail, reason=reason)
+    def __init__(self, detail: str, *, reason: str, field: str = "qr") -> None:
+        # Every 422 names the field it refuses (`errors`), as the API promises.
+        super().__init__(detail, reason=reason, errors=[{"field": field, "message": detail}])
         self.reason = reason
 
 

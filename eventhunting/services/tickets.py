@@ -364,7 +364,9 @@ class TicketService:
             return verified.ticket_id, verified.event_id, verified.ticket_type_id
         if code is None or door_event_id is None:
             raise InvalidTicket(
-                "Scan the QR code, or type the code with the event.", reason="malformed"
+                "Scan the QR code, or type the code with the event.",
+                reason="malformed",
+                field="event_id",
             )
         partition = self.partition_of(door_event_id)
         normalised = rules.normalise_code(code)
@@ -375,7 +377,9 @@ class TicketService:
         state = None if order_id is None else await self.orders.find(order_id)
         ticket = None if state is None or ticket_id is None else state.ticket(ticket_id)
         if ticket is None:
-            raise InvalidTicket("There is no ticket with this code.", reason="not_found")
+            raise InvalidTicket(
+                "There is no ticket with this code.", reason="not_found", field="code"
+            )
         return ticket.ticket_id, door_event_id, ticket.ticket_type_id
 
 

@@ -57,7 +57,8 @@ class InvalidTicketCode(DomainError):
     reason = "malformed"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail, reason=self.reason)
+        # Every 422 names the field it refuses (`errors`), as the API promises.
+        super().__init__(detail, reason=self.reason, errors=[{"field": "qr", "message": detail}])
 
 
 class MalformedTicketCode(InvalidTicketCode):

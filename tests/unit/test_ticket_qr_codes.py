@@ -84,7 +84,7 @@ def test_a_code_signed_by_another_key_is_rejected_as_unknown_key(ring: QrKeyRing
     with pytest.raises(UnknownTicketKey) as raised:
         verify_ticket_code(sign_ticket_code(new_ticket(), stranger), ring)
     assert raised.value.code == "invalid_ticket"
-    assert raised.value.extra == {"reason": "unknown_key"}
+    assert raised.value.extra["reason"] == "unknown_key"
 
 
 def test_a_code_signed_by_another_key_under_our_key_id_is_rejected_as_forged(
@@ -102,7 +102,7 @@ def test_a_code_signed_by_another_key_under_our_key_id_is_rejected_as_forged(
     forged = code_of(signed + forger.sign(PREFIX.encode() + signed))
     with pytest.raises(ForgedTicketCode) as raised:
         verify_ticket_code(forged, ring)
-    assert raised.value.extra == {"reason": "bad_signature"}
+    assert raised.value.extra["reason"] == "bad_signature"
 
 
 def test_after_rotation_old_codes_verify_while_the_old_public_key_is_listed() -> None:
@@ -145,7 +145,7 @@ def test_a_process_with_public_keys_only_verifies_but_cannot_sign(ring: QrKeyRin
 def test_text_that_is_no_ticket_code_is_rejected_as_malformed(ring: QrKeyRing, text: str) -> None:
     with pytest.raises(MalformedTicketCode) as raised:
         verify_ticket_code(text, ring)
-    assert raised.value.extra == {"reason": "malformed"}
+    assert raised.value.extra["reason"] == "malformed"
 
 
 def test_a_code_typed_in_lower_case_with_spaces_around_verifies(ring: QrKeyRing) -> None:
