@@ -125,7 +125,7 @@ class DeadLetterRetries(Generic[T]):
             return False
         kept = {
             name: field_of(fields, name)
-            for name in ("s", "v", "e", "x", "position")
+            for name in ("s", "v", "e", "x", "position", "retried_by", "retried_at_ms")
             if field_of(fields, name) is not None
         }
         dead: dict[str, Any] = {
