@@ -19,6 +19,7 @@ from eventhunting.services.catalog import CatalogService
 from eventhunting.services.dead_letters import DeadLetterService
 from eventhunting.services.orders import OrderService
 from eventhunting.services.payments import PaymentService
+from eventhunting.services.refunds import RefundService
 from eventhunting.services.tickets import TicketService
 from eventhunting.settings import Settings, StoreSettings
 from eventhunting.store.append import EventStore
@@ -61,6 +62,7 @@ class Services(StoreClients):
     orders: OrderService
     payments: PaymentService
     tickets: TicketService
+    refunds: RefundService
     dead_letters: DeadLetterService
 
 
@@ -143,5 +145,6 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
             clock=clock,
             verifying_ring=key_ring_of(settings.qr),
         ),
+        refunds=RefundService(orders),
         dead_letters=DeadLetterService(redis_client, database, settings.sales.partitions),
     )

@@ -25,6 +25,7 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -256,6 +257,14 @@ class RefundRequested(DomainEvent, frozen=True, kw_only=True):
     full: bool
     requested_at: datetime
     requested_by: str
+    ticket_ids: tuple[str, ...] = ()
+    """The tickets this refund voids (none for money we could not keep)."""
+    items: tuple[ItemQuantity, ...] = ()
+    """Tickets put back on sale per ticket type (none once the event has started)."""
+    event_id: str | None = None
+    buyer_id: str | None = None
+    order_status: OrderStatus | None = None
+    """The order's status after this refund; None when the order itself is not refunded."""
 
 
 @registry.event("RefundCompleted", stream_kind=STREAM_KIND)
@@ -319,6 +328,9 @@ class Refund(msgspec.Struct, frozen=True, kw_only=True):
     requested_at: datetime
     completed_at: datetime | None = None
     transaction_no: str | None = None
+    ticket_ids: tuple[str, ...] = ()
+    of_order: bool = False
+    """A refund of the order's own payment (not of money we could not keep)."""
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):
@@ -338,6 +350,8 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     cancelled_at: datetime | None = None
     expired_at: datetime | None = None
     payment_method: str | None = None
+    payment_reference: str | None = None
+    """The gateway attempt that paid the order."""
     payments: tuple[PaymentAttempt, ...] = ()
     invoice: InvoiceIssued | None = None
     refunds: tuple[Refund, ...] = ()
@@ -359,6 +373,20 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def ticket_count(self) -> int:
         return sum(line.quantity for line in self.items)
+
+    @property
+    def order_refunds(self) -> tuple[Refund, ...]:
+        """Refunds of the order's own payment (not of duplicate or unkeepable payments)."""
+        return tuple(refund for refund in self.refunds if refund.of_order)
+
+    @property
+    def refunded_amount(self) -> int:
+        """What was asked back of the order's payment, whether the gateway is done or not."""
+        return sum(refund.amount for refund in self.order_refunds)
+
+    @property
+    def refunded_ticket_ids(self) -> frozenset[str]:
+        return frozenset(t for refund in self.order_refunds for t in refund.ticket_ids)
 
 
 def evolve(order: Order | None, recorded: RecordedEvent) -> Order:
@@ -385,7 +413,11 @@ def evolve(order: Order | None, recorded: RecordedEvent) -> Order:
     order = replace(order, version=recorded.version)
     if isinstance(event, OrderPaid):
         return replace(
-            order, status=OrderStatus.PAID, paid_at=event.paid_at, payment_method=event.method
+            order,
+            status=OrderStatus.PAID,
+            paid_at=event.paid_at,
+            payment_method=event.method,
+            payment_reference=event.payment_reference,
         )
     if isinstance(event, OrderCancelled):
         return replace(order, status=OrderStatus.CANCELLED, cancelled_at=event.cancelled_at)
@@ -418,8 +450,11 @@ def evolve(order: Order | None, recorded: RecordedEvent) -> Order:
             reason=event.reason,
             status="requested",
             requested_at=event.requested_at,
+            ticket_ids=event.ticket_ids,
+            of_order=event.order_status is not None,
         )
-        return replace(order, refunds=(*order.refunds, refund))
+        refunded_to = order.status if event.order_status is None else event.order_status
+        return replace(order, refunds=(*order.refunds, refund), status=refunded_to)
     if isinstance(event, RefundCompleted | RefundFailed):
         refunds = tuple(
             (
@@ -700,6 +735,8 @@ def stock_changes(event: DomainEvent) -> list[StockChange]:
             StockChange(item.ticket_type_id, held * item.quantity, item.quantity)
             for item in event.items
         ]
+    if isinstance(event, RefundRequested):
+        return [StockChange(item.ticket_type_id, 0, -item.quantity) for item in event.items]
     return []
 
 
@@ -711,4 +748,6 @@ def buyer_ticket_change(event: DomainEvent) -> int:
         return -sum(item.quantity for item in event.items)
     if isinstance(event, OrderPaid) and event.restocked:
         return sum(item.quantity for item in event.items)
+    if isinstance(event, RefundRequested):
+        return -sum(item.quantity for item in event.items)
     return 0

@@ -402,7 +402,7 @@ def decide_check_in(
         or ticket.ticket_type_id != command.ticket_type_id
     ):
         raise InvalidTicket("There is no such ticket.", reason="not_found")
-    if state.voided:
+    if state.voided or command.ticket_id in state.order.refunded_ticket_ids:
         raise InvalidTicket("This ticket was refunded.", reason="refunded")
     if event_cancelled:
         raise InvalidTicket("The event was cancelled.", reason="cancelled")

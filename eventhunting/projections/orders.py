@@ -18,6 +18,7 @@ from eventhunting.domain.orders import (
     OrderPaid,
     OrderPlaced,
     OrderStatus,
+    RefundRequested,
 )
 from eventhunting.projections.base import Projection
 from eventhunting.store.envelope import EventEnvelope
@@ -85,6 +86,8 @@ def changes_of(event: object) -> dict[str, Any] | None:
         return {"status": OrderStatus.CANCELLED.value, "cancelled_at": event.cancelled_at}
     if isinstance(event, OrderExpired):
         return {"status": OrderStatus.EXPIRED.value, "expired_at": event.expired_at}
+    if isinstance(event, RefundRequested) and event.order_status is not None:
+        return {"status": event.order_status.value}
     return None
 
 
@@ -105,7 +108,14 @@ class OrdersProjection(Projection):
     name = "orders"
     collections = (ORDERS_COLLECTION, INVOICES_COLLECTION)
     handles = frozenset(
-        {"OrderPlaced", "OrderPaid", "OrderCancelled", "OrderExpired", "InvoiceIssued"}
+        {
+            "OrderPlaced",
+            "OrderPaid",
+            "OrderCancelled",
+            "OrderExpired",
+            "InvoiceIssued",
+            "RefundRequested",
+        }
     )
 
     async def create_indexes(self, database: AsyncDatabase[dict[str, Any]]) -> None:
@@ -152,7 +162,9 @@ class OrdersProjection(Projection):
             )
             return
         changes = changes_of(data)
-        if changes is None or not isinstance(data, OrderPaid | OrderCancelled | OrderExpired):
+        if changes is None or not isinstance(
+            data, OrderPaid | OrderCancelled | OrderExpired | RefundRequested
+        ):
             return
         await collection.update_one(
             {"_id": data.order_id, "version": {"$lt": event.version}},

@@ -35,6 +35,7 @@ from eventhunting.domain.orders import (
     PaymentSucceeded,
     PayOrder,
     PlaceOrder,
+    RefundRequested,
     RequestedItem,
     SoldOut,
     buyer_ticket_change,
@@ -126,7 +127,8 @@ def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = No
 
     Stock only ever grows through a placement or a payment that takes released tickets
     again, guarded by capacity (and the buyer's limit); every other change keeps
-    `held + sold` equal or lower and is guarded against going negative. An invoice takes the
+    `held + sold` equal or lower and is guarded against going negative (a refund puts its
+    `items` back: `sold` and the buyer's count go down). An invoice takes the
     next number of its series only if no other payment took it first.
     """
     held_sold: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -180,8 +182,13 @@ def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = No
         ),
         None,
     )
-    if tickets and first is not None:
-        name = buyer_counter(first.event_id, first.buyer_id)
+    refund = next((e for e in events if isinstance(e, RefundRequested) and e.items), None)
+    buyer = None if first is None else (first.event_id, first.buyer_id)
+    if buyer is None and refund is not None and refund.event_id and refund.buyer_id:
+        # Refunded tickets no longer count against the buyer's limit.
+        buyer = (refund.event_id, refund.buyer_id)
+    if tickets and buyer is not None:
+        name = buyer_counter(*buyer)
         if grows and buyer_limit is not None:
             counters.append(
                 CounterChange(

@@ -1,0 +1,136 @@
+"""Refund commands and reads: an organizer's or admin's refund of a paid order, and its list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eventhunting.domain.actors import Actor
+from eventhunting.domain.catalog import EventNotFound
+from eventhunting.domain.events import DomainEvent
+from eventhunting.domain.orders import Order, Refund, RefundRequested
+from eventhunting.domain.refunds import RequestRefund, decide_request_refund
+from eventhunting.domain.tickets import OrderTickets
+from eventhunting.services.orders import OrderService, order_effects, translate_guard
+from eventhunting.services.repository import Effects, Idempotency, Repository, fingerprint_of
+from eventhunting.services.tickets import ORDER_TICKETS, TICKETS
+from eventhunting.store import keys
+from eventhunting.store.append import StreamVersion
+from eventhunting.store.errors import GuardRejected
+
+# Refused because a ticket was checked in between reading its stream and the refund's append.
+TICKET_CHECKED_IN_MEANWHILE = "ticket_checked_in_meanwhile"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedRefund:
+    """The refund a request produced; `repeated` when an Idempotency-Key returned it again."""
+
+    order_id: str
+    refund: Refund
+    repeated: bool
+
+
+class RefundService:
+    """Refunds on the order streams through the repository; the reconciler moves the money."""
+
+    def __init__(self, orders: OrderService) -> None:
+        self.orders = orders
+        self.order_tickets = Repository(orders.store, ORDER_TICKETS)
+        self.tickets = Repository(orders.store, TICKETS)
+
+    async def request(
+        self,
+        order_id: str,
+        *,
+        by: Actor,
+        reason: str,
+        ticket_ids: Sequence[str] | None = None,
+        force: bool = False,
+        idempotency_key: str | None = None,
+    ) -> RequestedRefund:
+        """Append one RefundRequested (and the stock it frees) or raise the rule that says no.
+
+        Tickets checked in are read from their `ticket-<id>` streams, which the append
+        requires unchanged, so a check-in racing the refund is never missed.
+        """
+        partition = self.orders.partition_of(order_id)
+        command = RequestRefund(
+            order_id=order_id,
+            by=by,
+            reason=reason,
+            ticket_ids=None if ticket_ids is None else tuple(ticket_ids),
+            force=force,
+            refund_id=keys.new_id_in_partition(partition, self.orders.partitions),
+            requested_at=self.orders.now(),
+        )
+        idempotency = None
+        if idempotency_key is not None:
+            idempotency = Idempotency(
+                f"refund:{order_id}:{by.account_id}:{idempotency_key}", fingerprint_of(command)
+            )
+        read_versions: list[dict[str, int]] = []
+
+        async def decide(state: OrderTickets | None) -> list[DomainEvent]:
+            organizer_id = None
+            event_started = False
+            if state is not None:
+                try:
+                    event = await self.orders.event_terms(state.order.event_id, fresh=False)
+                    organizer_id = event.organizer_id
+                    event_started = command.requested_at >= event.starts_at
+                except EventNotFound:
+                    event_started = True
+            versions: dict[str, int] = {}
+            for ticket in () if state is None else state.tickets:
+                checked = await self.tickets.find(ticket.ticket_id)
+                versions[ticket.ticket_id] = 0 if checked is None else checked.version
+            read_versions.append(versions)
+            return list(
+                decide_request_refund(
+                    state,
+                    command,
+                    organizer_id=organizer_id,
+                    checked_in=frozenset(t for t, version in versions.items() if version),
+                    event_started=event_started,
+                )
+            )
+
+        def effects(state: OrderTickets | None, events: list[DomainEvent]) -> Effects:
+            counted = order_effects(events)
+            versions = read_versions[-1]
+            return Effects(
+                counters=counted.counters,
+                schedules=counted.schedules,
+                stream_versions=[
+                    StreamVersion(
+                        TICKETS.stream(ticket_id), version, code=TICKET_CHECKED_IN_MEANWHILE
+                    )
+                    for ticket_id, version in versions.items()
+                ],
+            )
+
+        try:
+            saved = await self.order_tickets.decide_and_append(
+                order_id,
+                decide,
+                effects=effects,
+                idempotency=idempotency,
+                actor=by.account_id,
+                decide_again_on=lambda rejected: rejected.code == TICKET_CHECKED_IN_MEANWHILE,
+            )
+        except GuardRejected as rejected:
+            raise translate_guard(rejected) from None
+        assert saved is not None, "a refund request always decides an event"
+        requested = saved.events[-1].data
+        assert isinstance(requested, RefundRequested)
+        refund = next(r for r in saved.state.order.refunds if r.id == requested.refund_id)
+        return RequestedRefund(order_id=order_id, refund=refund, repeated=saved.repeated)
+
+    async def of_order(self, order_id: str, viewer: Actor) -> tuple[Order, tuple[Refund, ...]]:
+        """The order's refunds (also of payments it could not keep), for its buyer, its
+        event's organizer or an admin (else 404)."""
+        order = await self.orders.get_visible(
+            order_id, viewer_id=viewer.account_id, viewer_is_admin=viewer.is_admin
+        )
+        return order, order.refunds
