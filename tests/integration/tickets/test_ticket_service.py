@@ -9,14 +9,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import RateLimited
-from eventhunting.domain.orders import RefundRequested
+from eventhunting.domain.orders import RefundRequested, RequestedItem
 from eventhunting.domain.tickets import (
     AlreadyCheckedIn,
     InvalidTicket,
     NotDoorStaff,
     TicketStatus,
 )
-from eventhunting.services.orders import ORDERS
+from eventhunting.services.orders import ORDERS, OrderService
 from eventhunting.services.tickets import DoorStaff, TicketService
 from eventhunting.store import keys
 from eventhunting.store.append import AppendRequest, EventStore
@@ -27,7 +27,13 @@ from eventhunting.tickets.qr_codes import (
     verify_ticket_code,
 )
 from eventhunting.tickets.qr_keys import QrKeyRing
-from tests.integration.tickets.conftest import ORGANIZER, Buyer, PaidOrder
+from tests.integration.tickets.conftest import (
+    ORGANIZER,
+    Buyer,
+    NewEvent,
+    PaidOrder,
+    TicketTypeSpec,
+)
 
 ADMIN = DoorStaff(account_id="admin-1", is_admin=True)
 
@@ -222,3 +228,23 @@ async def test_resends_are_limited_per_order_with_the_seconds_to_wait(
     assert 3_500 < limited.value.retry_after_seconds <= 3_600
     state = await tickets.order_tickets(order.id)
     assert state.mails_requested == ("resend:1", "resend:2", "resend:3")
+
+
+async def test_an_order_paid_by_any_method_gets_its_tickets(
+    tickets: TicketService,
+    signing_ring: QrKeyRing,
+    buyer: Buyer,
+    new_event: NewEvent,
+    orders: OrderService,
+) -> None:
+    event = await new_event(TicketTypeSpec(name="Standard", price=250_000, quantity=10))
+    placed = await orders.place(
+        buyer_id=await buyer(),
+        event_id=event.id,
+        items=[RequestedItem(ticket_type_id=event.ticket_types[0].id, quantity=2)],
+    )
+    assert await tickets.issue(placed.order.id, signing_ring) == ()  # pending: nothing yet
+
+    await orders.mark_paid(placed.order.id, amount=500_000, method="bank_transfer")
+
+    assert len(await tickets.issue(placed.order.id, signing_ring)) == 2
