@@ -25,6 +25,7 @@ from eventhunting.domain.orders import (
     OrderPaid,
     OrderPlaced,
 )
+from eventhunting.domain.tickets import TicketCheckedIn
 from eventhunting.domain.vat import VAT_RATE_PERCENT, vat_included_in
 
 # Prices are VAT-inclusive (what the buyer pays), so VAT is split out of each paid order line
@@ -43,6 +44,7 @@ SALES_EVENT_TYPES = frozenset(
         "OrderPaid",
         "OrderCancelled",
         "OrderExpired",
+        "TicketCheckedIn",
     }
 )
 """Event types that change sales figures (others are skipped)."""
@@ -158,8 +160,7 @@ BUCKET_COUNTERS = (
     "vat",
     "refunded",
 )
-"""Counters of a timeline bucket; those of refunds and check-ins stay 0 until those events
-exist."""
+"""Counters of a timeline bucket; those of refunds stay 0 until refunds are folded."""
 
 TICKET_COUNTERS = ("ordered", "held", "sold", "released", "refunded", "checked_in")
 REVENUE_COUNTERS = ("gross", "vat", "refunded")
@@ -229,6 +230,8 @@ class SalesTally:
                 self.released(data.order_id, "cancelled", occurred_at)
             case OrderExpired():
                 self.released(data.order_id, "expired", occurred_at)
+            case TicketCheckedIn():
+                self.checked_in(data, occurred_at)
             case _:
                 pass
 
@@ -311,6 +314,13 @@ class SalesTally:
             record, occurred_at, **{f"orders_{outcome}": 1, "tickets_released": tickets}
         )
 
+    def checked_in(self, checked: TicketCheckedIn, occurred_at: datetime) -> None:
+        # A ticket's check-in is the only event of its stream, so it is never counted twice.
+        if checked.event_id not in self.organizers:
+            raise ValueError(f"ticket {checked.ticket_id} of unknown event {checked.event_id}")
+        self.add(checked.event_id, {f"ticket_types.{checked.ticket_type_id}.checked_in": 1})
+        self.count_in_buckets(checked.event_id, occurred_at, {"tickets_checked_in": 1})
+
     # --- bookkeeping ------------------------------------------------------------------------
 
     def known_order(self, order_id: str) -> OrderRecord:
@@ -334,6 +344,11 @@ class SalesTally:
     def add_to_buckets(self, record: OrderRecord, occurred_at: datetime, **deltas: int) -> None:
         # A bucket carries its event's organizer (for per-organizer figures).
         self.organizers.setdefault(record.event_id, record.organizer_id)
+        self.count_in_buckets(record.event_id, occurred_at, deltas)
+
+    def count_in_buckets(
+        self, event_id: str, occurred_at: datetime, deltas: Mapping[str, int]
+    ) -> None:
         # Whole seconds since the epoch: UTC minutes, hours and days all start at a multiple
         # of their width, and the datetimes are made once per bucket, not once per event.
         seconds = int(occurred_at.timestamp())
@@ -342,7 +357,7 @@ class SalesTally:
             moment = self.moments.get(start)
             if moment is None:
                 moment = self.moments[start] = datetime.fromtimestamp(start, UTC)
-            counters = self.buckets.setdefault((record.event_id, granularity, moment), {})
+            counters = self.buckets.setdefault((event_id, granularity, moment), {})
             for name, delta in deltas.items():
                 counters[name] = counters.get(name, 0) + delta
 

@@ -20,6 +20,7 @@ from eventhunting.domain.sales import (
     OrderRecord,
     SalesTally,
 )
+from eventhunting.domain.tickets import TicketCheckedIn
 from eventhunting.projections.base import Database, Document, Projection
 from eventhunting.store.envelope import EventEnvelope
 
@@ -115,6 +116,9 @@ class SalesProjection(Projection):
                 drafted.add(data.event_id)
             elif isinstance(data, OrderPlaced):
                 placed.add(data.order_id)
+                if data.event_id not in drafted:
+                    event_ids.add(data.event_id)
+            elif isinstance(data, TicketCheckedIn):
                 if data.event_id not in drafted:
                     event_ids.add(data.event_id)
             elif event.stream.startswith(ORDER_STREAM_PREFIX):

@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain.catalog import CatalogEvent
 from eventhunting.domain.errors import InvalidInput
+from eventhunting.domain.orders import STREAM_KIND as ORDER_STREAM_KIND
 from eventhunting.domain.orders import OrderPlaced
 from eventhunting.domain.sales import (
     BUCKET_COUNTERS,
@@ -24,6 +25,7 @@ from eventhunting.domain.sales import (
     event_sales,
     timeline_bucket,
 )
+from eventhunting.domain.tickets import TICKET_STREAM_KIND, TicketCheckedIn
 from eventhunting.projections.sales import (
     find_event_sales,
     find_timeline,
@@ -41,6 +43,12 @@ ORGANIZER_DAYS_DEFAULT = 30
 ORGANIZER_DAYS_MAX = 366
 HISTORY_PAGE = 1_000
 """Partition-log entries read per XRANGE when folding a history for `as_of`."""
+FIRST_EVENT_OF_OTHER_STREAMS = {
+    ORDER_STREAM_KIND: "OrderPlaced",
+    TICKET_STREAM_KIND: "TicketCheckedIn",
+}
+"""Besides the event's own stream, the kinds of stream an event's sales are folded from, by
+the event that ties such a stream to the event (it carries the `event_id`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,8 +172,8 @@ class SalesService:
 
         Reads the entries of the event's partition from its first entry (or the log's start)
         up to the millisecond of `as_of` (log entry ids are milliseconds), and folds those of
-        the event's stream and of its orders' streams: the work is one partition's entries
-        over that span, whatever the rest of the system holds.
+        the event's stream, of its orders' streams and of its tickets' check-ins: the work is
+        one partition's entries over that span, whatever the rest of the system holds.
         """
         partition = keys.partition_of(event_id, self.store.partitions)
         event_stream = EVENTS.stream(event_id)
@@ -180,15 +188,20 @@ class SalesService:
             for entry_id, fields in entries:
                 stream = text(field_of(fields, "s"))
                 if stream != event_stream and stream not in order_streams:
-                    if not stream.startswith("order-"):
+                    # An order's stream is folded from its OrderPlaced of this event on; a
+                    # ticket's stream holds only its check-in.
+                    kind = stream.partition("-")[0]
+                    wanted = FIRST_EVENT_OF_OTHER_STREAMS.get(kind)
+                    if wanted is None:
                         continue
-                    if stored_event_decoder.decode(field_of(fields, "e")).type != "OrderPlaced":
+                    if stored_event_decoder.decode(field_of(fields, "e")).type != wanted:
                         continue
                 envelope = decode_log_entry(self.store.registry, partition, entry_id, fields)
-                if isinstance(envelope.data, OrderPlaced):
+                if isinstance(envelope.data, OrderPlaced | TicketCheckedIn):
                     if envelope.data.event_id != event_id:
                         continue
-                    order_streams.add(stream)
+                    if isinstance(envelope.data, OrderPlaced):
+                        order_streams.add(stream)
                 tally.apply(envelope.data, envelope.occurred_at)
             if len(entries) < HISTORY_PAGE:
                 return tally

@@ -37,6 +37,7 @@ from tests.support.sales_history import (
     ORGANIZER,
     PARTITION,
     PARTITIONS,
+    Sale,
     SteppedClock,
     first_half,
     open_sale,
@@ -104,10 +105,13 @@ async def test_replay_from_logs_and_archive_builds_what_the_projector_built(
     sale = await open_sale(store, clock)
     await first_half(sale)
     await second_half(sale)
+    await sale.check_in(await sale.place(Free=1), "Free")
     await project_live(store, live)
     built = await read_models(live)
     assert len(built[SALES_EVENTS]) == 2
-    assert len(built[SALES_ORDERS]) == 7
+    assert len(built[SALES_ORDERS]) == 8
+    projected = next(event for event in built[SALES_EVENTS] if event["_id"] == sale.event_id)
+    assert projected["ticket_types"][sale.ticket_types["Free"][0]]["checked_in"] == 1
 
     report = await replay(
         rebuilt,
@@ -159,6 +163,14 @@ async def test_figures_as_of_a_time_fold_only_the_events_logged_until_then(
     await asyncio.sleep(0.005)
     until_between = list(sale.appended)
     await second_half(sale)
+    # At the door: two tickets of a paid order of this event, and one of another event in
+    # the same partition (which must not count here).
+    door = await sale.place(Free=2)
+    await sale.check_in(door, "Free")
+    await sale.check_in(door, "Free")
+    other = Sale(store, clock)
+    await other.open({"GA": 0})
+    await other.check_in(await other.place(GA=1), "GA")
     await project_live(store, database)
 
     async def load(event_id: str) -> CatalogEvent:
@@ -191,13 +203,16 @@ async def test_figures_as_of_a_time_fold_only_the_events_logged_until_then(
     # Folding the whole log answers what the read model answers.
     later.as_of = None
     assert later == now
-    assert now.orders.placed == 6
+    assert now.orders.placed == 7
     assert (now.orders.paid, now.orders.cancelled, now.orders.expired, now.orders.pending) == (
-        4,
+        5,
         1,
         0,
         1,
     )
+    assert now.tickets.checked_in == 2
+    assert [t.tickets.checked_in for t in now.ticket_types] == [0, 0, 2]
+    assert sum(item.tickets_checked_in for item in now.timeline.items) == 2
     assert now.time_to_pay.orders == 3
     assert now.time_to_pay.median_seconds == 420  # 30 s, 423 s and 960 s (the late one)
     assert [t.name for t in now.ticket_types] == ["VIP", "Standard", "Free"]
@@ -211,6 +226,7 @@ async def test_figures_as_of_a_time_fold_only_the_events_logged_until_then(
     assert then.revenue.vat == 200_000 + 120_000
     assert len(then.timeline.items) < len(now.timeline.items)
     assert then.time_to_pay.median_seconds == 30
+    assert then.tickets.checked_in == 0
 
 
 async def test_figures_are_only_for_the_events_organizer_or_an_admin(

@@ -3,6 +3,7 @@
 sale = await open_sale(store, clock)   # an event with VIP, Standard and Free tickets
 await first_half(sale)                 # orders of every outcome, across a UTC midnight
 await second_half(sale)                # two hours later: a slow payment and a pending order
+await sale.check_in(placed, "Standard")  # one of an order's tickets let in at the door
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from eventhunting.domain.orders import (
     OrderPaid,
     OrderPlaced,
 )
+from eventhunting.domain.tickets import TicketCheckedIn
 from eventhunting.store import keys
 from eventhunting.store.append import AppendRequest, EventStore
 
@@ -130,6 +132,21 @@ class Sale:
 
     async def pay(self, placed: OrderPlaced) -> None:
         await self.append(f"order-{placed.order_id}", self.payment(placed))
+
+    async def check_in(self, placed: OrderPlaced, ticket_type: str) -> None:
+        """One ticket of `ticket_type` of the paid order `placed` let in, on its own stream."""
+        ticket_id = keys.new_id_in_partition(PARTITION, PARTITIONS)
+        await self.append(
+            f"ticket-{ticket_id}",
+            TicketCheckedIn(
+                ticket_id=ticket_id,
+                order_id=placed.order_id,
+                event_id=self.event_id,
+                ticket_type_id=self.ticket_types[ticket_type][0],
+                checked_in_at=self.clock(),
+                checked_in_by="staff-1",
+            ),
+        )
 
     async def cancel(self, placed: OrderPlaced) -> None:
         await self.append(

@@ -30,6 +30,7 @@ from eventhunting.domain.sales import (
     time_to_pay_bucket,
     time_to_pay_width,
 )
+from eventhunting.domain.tickets import TicketCheckedIn
 from eventhunting.domain.vat import vat_included_in
 
 START = datetime(2026, 5, 1, 9, 59, 30, tzinfo=UTC)
@@ -271,6 +272,49 @@ def test_timeline_buckets_count_activity_by_minute_hour_and_day() -> None:
     # A bucket belongs to a range when its start does: 09:59 starts before 09:59:30.
     minutes = tally.bucket_documents(EVENT, Granularity.MINUTE, START, START + timedelta(minutes=2))
     assert [m["start"] for m in minutes] == [datetime(2026, 5, 1, 10, 0, tzinfo=UTC)]
+
+
+def checked_in(ticket_id: str, ticket_type_id: str, at: datetime) -> TicketCheckedIn:
+    return TicketCheckedIn(
+        ticket_id=ticket_id,
+        order_id="o1",
+        event_id=EVENT,
+        ticket_type_id=ticket_type_id,
+        checked_in_at=at,
+        checked_in_by="staff-1",
+    )
+
+
+def test_check_ins_count_per_ticket_type_and_in_the_bucket_of_the_check_in() -> None:
+    order = placed("o1", START, vip=1, standard=2)
+    door_opens = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    tally = fold_sales(
+        [
+            *drafted(),
+            (order, START),
+            (paid(order, START), START),
+            (checked_in("t1", STANDARD, door_opens), door_opens),
+            (checked_in("t2", STANDARD, door_opens), door_opens + timedelta(minutes=1)),
+            (checked_in("t3", VIP, door_opens), door_opens + timedelta(hours=1)),
+        ]
+    )
+    sales = figures(tally)
+    by_type = {t.id: t.tickets.checked_in for t in sales.ticket_types}
+    assert by_type == {VIP: 1, STANDARD: 2}
+    assert sales.tickets.checked_in == 3
+    hours = tally.bucket_documents(
+        EVENT, Granularity.HOUR, START - timedelta(days=1), START + timedelta(days=1)
+    )
+    assert [(h["start"].hour, h.get("tickets_checked_in", 0)) for h in hours] == [
+        (9, 0),
+        (12, 2),
+        (13, 1),
+    ]
+
+
+def test_a_check_in_at_an_event_never_drafted_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown event"):
+        fold_sales([(checked_in("t1", VIP, START), START)])
 
 
 def test_a_payment_for_an_order_never_placed_is_refused() -> None:
