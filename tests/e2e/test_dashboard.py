@@ -94,6 +94,15 @@ async def pay_with_a_signed_ipn(
     assert ipn.json()["RspCode"] == "00", ipn.text
 
 
+async def first_ticket(http: httpx.AsyncClient, buyer: SignedIn, order_id: str) -> Body | None:
+    """The order's first ticket once the mailer issued them, else None."""
+    listed = await http.get(f"/api/v1/orders/{order_id}/tickets", headers=buyer.headers)
+    if listed.status_code != 200 or not listed.json()["items"]:
+        return None
+    ticket: Body = listed.json()["items"][0]
+    return ticket
+
+
 async def sales_of(http: httpx.AsyncClient, organizer: SignedIn, event_id: str) -> Body:
     response = await http.get(
         f"/api/v1/events/{event_id}/sales", params={"bucket": "hour"}, headers=organizer.headers
@@ -199,7 +208,7 @@ async def test_an_organizer_sees_the_sale_charted_with_the_api_figures_and_kept_
     # Standard ticket held but not paid: 2 of 3 orders paid, 5 of 6 tickets sold.
     paid = await place_order(http, buyer, event, 0, 2)
     await pay_with_a_signed_ipn(http, staff_system, buyer, paid)
-    await place_order(http, buyer, event, 1, 3)
+    free = await place_order(http, buyer, event, 1, 3)
     await place_order(http, buyer, event, 0, 1)
     await eventually(
         lambda: sales_of(http, organizer, event["id"]),
@@ -242,6 +251,25 @@ async def test_an_organizer_sees_the_sale_charted_with_the_api_figures_and_kept_
     )
     assert (funnel["orders_paid"], funnel["tickets_sold"]) == (3, 9)
     assert [row["sold"] for row in await figures_on(page, "sell-through")] == [2, 7]
+
+    # A ticket let in at the door shows up among the check-ins.
+    ticket = await eventually(
+        lambda: first_ticket(http, buyer, free["id"]), lambda found: found is not None, "tickets"
+    )
+    assert ticket is not None
+    checked = await http.post(
+        "/api/v1/checkins",
+        json={"qr": ticket["qr"], "event_id": event["id"]},
+        headers=organizer.headers,
+    )
+    assert checked.status_code == 200, checked.text
+    checkins = await eventually(
+        lambda: figures_on(page, "checkins"),
+        lambda figures: figures["checked_in"] == 1,
+        "the dashboard's check-ins",
+    )
+    assert [item["tickets_checked_in"] for item in checkins["items"]] == [1]
+    assert await page.inner_text("#figure-checked-in") == "1"
     assert problems.messages == []
 
 
