@@ -203,13 +203,20 @@ def fold(history: Iterable[RecordedEvent]) -> OrderTickets | None:
     return fold_history(evolve, history)
 
 
-def status_of(state: OrderTickets, checked_in: CheckedInTicket | None) -> TicketStatus:
-    """A ticket's status from its order and its check-in stream."""
+def status_of(
+    state: OrderTickets, ticket_id: str, checked_in: CheckedInTicket | None
+) -> TicketStatus:
+    """A ticket's status from its order and its check-in stream: checked in (the holder came
+    in, whatever happened after), refunded (the whole payment, or this ticket), or issued."""
     if checked_in is not None:
         return TicketStatus.CHECKED_IN
-    if state.voided:
+    if is_refunded(state, ticket_id):
         return TicketStatus.REFUNDED
     return TicketStatus.ISSUED
+
+
+def is_refunded(state: OrderTickets, ticket_id: str) -> bool:
+    return state.voided or ticket_id in state.order.refunded_ticket_ids
 
 
 # --- issuing -------------------------------------------------------------------------------
@@ -402,7 +409,7 @@ def decide_check_in(
         or ticket.ticket_type_id != command.ticket_type_id
     ):
         raise InvalidTicket("There is no such ticket.", reason="not_found")
-    if state.voided or command.ticket_id in state.order.refunded_ticket_ids:
+    if is_refunded(state, command.ticket_id):
         raise InvalidTicket("This ticket was refunded.", reason="refunded")
     if event_cancelled:
         raise InvalidTicket("The event was cancelled.", reason="cancelled")

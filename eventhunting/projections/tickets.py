@@ -74,11 +74,16 @@ class TicketsProjection(Projection):
                 },
                 session=session,
             )
-        elif isinstance(data, RefundRequested) and voids_tickets(data):
+        elif isinstance(data, RefundRequested) and (voids_tickets(data) or data.ticket_ids):
+            # A refund naming its tickets voids those; an older one of the whole payment, all.
+            selector: dict[str, Any] = {
+                "order_id": data.order_id,
+                "status": TicketStatus.ISSUED.value,
+            }
+            if data.ticket_ids:
+                selector["_id"] = {"$in": list(data.ticket_ids)}
             await collection.update_many(
-                {"order_id": data.order_id, "status": TicketStatus.ISSUED.value},
-                {"$set": {"status": TicketStatus.REFUNDED.value}},
-                session=session,
+                selector, {"$set": {"status": TicketStatus.REFUNDED.value}}, session=session
             )
 
 

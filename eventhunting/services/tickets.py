@@ -154,7 +154,11 @@ class TicketService:
         state = await self.visible(order_id, viewer)
         checked = await asyncio.gather(*(self.tickets.find(t.ticket_id) for t in state.tickets))
         return [
-            TicketState(ticket=ticket, status=rules.status_of(state, found), checked_in=found)
+            TicketState(
+                ticket=ticket,
+                status=rules.status_of(state, ticket.ticket_id, found),
+                checked_in=found,
+            )
             for ticket, found in zip(state.tickets, checked, strict=True)
         ]
 

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import RateLimited
-from eventhunting.domain.orders import RefundRequested, RequestedItem
+from eventhunting.domain.orders import OrderStatus, RefundRequested, RequestedItem
 from eventhunting.domain.tickets import (
     AlreadyCheckedIn,
     InvalidTicket,
@@ -248,3 +248,44 @@ async def test_an_order_paid_by_any_method_gets_its_tickets(
     await orders.mark_paid(placed.order.id, amount=500_000, method="bank_transfer")
 
     assert len(await tickets.issue(placed.order.id, signing_ring)) == 2
+
+
+async def test_a_refund_of_some_tickets_voids_only_those(
+    tickets: TicketService,
+    signing_ring: QrKeyRing,
+    buyer: Buyer,
+    free_order: PaidOrder,
+    store: EventStore,
+) -> None:
+    _, order = await free_order(await buyer(), quantity=2)
+    kept, refunded = await tickets.issue(order.id, signing_ring)
+    version = (await tickets.order_tickets(order.id)).version
+    await store.append(
+        AppendRequest(
+            partition=keys.partition_of(order.id, store.partitions),
+            stream=ORDERS.stream(order.id),
+            events=[
+                RefundRequested(
+                    order_id=order.id,
+                    refund_id="refund-2",
+                    txn_ref="-",
+                    amount=0,
+                    reason="cannot come",
+                    full=False,
+                    requested_at=tickets.now(),
+                    requested_by="admin-1",
+                    ticket_ids=(refunded.ticket_id,),
+                    order_status=OrderStatus.PARTIALLY_REFUNDED,
+                )
+            ],
+            expected_version=version,
+        )
+    )
+
+    statuses = [t.status for t in await tickets.tickets_of(order.id, Actor("admin", True))]
+    with pytest.raises(InvalidTicket) as refused:
+        await tickets.check_in(ADMIN, qr=refunded.qr)
+
+    assert statuses == [TicketStatus.ISSUED, TicketStatus.REFUNDED]
+    assert refused.value.reason == "refunded"
+    assert (await tickets.check_in(ADMIN, qr=kept.qr)).ticket_id == kept.ticket_id
