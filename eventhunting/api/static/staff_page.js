@@ -82,11 +82,10 @@
     if (Number.isNaN(moment.getTime())) {
       return String(text);
     }
-    const options = { timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
-    if (withDate) {
-      Object.assign(options, { day: "2-digit", month: "2-digit", year: "numeric" });
-    }
-    return `${new Intl.DateTimeFormat("en-GB", options).format(moment)} (GMT+7)`;
+    const zone = { timeZone: "Asia/Ho_Chi_Minh" };
+    const time = moment.toLocaleTimeString("en-GB", { ...zone, hour12: false });
+    const date = withDate ? ` on ${moment.toLocaleDateString("en-GB", zone)}` : "";
+    return `${time}${date} (GMT+7)`;
   }
 
   Object.assign(window.EventHunting, { startStaffPage, vietnamTime });
