@@ -138,6 +138,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
             find_account=accounts.find,
             trusted_proxies=parse_networks(settings.trusted_proxies),
             ipn_allowed=parse_networks(settings.vnpay.ipn_allowed_addresses),
+            refunds_per_second=settings.vnpay.refunds_per_second,
         ),
         tickets=TicketService(
             store=store,
@@ -145,6 +146,6 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
             clock=clock,
             verifying_ring=key_ring_of(settings.qr),
         ),
-        refunds=RefundService(orders),
+        refunds=RefundService(orders, database),
         dead_letters=DeadLetterService(redis_client, database, settings.sales.partitions),
     )

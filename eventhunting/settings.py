@@ -174,6 +174,16 @@ class VnpaySettings(msgspec.Struct, frozen=True, kw_only=True):
             le=86_400,
         ),
     ] = 120
+    refunds_per_second: Annotated[
+        float,
+        setting(
+            "VNPAY_REFUNDS_PER_SECOND",
+            "Most refund calls one reconciler makes per second (VNPAY's rate limit), also the"
+            " pace at which a cancelled event's paid orders are put up for refund.",
+            gt=0,
+            le=1_000,
+        ),
+    ] = 5.0
 
     def __post_init__(self) -> None:
         from eventhunting.client_address import parse_networks

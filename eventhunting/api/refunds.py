@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, post
@@ -53,6 +53,25 @@ class RefundView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 class RefundList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[RefundView]
+
+
+class RefundCounts(msgspec.Struct, frozen=True, kw_only=True):
+    requested: int
+    completed: int
+    failed: int
+
+
+class EventRefundProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """An event's refunds by status (read model; may lag a moment) and the failed ones."""
+
+    counts: RefundCounts
+    failed: list[RefundView]
+
+
+def document_view(document: dict[str, Any]) -> RefundView:
+    return msgspec.convert(
+        {**document, "id": document["_id"]}, RefundView, from_attributes=False, strict=False
+    )
 
 
 def refund_view(order_id: str, refund: Refund) -> RefundView:
@@ -129,3 +148,21 @@ class RefundController(Controller):
     ) -> RefundList:
         order, found = await refunds.of_order(order_id, principal.actor)
         return RefundList(items=[refund_view(order.id, refund) for refund in found])
+
+    @get(
+        "/events/{event_id:str}/refunds",
+        summary="An event's refunds by status and the failed ones (its organizer, admin)",
+        description=(
+            "Follows a cancelled event's refunds: counts of requested, completed and failed"
+            " refunds and the failed ones (read model; may lag a moment). 404 for others."
+        ),
+        opt={PROBLEM_STATUSES: (404,)},
+    )
+    async def event_refunds(
+        self, event_id: str, refunds: RefundService, principal: Principal
+    ) -> EventRefundProgress:
+        found = await refunds.of_event(event_id, principal.actor)
+        return EventRefundProgress(
+            counts=RefundCounts(**found.counts),
+            failed=[document_view(document) for document in found.failed],
+        )

@@ -1,4 +1,4 @@
-"""The reconciler: gives money back through VNPAY, and asks VNPAY about results it never sent."""
+"""The reconciler: gives money back through VNPAY (a cancelled event's too), and asks querydr."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from eventhunting.domain.catalog import EventCancelled
 from eventhunting.domain.orders import Order, PaymentStatus, Refund, RefundRequested
 from eventhunting.domain.payments import RecordRefundResult, decide_refund_result
 from eventhunting.payments.vnpay import PaymentResult
@@ -30,6 +32,7 @@ from eventhunting.payments.vnpay_api import (
 )
 from eventhunting.services.orders import PAYMENT_CHECK_SCHEDULE, order_effects
 from eventhunting.services.payments import PaymentService
+from eventhunting.services.refunds import RefundService
 from eventhunting.store import keys
 from eventhunting.store.append import text
 from eventhunting.store.consumer_groups import Lease, PartitionOwnership
@@ -118,7 +121,12 @@ class Reconciler:
         gateway_attempts: int = GATEWAY_ATTEMPTS,
         retry_initial_seconds: float = GATEWAY_RETRY_INITIAL_SECONDS,
         check_delay_seconds: float = 120.0,
+        refunds_per_second: float | None = None,
     ) -> None:
+        rate = refunds_per_second or payments.refunds_per_second
+        self.refund_interval = 1.0 / rate
+        self.next_refund_at = 0.0
+        self.refunds = RefundService(payments.orders, payments.database)
         self.check_delay_ms = int(check_delay_seconds * 1000)
         self.gateway_attempts = gateway_attempts
         self.retry_initial_seconds = retry_initial_seconds
@@ -134,6 +142,38 @@ class Reconciler:
         for envelope in batch:
             if isinstance(envelope.data, RefundRequested):
                 await self.settle_refund(envelope.data.order_id, envelope.data.refund_id)
+            elif isinstance(envelope.data, EventCancelled):
+                await self.refund_cancelled_event(envelope.data.event_id)
+
+    async def pace(self) -> None:
+        """Wait for the next refund slot: at most `refunds_per_second` per process."""
+        now = time.monotonic()
+        wait = self.next_refund_at - now
+        self.next_refund_at = max(now, self.next_refund_at) + self.refund_interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def refund_cancelled_event(self, event_id: str) -> int:
+        """Put every paid order of a cancelled event up for a full refund; how many were.
+
+        Orders are listed from the read model in id order, at the gateway's pace. Each is
+        decided by its own stream, so a redelivery after a crash (or another process doing
+        the same) skips the orders refunded already and never refunds one twice.
+        """
+        requested = 0
+        after = ""
+        while batch := await self.refunds.refundable_orders(event_id, after=after):
+            for order_id in batch:
+                await self.pace()
+                if await self.refunds.refund_cancelled(order_id):
+                    requested += 1
+            after = batch[-1]
+        OUTCOMES.labels("cancellation_refunds_requested").inc(requested)
+        logger.info(
+            "cancelled event's orders put up for refund",
+            extra={"event_id": event_id, "requested": requested},
+        )
+        return requested
 
     async def settle_refund(self, order_id: str, refund_id: str) -> str:
         """Give the money of one refund back, once; the outcome for metrics and tests."""
@@ -177,8 +217,16 @@ class Reconciler:
         attempt = order.payment(refund.txn_ref)
         assert attempt is not None
         assert attempt.details is not None
-        checked = await self.gateway.query(self.query_of(order, refund.txn_ref))
-        if refund_was_made(checked, refund.amount):
+        # querydr tells that the payment was refunded, not how much: it recognises a lost
+        # answer only for the first refund of a payment.
+        earlier = any(
+            r.txn_ref == refund.txn_ref and r.id != refund.id and r.status != "failed"
+            for r in order.refunds[: order.refunds.index(refund)]
+        )
+        checked = (
+            None if earlier else await self.gateway.query(self.query_of(order, refund.txn_ref))
+        )
+        if checked is not None and refund_was_made(checked, refund.amount):
             return RecordRefundResult(
                 order_id=order.id,
                 refund_id=refund.id,
@@ -189,6 +237,7 @@ class Reconciler:
                 recorded_at=self.now(),
             )
         full = refund.amount == attempt.amount
+        await self.pace()
         answer = await self.gateway.refund(
             RefundRequest(
                 request_id=request_id(),

@@ -18,6 +18,8 @@ from eventhunting.domain.orders import (
     OrderPaid,
     OrderPlaced,
     OrderStatus,
+    RefundCompleted,
+    RefundFailed,
     RefundRequested,
 )
 from eventhunting.projections.base import Projection
@@ -25,6 +27,9 @@ from eventhunting.store.envelope import EventEnvelope
 
 ORDERS_COLLECTION = "orders"
 INVOICES_COLLECTION = "invoices"
+REFUNDS_COLLECTION = "refunds"
+REFUND_STATUSES = ("requested", "completed", "failed")
+REFUNDABLE_STATUSES = (OrderStatus.PAID.value, OrderStatus.PARTIALLY_REFUNDED.value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +60,62 @@ async def list_orders(database: AsyncDatabase[dict[str, Any]], query: OrderQuery
         .limit(query.page_size)
     )
     return OrderList(documents=[document async for document in cursor], total=total)
+
+
+async def refundable_orders_of_event(
+    database: AsyncDatabase[dict[str, Any]], event_id: str, *, after: str = "", batch: int = 500
+) -> list[str]:
+    """Ids of the event's paid (or partly refunded) orders past `after`, in id order."""
+    cursor = (
+        database[ORDERS_COLLECTION]
+        .find(
+            {
+                "event_id": event_id,
+                "status": {"$in": list(REFUNDABLE_STATUSES)},
+                "_id": {"$gt": after},
+            },
+            {"_id": 1},
+        )
+        .sort([("_id", ASCENDING)])
+        .limit(batch)
+    )
+    return [str(document["_id"]) async for document in cursor]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRefunds:
+    counts: dict[str, int]
+    failed: list[dict[str, Any]]
+
+
+async def refunds_of_event(
+    database: AsyncDatabase[dict[str, Any]], event_id: str, *, failed_limit: int = 1_000
+) -> EventRefunds:
+    """How many of the event's refunds are requested, completed and failed; the failed ones."""
+    collection = database[REFUNDS_COLLECTION]
+    counts = {
+        status: await collection.count_documents({"event_id": event_id, "status": status})
+        for status in REFUND_STATUSES
+    }
+    cursor = (
+        collection.find({"event_id": event_id, "status": "failed"})
+        .sort([("requested_at", ASCENDING), ("_id", ASCENDING)])
+        .limit(failed_limit)
+    )
+    return EventRefunds(counts=counts, failed=[document async for document in cursor])
+
+
+def refund_document(requested: RefundRequested) -> dict[str, Any]:
+    return {
+        "_id": requested.refund_id,
+        "order_id": requested.order_id,
+        "event_id": requested.event_id,
+        "ticket_ids": list(requested.ticket_ids),
+        "amount": requested.amount,
+        "reason": requested.reason,
+        "status": "requested",
+        "requested_at": requested.requested_at,
+    }
 
 
 def placed_document(placed: OrderPlaced, version: int) -> dict[str, Any]:
@@ -106,7 +167,7 @@ class OrdersProjection(Projection):
     """
 
     name = "orders"
-    collections = (ORDERS_COLLECTION, INVOICES_COLLECTION)
+    collections = (ORDERS_COLLECTION, INVOICES_COLLECTION, REFUNDS_COLLECTION)
     handles = frozenset(
         {
             "OrderPlaced",
@@ -115,6 +176,8 @@ class OrdersProjection(Projection):
             "OrderExpired",
             "InvoiceIssued",
             "RefundRequested",
+            "RefundCompleted",
+            "RefundFailed",
         }
     )
 
@@ -133,6 +196,9 @@ class OrdersProjection(Projection):
         await database[INVOICES_COLLECTION].create_index(
             [("order_id", ASCENDING)], name="order_id", unique=True
         )
+        await database[REFUNDS_COLLECTION].create_index(
+            [("event_id", ASCENDING), ("status", ASCENDING)], name="event_status"
+        )
         await database[INVOICES_COLLECTION].create_index(
             [("series", ASCENDING), ("sequence", ASCENDING)], name="series_sequence", unique=True
         )
@@ -150,6 +216,34 @@ class OrdersProjection(Projection):
                 {"_id": data.number},
                 {"$setOnInsert": invoice_document(data)},
                 upsert=True,
+                session=session,
+            )
+            return
+        if isinstance(data, RefundRequested) and data.event_id is not None:
+            # Refunds of an event are counted by status (GET /events/{id}/refunds).
+            await database[REFUNDS_COLLECTION].update_one(
+                {"_id": data.refund_id},
+                {"$setOnInsert": refund_document(data)},
+                upsert=True,
+                session=session,
+            )
+        if isinstance(data, RefundCompleted):
+            await database[REFUNDS_COLLECTION].update_one(
+                {"_id": data.refund_id},
+                {
+                    "$set": {
+                        "status": "completed",
+                        "completed_at": data.completed_at,
+                        "vnpay_transaction_no": data.transaction_no,
+                    }
+                },
+                session=session,
+            )
+            return
+        if isinstance(data, RefundFailed):
+            await database[REFUNDS_COLLECTION].update_one(
+                {"_id": data.refund_id, "status": "requested"},
+                {"$set": {"status": "failed"}},
                 session=session,
             )
             return

@@ -156,7 +156,9 @@ class PaymentService:
         find_account: Callable[[str], Awaitable[Account | None]] | None = None,
         trusted_proxies: Sequence[Network] = (),
         ipn_allowed: Sequence[Network] = (),
+        refunds_per_second: float = 5.0,
     ) -> None:
+        self.refunds_per_second = refunds_per_second
         self.invoice_letters = invoice_letters
         self.find_account = find_account
         self.trusted_proxies = tuple(trusted_proxies)

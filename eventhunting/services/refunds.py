@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.catalog import EventNotFound
 from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import Order, Refund, RefundRequested
-from eventhunting.domain.refunds import RequestRefund, decide_request_refund
+from eventhunting.domain.refunds import (
+    REFUND_EVENT_CANCELLED,
+    NotRefundable,
+    RequestRefund,
+    decide_request_refund,
+)
 from eventhunting.domain.tickets import OrderTickets
+from eventhunting.projections.orders import (
+    EventRefunds,
+    refundable_orders_of_event,
+    refunds_of_event,
+)
 from eventhunting.services.orders import OrderService, order_effects, translate_guard
 from eventhunting.services.repository import Effects, Idempotency, Repository, fingerprint_of
 from eventhunting.services.tickets import ORDER_TICKETS, TICKETS
@@ -18,6 +31,8 @@ from eventhunting.store import keys
 from eventhunting.store.append import StreamVersion
 from eventhunting.store.errors import GuardRejected
 
+# Who refunds the paid orders of a cancelled event: an admin's rights, checked-in tickets too.
+CANCELLATION_REFUNDER = Actor("refunder", is_admin=True)
 # Refused because a ticket was checked in between reading its stream and the refund's append.
 TICKET_CHECKED_IN_MEANWHILE = "ticket_checked_in_meanwhile"
 
@@ -34,8 +49,11 @@ class RequestedRefund:
 class RefundService:
     """Refunds on the order streams through the repository; the reconciler moves the money."""
 
-    def __init__(self, orders: OrderService) -> None:
+    def __init__(
+        self, orders: OrderService, database: AsyncDatabase[dict[str, Any]] | None = None
+    ) -> None:
         self.orders = orders
+        self.database = database
         self.order_tickets = Repository(orders.store, ORDER_TICKETS)
         self.tickets = Repository(orders.store, TICKETS)
 
@@ -134,3 +152,33 @@ class RefundService:
             order_id, viewer_id=viewer.account_id, viewer_is_admin=viewer.is_admin
         )
         return order, order.refunds
+
+    async def refund_cancelled(self, order_id: str) -> bool:
+        """Refund what is left of a cancelled event's order; False when nothing is left.
+
+        Decided by the order's state, so doing it again (a redelivery, a second process)
+        finds the order refunded and changes nothing.
+        """
+        try:
+            await self.request(
+                order_id, by=CANCELLATION_REFUNDER, reason=REFUND_EVENT_CANCELLED, force=True
+            )
+        except NotRefundable:
+            return False
+        return True
+
+    async def refundable_orders(self, event_id: str, *, after: str = "") -> list[str]:
+        """The next batch of the event's paid orders (read model), in id order."""
+        return await refundable_orders_of_event(self.require_database(), event_id, after=after)
+
+    async def of_event(self, event_id: str, viewer: Actor) -> EventRefunds:
+        """Counts of the event's refunds by status and the failed ones (organizer or admin)."""
+        event = await self.orders.event_terms(event_id, fresh=False)
+        if not viewer.is_admin and event.organizer_id != viewer.account_id:
+            raise EventNotFound(f"There is no event {event_id!r}.")
+        return await refunds_of_event(self.require_database(), event_id)
+
+    def require_database(self) -> AsyncDatabase[dict[str, Any]]:
+        if self.database is None:
+            raise RuntimeError("listing refunds needs the read models' database")
+        return self.database
