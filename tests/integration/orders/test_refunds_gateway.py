@@ -177,6 +177,10 @@ async def test_cancelling_an_event_refunds_every_paid_order_once(
         assert len(refunded.refunds) == 1
     assert (await orders.get(unpaid.order.id)).refunds == ()
     await project(store, payments, event)
+    for order in paid:
+        document = await payments.database["orders"].find_one({"_id": order.id})
+        assert document is not None
+        assert document["status"] == "refunded"
     progress = await refunds.of_event(event.id, ORGANIZER)
     assert progress.counts == {"requested": 0, "completed": 3, "failed": 0}
     assert progress.failed == []
