@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from eventhunting.client_address import parse_networks
+from eventhunting.client_address import ClientAddresses, parse_networks
 from eventhunting.payments.vnpay import MerchantCredentials
 from eventhunting.services.accounts import AccountService, build_account_service
 from eventhunting.services.catalog import CatalogService
@@ -61,6 +61,7 @@ class Services(StoreClients):
     catalog: CatalogService
     orders: OrderService
     payments: PaymentService
+    client_addresses: ClientAddresses
     tickets: TicketService
     refunds: RefundService
     dead_letters: DeadLetterService
@@ -107,6 +108,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         clock=clock,
         database=database,
     )
+    client_addresses = ClientAddresses(parse_networks(settings.trusted_proxies))
     accounts = build_account_service(
         settings,
         redis_client,
@@ -123,6 +125,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         clock=clock,
         started_at=time.monotonic(),
         accounts=accounts,
+        client_addresses=client_addresses,
         store=store,
         catalog=catalog,
         orders=orders,
@@ -136,7 +139,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
             clock=clock,
             invoice_letters=settings.invoice_letters,
             find_account=accounts.find,
-            trusted_proxies=parse_networks(settings.trusted_proxies),
+            client_addresses=client_addresses,
             ipn_allowed=parse_networks(settings.vnpay.ipn_allowed_addresses),
             refunds_per_second=settings.vnpay.refunds_per_second,
         ),

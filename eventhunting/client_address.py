@@ -61,3 +61,13 @@ def client_address(peer: str | None, forwarded_for: str | None, proxies: Sequenc
             return hop
         address = hop
     return address
+
+
+class ClientAddresses:
+    """The client address of requests behind the configured trusted proxies (one per process)."""
+
+    def __init__(self, trusted_proxies: Sequence[Network] = ()) -> None:
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    def of(self, peer: str | None, forwarded_for: str | None) -> str:
+        return client_address(peer, forwarded_for, self.trusted_proxies)

@@ -146,7 +146,10 @@ ACCOUNTS_DEPENDENCY = {"accounts": Provide(provide_accounts, sync_to_thread=Fals
 
 
 def client_address(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client is not None else "unknown"
+    """The caller's address: X-Forwarded-For is believed only from the trusted proxies."""
+    services: Services = request.app.state.services
+    peer = request.client.host if request.client is not None else None
+    return services.client_addresses.of(peer, request.headers.get("x-forwarded-for"))
 
 
 class AuthController(Controller):

@@ -12,7 +12,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
 
-from eventhunting.client_address import Network, client_address, is_trusted
+from eventhunting.client_address import ClientAddresses, Network, is_trusted
 from eventhunting.domain.accounts import Account
 from eventhunting.domain.errors import DomainError, ErrorKind, Forbidden
 from eventhunting.domain.events import DomainEvent
@@ -154,14 +154,14 @@ class PaymentService:
         clock: Callable[[], datetime],
         invoice_letters: str = DEFAULT_INVOICE_LETTERS,
         find_account: Callable[[str], Awaitable[Account | None]] | None = None,
-        trusted_proxies: Sequence[Network] = (),
+        client_addresses: ClientAddresses | None = None,
         ipn_allowed: Sequence[Network] = (),
         refunds_per_second: float = 5.0,
     ) -> None:
         self.refunds_per_second = refunds_per_second
         self.invoice_letters = invoice_letters
         self.find_account = find_account
-        self.trusted_proxies = tuple(trusted_proxies)
+        self.client_addresses = client_addresses or ClientAddresses()
         self.ipn_allowed = tuple(ipn_allowed)
         self.orders = orders
         self.repository = orders.repository
@@ -175,7 +175,7 @@ class PaymentService:
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
         """The buyer's address for vnp_IpAddr (X-Forwarded-For only from trusted proxies)."""
-        return client_address(peer, forwarded_for, self.trusted_proxies)
+        return self.client_addresses.of(peer, forwarded_for)
 
     def ensure_ipn_caller_allowed(self, peer: str | None, forwarded_for: str | None) -> None:
         """Refuse (403) an IPN caller outside the allow-list, when one is configured."""

@@ -35,6 +35,8 @@ def system_environment(
             "EVENTHUNTING_BOOTSTRAP_ADMIN_EMAIL": "admin@eventhunting.test",
             "EVENTHUNTING_BOOTSTRAP_ADMIN_PASSWORD": secrets.token_urlsafe(16),
             "EVENTHUNTING_PASSWORD_HASH_PROFILE": "test",
+            # The test client stands in for a reverse proxy: its X-Forwarded-For names clients.
+            "EVENTHUNTING_TRUSTED_PROXIES": "127.0.0.1",
             # A merchant of its own, so payment routes answer as in production.
             "EVENTHUNTING_VNPAY_TMN_CODE": "EVHSYS01",
             "EVENTHUNTING_VNPAY_HASH_SECRET": secrets.token_urlsafe(24),

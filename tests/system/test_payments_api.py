@@ -70,8 +70,8 @@ async def test_a_buyer_pays_through_the_ipn_and_reads_the_invoice(
     link = started.json()
     assert set(link) == {"payment_url", "txn_ref", "expires_at"}
     query = dict(parse_qsl(urlsplit(link["payment_url"]).query))
-    # No trusted proxy is configured: the header is ignored, the peer is the client.
-    assert query["vnp_IpAddr"] == "127.0.0.1"
+    # The test client is a trusted proxy here: the client it names is the buyer.
+    assert query["vnp_IpAddr"] == "198.51.100.20"
     assert query["vnp_BankCode"] == "NCB"
     assert query["vnp_ReturnUrl"].endswith("/api/v1/payments/vnpay/return")
 
