@@ -20,6 +20,7 @@ from eventhunting.services.dead_letters import DeadLetterService
 from eventhunting.services.orders import OrderService
 from eventhunting.services.payments import PaymentService
 from eventhunting.services.refunds import RefundService
+from eventhunting.services.sales import SalesService
 from eventhunting.services.tickets import TicketService
 from eventhunting.settings import Settings, StoreSettings
 from eventhunting.store.append import EventStore
@@ -62,6 +63,7 @@ class Services(StoreClients):
     orders: OrderService
     payments: PaymentService
     client_addresses: ClientAddresses
+    sales: SalesService
     tickets: TicketService
     refunds: RefundService
     dead_letters: DeadLetterService
@@ -126,6 +128,7 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         started_at=time.monotonic(),
         accounts=accounts,
         client_addresses=client_addresses,
+        sales=SalesService(store, database, catalog.load_event, clock),
         store=store,
         catalog=catalog,
         orders=orders,

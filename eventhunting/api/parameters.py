@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -27,12 +27,19 @@ _INSTANT = Annotated[datetime, msgspec.Meta(tz=True)]
 MAX_INSTANT_LENGTH = 64
 
 
-def instant_parameter(description: str) -> Any:
-    """A query parameter holding an RFC 3339 date-time with an offset (read with `instant_of`)."""
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def instant_parameter(description: str, *, query: str | None = None) -> Any:
+    """An optional query parameter holding an RFC 3339 date-time with an offset (read with
+    `instant_of`); `query` names it when its name is not the handler argument's."""
     return ParameterKwarg(
+        query=query,
         description=f"{description} RFC 3339 with an offset, e.g. 2026-05-01T19:00:00+07:00.",
         format="date-time",
         max_length=MAX_INSTANT_LENGTH,
+        required=False,
     )
 
 
@@ -41,9 +48,14 @@ def instant_of(text: str | None, field: str) -> datetime | None:
     if text is None:
         return None
     try:
-        return msgspec.convert(text, _INSTANT, strict=True)
+        moment = msgspec.convert(text, _INSTANT, strict=True)
     except msgspec.ValidationError:
         raise InvalidInput(
             "must be an RFC 3339 date-time with an offset, e.g. 2026-05-01T19:00:00+07:00",
             field=field,
         ) from None
+    if not EARLIEST_INSTANT <= moment < LATEST_INSTANT:
+        # Nothing happened outside these years, and date arithmetic near year 1 or 9999
+        # (sales buckets) would overflow.
+        raise InvalidInput("must be between the years 1970 and 9000", field=field)
+    return moment

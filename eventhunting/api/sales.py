@@ -2,60 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-import msgspec
 from litestar import Controller, get
-from litestar.params import Parameter, ParameterKwarg
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
 
 from eventhunting.api.auth import ADMIN, ORGANIZER, Principal, requires_roles
+from eventhunting.api.parameters import instant_of, instant_parameter
 from eventhunting.bootstrap import Services
-from eventhunting.domain.errors import InvalidInput
 from eventhunting.domain.sales import EventSales, Granularity
 from eventhunting.services.sales import OrganizerDays, SalesQuery, SalesService
 
+
 # A query string has no JSON types: the time arrives as text and is read strictly, so
 # neither a bare number (Unix time?) nor a time without an offset (UTC? local?) is guessed.
-_STRICT_INSTANT = Annotated[datetime, msgspec.Meta(tz=True)]
-MAX_INSTANT_LENGTH = 64
-EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-def instant(description: str, *, query: str | None = None) -> Any:
-    return ParameterKwarg(
-        query=query,
-        description=f"{description} RFC 3339 with an offset, e.g. 2026-05-01T19:00:00+07:00.",
-        format="date-time",
-        max_length=MAX_INSTANT_LENGTH,
-        required=False,
-    )
-
-
-def instant_of(text: str | None, field: str) -> datetime | None:
-    """The instant a query parameter names; 422 naming `field` when it is not one."""
-    if text is None:
-        return None
-    try:
-        moment = msgspec.convert(text, _STRICT_INSTANT, strict=True)
-    except msgspec.ValidationError:
-        raise InvalidInput(
-            "must be an RFC 3339 date-time with an offset, e.g. 2026-05-01T19:00:00+07:00",
-            field=field,
-        ) from None
-    if not EARLIEST_INSTANT <= moment < LATEST_INSTANT:
-        # Nothing happened outside these years, and bucket arithmetic near year 1 or 9999
-        # would overflow.
-        raise InvalidInput("must be between the years 1970 and 9000", field=field)
-    return moment
-
-
-def sales_service(services: Services) -> SalesService:
-    """The sales service on the process's clients (it keeps no state of its own)."""
-    return SalesService(
-        services.store, services.database, services.catalog.load_event, services.clock
-    )
+def provide_sales(state: State) -> SalesService:
+    services: Services = state.services
+    return services.sales
 
 
 class SalesController(Controller):
@@ -63,24 +28,27 @@ class SalesController(Controller):
 
     path = "/api/v1"
     tags = ["analytics"]
+    dependencies = {"sales": Provide(provide_sales, sync_to_thread=False)}
 
     @get("/events/{event_id:str}/sales", guards=[requires_roles(ORGANIZER)])
     async def event_sales(
         self,
-        services: Services,
+        sales: SalesService,
         principal: Principal,
         event_id: str,
         bucket: Annotated[
             Granularity, Parameter(description="Width of the timeline's buckets (UTC).")
         ] = Granularity.HOUR,
         start: Annotated[
-            str | None, instant("Timeline buckets starting at or after this.", query="from")
+            str | None,
+            instant_parameter("Timeline buckets starting at or after this.", query="from"),
         ] = None,
         end: Annotated[
-            str | None, instant("Timeline buckets starting before this.", query="to")
+            str | None, instant_parameter("Timeline buckets starting before this.", query="to")
         ] = None,
         as_of: Annotated[
-            str | None, instant("The figures as they stood at this time (folded from the log).")
+            str | None,
+            instant_parameter("The figures as they stood at this time (folded from the log)."),
         ] = None,
     ) -> EventSales:
         """Tickets, revenue (gross, VAT, net), orders by status, conversion, time to pay and a
@@ -91,20 +59,21 @@ class SalesController(Controller):
             end=instant_of(end, "to"),
             as_of=instant_of(as_of, "as_of"),
         )
-        return await sales_service(services).event_sales(
+        return await sales.event_sales(
             event_id, query, account_id=principal.account_id, is_admin=principal.is_admin
         )
 
     @get("/admin/sales", guards=[requires_roles(ADMIN)])
     async def organizer_sales(
         self,
-        services: Services,
+        sales: SalesService,
         start: Annotated[
-            str | None, instant("Days starting at or after this (UTC days).", query="from")
+            str | None,
+            instant_parameter("Days starting at or after this (UTC days).", query="from"),
         ] = None,
-        end: Annotated[str | None, instant("Days starting before this.", query="to")] = None,
+        end: Annotated[
+            str | None, instant_parameter("Days starting before this.", query="to")
+        ] = None,
     ) -> OrganizerDays:
         """Sales per organizer and UTC day (the last 30 days by default, 366 at most)."""
-        return await sales_service(services).organizer_days(
-            instant_of(start, "from"), instant_of(end, "to")
-        )
+        return await sales.organizer_days(instant_of(start, "from"), instant_of(end, "to"))
