@@ -108,7 +108,8 @@ async def test_a_write_conflict_in_the_payment_batch_is_retried_to_both(
     try:
         await projector(paying, lease_of(paying))
     finally:
-        await admin.command("configureFailPoint", "failCommand", mode="off")
+        turned_off = await admin.command("configureFailPoint", "failCommand", mode="off")
+    assert turned_off["count"] == 2, "both write conflicts happened and were retried"
     await both_paid_and_invoiced(projector_database, order.id)
 
 
