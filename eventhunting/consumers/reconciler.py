@@ -1,4 +1,4 @@
-"""The reconciler: gives money back through VNPAY (a cancelled event's too), and asks querydr."""
+"""The reconciler: refunds through VNPAY, settles a cancelled event's orders, asks querydr."""
 
 from __future__ import annotations
 
@@ -20,7 +20,14 @@ from tenacity import (
 )
 
 from eventhunting.domain.catalog import EventCancelled
-from eventhunting.domain.orders import Order, PaymentStatus, Refund, RefundRequested
+from eventhunting.domain.orders import (
+    HOLD_RELEASED_EVENT_CANCELLED,
+    Order,
+    OrderNotFound,
+    PaymentStatus,
+    Refund,
+    RefundRequested,
+)
 from eventhunting.domain.payments import RecordRefundResult, decide_refund_result
 from eventhunting.payments.vnpay import PaymentResult
 from eventhunting.payments.vnpay_api import (
@@ -143,6 +150,7 @@ class Reconciler:
             if isinstance(envelope.data, RefundRequested):
                 await self.settle_refund(envelope.data.order_id, envelope.data.refund_id)
             elif isinstance(envelope.data, EventCancelled):
+                await self.release_cancelled_event_holds(envelope.data.event_id)
                 await self.refund_cancelled_event(envelope.data.event_id)
 
     async def pace(self) -> None:
@@ -152,6 +160,31 @@ class Reconciler:
         self.next_refund_at = max(now, self.next_refund_at) + self.refund_interval
         if wait > 0:
             await asyncio.sleep(wait)
+
+    async def release_cancelled_event_holds(self, event_id: str) -> int:
+        """Cancel every pending order of a cancelled event (`OrderCancelled` by the system,
+        reason `event_cancelled`; held tickets free at once); how many were.
+
+        Orders are listed from the read model in id order; each is decided by its own
+        stream, so a redelivery finds them settled and changes nothing, and one paid in the
+        meantime is left to the refunds.
+        """
+        released = 0
+        after = ""
+        while batch := await self.refunds.pending_orders(event_id, after=after):
+            for order_id in batch:
+                with contextlib.suppress(OrderNotFound):
+                    if await self.orders.release_hold(
+                        order_id, reason=HOLD_RELEASED_EVENT_CANCELLED
+                    ):
+                        released += 1
+            after = batch[-1]
+        OUTCOMES.labels("cancellation_holds_released").inc(released)
+        logger.info(
+            "cancelled event's holds released",
+            extra={"event_id": event_id, "released": released},
+        )
+        return released
 
     async def refund_cancelled_event(self, event_id: str) -> int:
         """Put every paid order of a cancelled event up for a full refund; how many were.

@@ -17,6 +17,10 @@ from eventhunting.domain.events import fold as fold_history
 STREAM_KIND = "order"
 CURRENCY = "VND"
 FREE_PAYMENT_METHOD = "free"
+# Who cancels a pending order when nobody asked for it (`OrderCancelled.cancelled_by`).
+SYSTEM_CANCELLER = "system"
+# Why: its event was cancelled (`OrderCancelled.reason`).
+HOLD_RELEASED_EVENT_CANCELLED = "event_cancelled"
 
 
 class OrderStatus(StrEnum):
@@ -105,7 +109,7 @@ class OrderPlaced(DomainEvent, frozen=True, kw_only=True):
 
 @registry.event("OrderCancelled", stream_kind=STREAM_KIND)
 class OrderCancelled(DomainEvent, frozen=True, kw_only=True):
-    """The buyer gave up a pending order; its held tickets are free again."""
+    """A pending order was given up by its buyer (or by the system, for a `reason`)."""
 
     order_id: str
     event_id: str
@@ -113,6 +117,7 @@ class OrderCancelled(DomainEvent, frozen=True, kw_only=True):
     items: tuple[ItemQuantity, ...]
     cancelled_at: datetime
     cancelled_by: str
+    reason: str | None = None
 
 
 @registry.event("OrderExpired", stream_kind=STREAM_KIND)
@@ -618,6 +623,14 @@ class CancelOrder(Command, frozen=True, kw_only=True):
     cancelled_at: datetime
 
 
+class ReleaseHold(Command, frozen=True, kw_only=True):
+    """The system cancels a pending order for a `reason` (its event was cancelled)."""
+
+    order_id: str
+    reason: str
+    released_at: datetime
+
+
 class ExpireOrder(Command, frozen=True, kw_only=True):
     """Release the hold of an order whose time ran out."""
 
@@ -649,6 +662,25 @@ def decide_cancel(order: Order | None, command: CancelOrder) -> list[OrderEvent]
             items=order.quantities,
             cancelled_at=command.cancelled_at,
             cancelled_by=command.by,
+        )
+    ]
+
+
+def decide_release_hold(order: Order | None, command: ReleaseHold) -> list[OrderEvent]:
+    """OrderCancelled by the system while the order is pending; nothing once it is settled
+    (paid, cancelled or expired), so asking again changes nothing."""
+    order = require_order(order, command.order_id)
+    if order.status is not OrderStatus.PENDING:
+        return []
+    return [
+        OrderCancelled(
+            order_id=order.id,
+            event_id=order.event_id,
+            buyer_id=order.buyer_id,
+            items=order.quantities,
+            cancelled_at=command.released_at,
+            cancelled_by=SYSTEM_CANCELLER,
+            reason=command.reason,
         )
     ]
 

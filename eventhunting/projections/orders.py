@@ -82,6 +82,22 @@ async def refundable_orders_of_event(
     return [str(document["_id"]) async for document in cursor]
 
 
+async def pending_orders_of_event(
+    database: AsyncDatabase[dict[str, Any]], event_id: str, *, after: str = "", batch: int = 500
+) -> list[str]:
+    """Ids of the event's pending orders (holds) past `after`, in id order."""
+    cursor = (
+        database[ORDERS_COLLECTION]
+        .find(
+            {"event_id": event_id, "status": OrderStatus.PENDING.value, "_id": {"$gt": after}},
+            {"_id": 1},
+        )
+        .sort([("_id", ASCENDING)])
+        .limit(batch)
+    )
+    return [str(document["_id"]) async for document in cursor]
+
+
 @dataclass(frozen=True, slots=True)
 class EventRefunds:
     counts: dict[str, int]

@@ -19,6 +19,7 @@ from eventhunting.domain.errors import DomainError
 from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import (
     STREAM_KIND,
+    SYSTEM_CANCELLER,
     CancelOrder,
     ExpireOrder,
     InvoiceIssued,
@@ -36,6 +37,7 @@ from eventhunting.domain.orders import (
     PayOrder,
     PlaceOrder,
     RefundRequested,
+    ReleaseHold,
     RequestedItem,
     SoldOut,
     buyer_ticket_change,
@@ -43,6 +45,7 @@ from eventhunting.domain.orders import (
     decide_expire,
     decide_payment,
     decide_place,
+    decide_release_hold,
     evolve,
     merge_items,
     stock_changes,
@@ -390,6 +393,18 @@ class OrderService:
         )
         assert saved is not None
         return saved.state
+
+    async def release_hold(self, order_id: str, *, reason: str) -> bool:
+        """The system cancels a pending order (its tickets are free again at once); False
+        when it is settled already, so asking again changes nothing."""
+        command = ReleaseHold(order_id=order_id, reason=reason, released_at=self.now())
+        saved = await self.repository.decide_and_append(
+            order_id,
+            lambda order: list(decide_release_hold(order, command)),
+            effects=lambda order, events: order_effects(events),
+            actor=SYSTEM_CANCELLER,
+        )
+        return saved is not None
 
     async def expire(self, order_id: str) -> ExpiryOutcome:
         """Expire the order if its hold ran out and it is still pending.

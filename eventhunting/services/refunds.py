@@ -21,6 +21,7 @@ from eventhunting.domain.refunds import (
 from eventhunting.domain.tickets import OrderTickets
 from eventhunting.projections.orders import (
     EventRefunds,
+    pending_orders_of_event,
     refundable_orders_of_event,
     refunds_of_event,
 )
@@ -170,6 +171,11 @@ class RefundService:
     async def refundable_orders(self, event_id: str, *, after: str = "") -> list[str]:
         """The next batch of the event's paid orders (read model), in id order."""
         return await refundable_orders_of_event(self.require_database(), event_id, after=after)
+
+    async def pending_orders(self, event_id: str, *, after: str = "") -> list[str]:
+        """The next batch of the event's pending orders (read model), released when the
+        event is cancelled, in id order."""
+        return await pending_orders_of_event(self.require_database(), event_id, after=after)
 
     async def of_event(self, event_id: str, viewer: Actor) -> EventRefunds:
         """Counts of the event's refunds by status and the failed ones (organizer or admin)."""

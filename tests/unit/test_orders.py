@@ -31,6 +31,7 @@ from eventhunting.domain.orders import (
     OrderStatus,
     PayOrder,
     PlaceOrder,
+    ReleaseHold,
     RequestedItem,
     SaleClosed,
     StockChange,
@@ -40,6 +41,7 @@ from eventhunting.domain.orders import (
     decide_expire,
     decide_payment,
     decide_place,
+    decide_release_hold,
     merge_items,
     stock_changes,
 )
@@ -257,6 +259,22 @@ def test_only_pending_orders_can_be_cancelled(status: OrderStatus) -> None:
     with pytest.raises(OrderNotPending) as raised:
         decide_cancel(order, cancel_by("b1", order))
     assert raised.value.code == "order_not_pending"
+
+
+def test_the_system_releases_a_pending_hold_with_its_reason() -> None:
+    order = placed_order(("std", 2))
+    command = ReleaseHold(order_id=order.id, reason="event_cancelled", released_at=NOW)
+    [released] = decide_release_hold(order, command)
+    assert isinstance(released, OrderCancelled)
+    assert (released.cancelled_by, released.reason) == ("system", "event_cancelled")
+    assert stock_changes(released) == [StockChange("std", -2, 0)]
+
+
+@pytest.mark.parametrize("status", [OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.CANCELLED])
+def test_releasing_a_settled_order_decides_nothing(status: OrderStatus) -> None:
+    order = msgspec.structs.replace(placed_order(("std", 1)), status=status)
+    command = ReleaseHold(order_id=order.id, reason="event_cancelled", released_at=NOW)
+    assert decide_release_hold(order, command) == []
 
 
 def test_expiry_waits_for_the_deadline() -> None:

@@ -12,7 +12,13 @@ import pytest
 from eventhunting.consumers.reconciler import Reconciler
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.catalog import CancelEvent, CatalogEvent
-from eventhunting.domain.orders import Order, OrderStatus, RefundRequested, RequestedItem
+from eventhunting.domain.orders import (
+    Order,
+    OrderCancelled,
+    OrderStatus,
+    RefundRequested,
+    RequestedItem,
+)
 from eventhunting.payments.vnpay_api import VnpayGateway
 from eventhunting.projections.base import Projector
 from eventhunting.projections.orders import OrdersProjection
@@ -23,6 +29,7 @@ from eventhunting.services.refunds import RefundService
 from eventhunting.services.tickets import TicketService
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore
+from eventhunting.store.counters import inventory_counter
 from eventhunting.tickets.qr_keys import QrKeyRing
 from tests.integration.orders.conftest import ORGANIZER, ManualClock, NewEvent, TicketTypeSpec
 from tests.integration.orders.test_payments_gateway import (  # noqa: F401 - fixtures
@@ -186,3 +193,55 @@ async def test_cancelling_an_event_refunds_every_paid_order_once(
     assert progress.failed == []
     with pytest.raises(Exception, match="no event"):
         await refunds.of_event(event.id, Actor("someone-else"))
+
+
+async def test_cancelling_an_event_releases_its_holds_and_refunds_its_paid_order_once(
+    orders: OrderService,
+    payments: PaymentService,
+    reconciler: Reconciler,
+    catalog: CatalogService,
+    store: EventStore,
+    new_event: NewEvent,
+    sandbox: Standin,
+    clock: ManualClock,
+) -> None:
+    event = await new_event(TicketTypeSpec("Standard", PRICE, 20))
+    ticket_type_id = event.ticket_types[0].id
+    paid = await paid_at_the_sandbox(orders, payments, reconciler, sandbox, clock, event, 1)
+    holds = [
+        await orders.place(
+            buyer_id=buyer_id,
+            event_id=event.id,
+            items=[RequestedItem(ticket_type_id=ticket_type_id, quantity=quantity)],
+        )
+        for buyer_id, quantity in (("buyer-2", 2), ("buyer-3", 3))
+    ]
+    partition = keys.partition_of(event.id, store.partitions)
+    counter = inventory_counter(ticket_type_id)
+    assert (await store.read_counters(partition, [counter]))[counter]["held"] == 5
+    await catalog.cancel_event(CancelEvent(event_id=event.id, by=ORGANIZER, reason="storm"))
+    await project(store, payments, event)
+    log = await store.read_log(partition, "0", count=10_000)
+    await reconciler(log, lease_of(log))
+    for hold in holds:
+        released = await orders.get(hold.order.id)
+        assert released.status is OrderStatus.CANCELLED
+        assert released.refunds == ()
+    cancellations = [
+        e.data
+        for e in await store.read_log(partition, "0", count=10_000)
+        if isinstance(e.data, OrderCancelled)
+    ]
+    assert sorted(c.order_id for c in cancellations) == sorted(h.order.id for h in holds)
+    assert {(c.cancelled_by, c.reason) for c in cancellations} == {("system", "event_cancelled")}
+    stock = (await store.read_counters(partition, [counter]))[counter]
+    assert stock["held"] == 0
+    refunded = await orders.get(paid.id)
+    assert [r.status for r in refunded.refunds] == ["requested"]
+    assert refunded.refunds[0].amount == PRICE
+    # Delivered again (a crash before the ack): the orders are settled, nothing is appended.
+    after_first = await store.read_log(partition, "0", count=10_000)
+    await reconciler(log, lease_of(log))
+    assert await store.read_log(partition, "0", count=10_000) == after_first
+    assert (await store.read_counters(partition, [counter]))[counter] == stock
+    assert await reconciler.release_cancelled_event_holds(event.id) == 0
