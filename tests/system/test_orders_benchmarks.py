@@ -1,4 +1,4 @@
-"""The order and payment benchmarks still run, each in its few-second smoke mode, as in CI."""
+"""The order, payment and mail benchmarks still run, each in its few-second smoke mode, as in CI."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ pytestmark = pytest.mark.system
         # Orders of many events: payments of one event conflicting on the invoice number
         # (docs/benchmarks.md) would make this check of the benchmark itself flaky.
         ["benchmarks.ipn", "--smoke", "--client", "python", "--events", "50"],
+        ["benchmarks.mail_pipeline", "--smoke"],
     ],
-    ids=["reserve", "flash_sale", "ipn"],
+    ids=["reserve", "flash_sale", "ipn", "mail_pipeline"],
 )
 def test_benchmark_smoke_run_succeeds(
     repository_root: Path, tmp_path: Path, command: list[str]
