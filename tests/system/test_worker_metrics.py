@@ -34,7 +34,11 @@ def test_worker_serves_lag_and_pending_per_partition(redis_url: str, mongodb_url
         text = ""
         while time.monotonic() < deadline:
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-            if 'eventhunting_consumer_lag{group="archiver",partition="0"}' in text:
+            # Each group exports once it holds its partitions' leases; they start in parallel.
+            if all(
+                f'eventhunting_consumer_lag{{group="{group}",partition="0"}}' in text
+                for group in ("archiver", "projector")
+            ):
                 break
             time.sleep(0.2)
         assert 'eventhunting_consumer_lag{group="projector",partition="0"}' in text
