@@ -28,7 +28,11 @@ from eventhunting.domain.orders import (
     Refund,
     RefundRequested,
 )
-from eventhunting.domain.payments import RecordRefundResult, decide_refund_result
+from eventhunting.domain.payments import (
+    RecordRefundResult,
+    decide_refund_result,
+    order_id_of,
+)
 from eventhunting.payments.vnpay import PaymentResult
 from eventhunting.payments.vnpay_api import (
     QueryRequest,
@@ -310,8 +314,8 @@ class Reconciler:
 
     async def check_payment(self, txn_ref: str) -> str:
         """Ask VNPAY about an attempt whose result never came; record it as the IPN would."""
-        order_id = txn_ref[:-2]
-        order = await self.orders.repository.find(order_id)
+        order_id = order_id_of(txn_ref)
+        order = None if order_id is None else await self.orders.repository.find(order_id)
         attempt = None if order is None else order.payment(txn_ref)
         if order is None or attempt is None or attempt.status is not PaymentStatus.STARTED:
             await self.forget_check(txn_ref)
@@ -337,7 +341,10 @@ class Reconciler:
         return "payment_recorded"
 
     async def forget_check(self, txn_ref: str) -> None:
-        partition = keys.partition_of(txn_ref[:-2], self.orders.partitions)
+        order_id = order_id_of(txn_ref)
+        if order_id is None:
+            return
+        partition = keys.partition_of(order_id, self.orders.partitions)
         await self.orders.redis.zrem(keys.schedule_key(partition, PAYMENT_CHECK_SCHEDULE), txn_ref)
 
     async def due_checks(self, partitions: Sequence[int]) -> list[str]:

@@ -176,7 +176,6 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
     after the hold was released when the tickets are gone (`stock_gone`). A success after
     the hold was released while tickets are left takes them again (`restocked`).
     """
-    order_id = command.txn_ref[:-2]
     if order is None:
         raise PaymentNotFound(f"There is no payment {command.txn_ref!r}.")
     attempt = order.payment(command.txn_ref)
@@ -191,7 +190,7 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
     if not command.succeeded:
         return [
             PaymentFailed(
-                order_id=order_id,
+                order_id=order.id,
                 txn_ref=command.txn_ref,
                 amount=command.amount,
                 currency=order.currency,
@@ -200,7 +199,7 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
             )
         ]
     succeeded = PaymentSucceeded(
-        order_id=order_id,
+        order_id=order.id,
         txn_ref=command.txn_ref,
         amount=command.amount,
         currency=order.currency,
