@@ -1,4 +1,5 @@
-"""Schemathesis fuzzes every operation of the running API, as anonymous, customer and organizer.
+"""Schemathesis fuzzes every operation of the running API, as anonymous, customer, organizer
+and admin.
 
 The OpenAPI document must say what the API does: every status and body it answers is
 declared (errors as problem+json), every request the document calls invalid is refused,
@@ -27,7 +28,7 @@ from schemathesis.config import SchemathesisConfig
 from eventhunting.api.app import create_app
 from eventhunting.settings import load_settings
 from tests.conftest import SYSTEM_WORKERS
-from tests.support.accounts import SignedIn, sign_up
+from tests.support.accounts import SignedIn, sign_in_admin, sign_up
 from tests.support.catalog import event_body
 from tests.support.servers import running_redis
 from tests.support.system import RunningSystem, running_system
@@ -167,8 +168,8 @@ class FuzzTarget:
 async def target(
     tmp_path_factory: pytest.TempPathFactory, mongodb_url: str
 ) -> AsyncIterator[FuzzTarget]:
-    """The system, with a customer and an organizer signed in over HTTP before any fuzzing
-    (fuzzed sign-ins soon throttle every login from this address)."""
+    """The system, with a customer, an organizer and the bootstrap admin signed in over HTTP
+    before any fuzzing (fuzzed sign-ins soon throttle every login from this address)."""
     with (
         running_redis(tmp_path_factory.mktemp("fuzz-redis")) as redis_url,
         running_system(
@@ -178,11 +179,12 @@ async def target(
         async with httpx.AsyncClient(base_url=system.base_url, timeout=30) as http:
             customer = await sign_up(http, system)
             organizer = await sign_up(http, system, roles=["organizer"])
+            admin = await sign_in_admin(http, system)
         resources = RealResources(system.base_url, customer, organizer)
         try:
             yield FuzzTarget(
                 system=system,
-                callers={"customer": customer, "organizer": organizer},
+                callers={"customer": customer, "organizer": organizer, "admin": admin},
                 resources=resources,
             )
         finally:
@@ -228,3 +230,12 @@ def test_every_operation_answers_an_organizer_as_the_document_says(
     case: Case, target: FuzzTarget
 ) -> None:
     fuzz(case, target, "organizer")
+
+
+# Last, because an admin's commands may change the customer's account (its roles, disabled),
+# which the callers above rely on.
+@schema.parametrize()
+def test_every_operation_answers_an_admin_as_the_document_says(
+    case: Case, target: FuzzTarget
+) -> None:
+    fuzz(case, target, "admin")
