@@ -19,6 +19,7 @@ from eventhunting.services.catalog import CatalogService
 from eventhunting.services.dead_letters import DeadLetterService
 from eventhunting.services.orders import OrderService
 from eventhunting.services.payments import PaymentService
+from eventhunting.services.readiness import StoreReadiness
 from eventhunting.services.refunds import RefundService
 from eventhunting.services.sales import SalesService
 from eventhunting.services.tickets import TicketService
@@ -67,6 +68,7 @@ class Services(StoreClients):
     tickets: TicketService
     refunds: RefundService
     dead_letters: DeadLetterService
+    readiness: StoreReadiness
 
 
 def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
@@ -154,4 +156,5 @@ async def build_services(settings: Settings, *, clock: Clock = system_clock) -> 
         ),
         refunds=RefundService(orders, database),
         dead_letters=DeadLetterService(redis_client, database, settings.sales.partitions),
+        readiness=StoreReadiness(redis_client, clients.mongo),
     )

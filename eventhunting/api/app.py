@@ -10,8 +10,6 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.config.app import AppConfig
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.routes import HTTPRoute
@@ -54,11 +52,6 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
 ]
 
 
-def provide_services(state: State) -> Services:
-    services: Services = state.services
-    return services
-
-
 def create_app(settings: Settings, *, services: Services | None = None) -> Litestar:
     """Build the app; clients are created on start-up, never at import."""
 
@@ -91,10 +84,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
         # Bodies are JSON and decoded strictly; responses are encoded as Litestar does.
         dto=StrictJSONBody,
         return_dto=None,
-        dependencies={
-            "services": Provide(provide_services, sync_to_thread=False),
-            **AUTH_DEPENDENCIES,
-        },
+        dependencies=AUTH_DEPENDENCIES,
         openapi_config=OpenAPIConfig(
             title="EventHunting API",
             version=__version__,

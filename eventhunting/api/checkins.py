@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 from typing import Annotated, Literal
 
 import msgspec
@@ -13,22 +12,14 @@ from litestar.datastructures import CacheControlHeader
 from eventhunting.api.auth import ORGANIZER, Principal, signed_in
 from eventhunting.api.openapi import PROBLEM_STATUSES
 from eventhunting.api.tickets import TICKETS_DEPENDENCY
-from eventhunting.bootstrap import Services
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.domain.tickets import MAX_GATE_LENGTH
 from eventhunting.services.tickets import DoorStaff, TicketService
-from eventhunting.settings import QrSettings
 from eventhunting.tickets.qr_codes import MAX_TEXT_LENGTH
-from eventhunting.tickets.qr_keys import JsonWebKeySet, QrKeyRing, key_ring_of
+from eventhunting.tickets.qr_keys import JsonWebKeySet
 
 PUBLIC_KEY_MAX_AGE_SECONDS = 300
 """Scanners may keep the keys this long; a key is published before it signs (docs/tickets.md)."""
-
-
-@lru_cache(maxsize=4)
-def key_ring_for(settings: QrSettings) -> QrKeyRing:
-    """The process's verifying ring, read once from its settings."""
-    return key_ring_of(settings)
 
 
 class CheckinCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,5 +88,5 @@ class CheckinController(Controller):
         " configured. See docs/tickets.md for the QR layout.",
         cache_control=CacheControlHeader(public=True, max_age=PUBLIC_KEY_MAX_AGE_SECONDS),
     )
-    async def public_keys(self, services: Services) -> JsonWebKeySet:
-        return key_ring_for(services.settings.qr).jwk_set()
+    async def public_keys(self, tickets: TicketService) -> JsonWebKeySet:
+        return tickets.public_keys()

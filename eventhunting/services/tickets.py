@@ -38,7 +38,7 @@ from eventhunting.store import keys
 from eventhunting.store.append import Claim, EventStore, StreamVersion
 from eventhunting.store.claims import ticket_claim, ticket_code_claim
 from eventhunting.tickets.qr_codes import TicketCode, sign_ticket_code, verify_ticket_code
-from eventhunting.tickets.qr_keys import QrKeyRing
+from eventhunting.tickets.qr_keys import JsonWebKeySet, QrKeyRing
 
 ORDER_TICKETS = StreamKind("order", rules.evolve)
 """Order streams folded for their tickets (the same `order-<id>` streams orders write)."""
@@ -130,6 +130,10 @@ class TicketService:
 
     def partition_of(self, entity_id: str) -> int:
         return keys.partition_of(entity_id, self.partitions)
+
+    def public_keys(self) -> JsonWebKeySet:
+        """The keys that verify this API's QR codes, for scanners that check offline."""
+        return self.verifying_ring.jwk_set()
 
     # --- reading ----------------------------------------------------------------------------
 

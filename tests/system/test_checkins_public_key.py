@@ -13,6 +13,7 @@ from ulid import ULID
 
 from eventhunting.tickets.qr_codes import PREFIX, TicketCode, sign_ticket_code
 from eventhunting.tickets.qr_keys import QrKeyRing, key_id_of, private_key_text, public_key_text
+from tests.support.servers import running_redis
 from tests.support.system import RunningSystem, running_system
 
 pytestmark = pytest.mark.system
@@ -21,15 +22,22 @@ CURRENT, PREVIOUS = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 
 
 @pytest.fixture(scope="module")
-def keyed_api(system_redis_url: str, mongodb_url: str) -> Iterator[RunningSystem]:
-    """An API that signs with CURRENT and still accepts codes of PREVIOUS."""
+def keyed_api(
+    tmp_path_factory: pytest.TempPathFactory, mongodb_url: str
+) -> Iterator[RunningSystem]:
+    """An API that signs with CURRENT and still accepts codes of PREVIOUS, on a Redis of its
+    own: its bootstrap admin (same email, another password) must not become the shared
+    system's admin."""
     overrides = {
         "EVENTHUNTING_QR_SIGNING_KEY": private_key_text(CURRENT),
         "EVENTHUNTING_QR_PUBLIC_KEYS": public_key_text(PREVIOUS.public_key()),
     }
-    with running_system(
-        system_redis_url, mongodb_url, f"system_{uuid.uuid4().hex[:8]}", overrides=overrides
-    ) as system:
+    with (
+        running_redis(tmp_path_factory.mktemp("keyed-redis")) as redis_url,
+        running_system(
+            redis_url, mongodb_url, f"system_{uuid.uuid4().hex[:8]}", overrides=overrides
+        ) as system,
+    ):
         yield system
 
 

@@ -14,6 +14,7 @@ import pytest
 from eventhunting.payments.vnpay_signing import sign_query
 from tests.support.accounts import SignedIn, sign_up
 from tests.support.catalog import create_event, publish, ticket_type
+from tests.support.servers import running_redis
 from tests.support.system import RunningSystem, running_system
 
 pytestmark = pytest.mark.system
@@ -143,16 +144,22 @@ async def test_the_return_page_is_html_or_json_and_names_the_outcome(
 
 
 @pytest.fixture(scope="module")
-def guarded_system(system_redis_url: str, mongodb_url: str) -> Iterator[RunningSystem]:
-    with running_system(
-        system_redis_url,
-        mongodb_url,
-        f"guarded_{uuid.uuid4().hex[:8]}",
-        overrides={
-            "EVENTHUNTING_VNPAY_IPN_ALLOWED_ADDRESSES": "203.0.113.0/24",
-            "EVENTHUNTING_TRUSTED_PROXIES": "127.0.0.1",
-        },
-    ) as system:
+def guarded_system(
+    tmp_path_factory: pytest.TempPathFactory, mongodb_url: str
+) -> Iterator[RunningSystem]:
+    """On a Redis of its own: its bootstrap admin must not become the shared system's."""
+    with (
+        running_redis(tmp_path_factory.mktemp("guarded-redis")) as redis_url,
+        running_system(
+            redis_url,
+            mongodb_url,
+            f"guarded_{uuid.uuid4().hex[:8]}",
+            overrides={
+                "EVENTHUNTING_VNPAY_IPN_ALLOWED_ADDRESSES": "203.0.113.0/24",
+                "EVENTHUNTING_TRUSTED_PROXIES": "127.0.0.1",
+            },
+        ) as system,
+    ):
         yield system
 
 
