@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -17,21 +17,11 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
 class Command(msgspec.Struct, frozen=True, kw_only=True):
     """Base of every command: what someone asks an aggregate to do, imperative (`PlaceOrder`).
 
-    A command carries everything its decision needs besides the aggregate's state, so
-    deciding is a pure function. Fields the server fills in (ids drawn for new entities, the
-    time it was asked at) are named in `drawn_by_server`; the rest is what the client asked,
-    and tells a repeated request from a different one (`fingerprint_of`).
+    A command holds what was asked and nothing else: the ids it addresses, who asks and the
+    body as sent, so it tells a repeated request from a different one (`fingerprint_of`).
+    What the server supplies to serve it (the time, ids it draws, a password's hash, a
+    setting) is passed to the decision as keyword arguments.
     """
-
-    drawn_by_server: ClassVar[frozenset[str]] = frozenset()
-
-    def as_requested(self) -> dict[str, Any]:
-        """The command's fields without those the server filled in."""
-        return {
-            name: value
-            for name, value in msgspec.structs.asdict(self).items()
-            if name not in self.drawn_by_server
-        }
 
 
 class RecordedEvent(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
@@ -507,14 +507,9 @@ def after(order: Order | None, events: Sequence[DomainEvent], at: datetime) -> O
 class PlaceOrder(Command, frozen=True, kw_only=True):
     """Hold tickets of one event for a buyer."""
 
-    drawn_by_server: ClassVar[frozenset[str]] = frozenset({"order_id", "placed_at", "hold_seconds"})
-
-    order_id: str
     event_id: str
     buyer_id: str
     items: tuple[RequestedItem, ...]
-    placed_at: datetime
-    hold_seconds: int
 
 
 def merge_items(items: Sequence[RequestedItem]) -> tuple[RequestedItem, ...]:
@@ -540,14 +535,24 @@ def merge_items(items: Sequence[RequestedItem]) -> tuple[RequestedItem, ...]:
     )
 
 
-def decide_place(command: PlaceOrder, event: CatalogEvent | None) -> list[OrderEvent]:
-    """OrderPlaced (and OrderPaid at once when the total is 0), or the rule that says no.
+def decide_place(
+    order: Order | None,
+    command: PlaceOrder,
+    *,
+    event: CatalogEvent | None,
+    order_id: str,
+    now: datetime,
+    hold_seconds: int,
+) -> list[OrderEvent]:
+    """OrderPlaced under the id the server drew (and OrderPaid at once when the total is 0),
+    or the rule that says no; `event` is the catalog event as the server read it.
 
     Capacity and the buyer's running total depend on concurrent orders; they are guarded by
     the store in the same atomic append, so here they are only checked per request.
     """
+    if order is not None:
+        raise Conflict(f"order {order_id} exists already", code="order_exists")
     items = merge_items(command.items)
-    now = command.placed_at
     if event is None or not event.is_public():
         raise EventNotFound(f"There is no event {command.event_id!r}.")
     if event.status is not EventStatus.PUBLISHED or now >= event.ends_at:
@@ -595,20 +600,19 @@ def decide_place(command: PlaceOrder, event: CatalogEvent | None) -> list[OrderE
         raise LimitExceeded(f"At most {limit} tickets of this event per customer.", limit=limit)
     total = sum(line.amount for line in lines)
     placed = OrderPlaced(
-        order_id=command.order_id,
+        order_id=order_id,
         event_id=command.event_id,
         buyer_id=command.buyer_id,
         items=tuple(lines),
         total_amount=total,
         placed_at=now,
-        expires_at=now + timedelta(seconds=command.hold_seconds),
+        expires_at=now + timedelta(seconds=hold_seconds),
     )
     if total > 0:
         return [placed]
-    order = after(None, [placed], now)
-    assert order is not None
-    free = PayOrder(order_id=order.id, amount=0, method=FREE_PAYMENT_METHOD, paid_at=now)
-    return [placed, *decide_payment(order, free)]
+    placed_order = after(None, [placed], now)
+    free = PayOrder(order_id=order_id, amount=0, method=FREE_PAYMENT_METHOD)
+    return [placed, *decide_payment(placed_order, free, now=now)]
 
 
 def first_index(items: Sequence[RequestedItem], ticket_type_id: str) -> int:
@@ -620,7 +624,6 @@ class CancelOrder(Command, frozen=True, kw_only=True):
 
     order_id: str
     by: str
-    cancelled_at: datetime
 
 
 class ReleaseHold(Command, frozen=True, kw_only=True):
@@ -628,14 +631,12 @@ class ReleaseHold(Command, frozen=True, kw_only=True):
 
     order_id: str
     reason: str
-    released_at: datetime
 
 
 class ExpireOrder(Command, frozen=True, kw_only=True):
     """Release the hold of an order whose time ran out."""
 
     order_id: str
-    now: datetime
 
 
 class PayOrder(Command, frozen=True, kw_only=True):
@@ -645,10 +646,9 @@ class PayOrder(Command, frozen=True, kw_only=True):
     amount: int
     method: str
     payment_reference: str | None = None
-    paid_at: datetime
 
 
-def decide_cancel(order: Order | None, command: CancelOrder) -> list[OrderEvent]:
+def decide_cancel(order: Order | None, command: CancelOrder, *, now: datetime) -> list[OrderEvent]:
     """Only the buyer cancels, and only while the order is pending."""
     order = require_order(order, command.order_id)
     if command.by != order.buyer_id:
@@ -660,13 +660,15 @@ def decide_cancel(order: Order | None, command: CancelOrder) -> list[OrderEvent]
             event_id=order.event_id,
             buyer_id=order.buyer_id,
             items=order.quantities,
-            cancelled_at=command.cancelled_at,
+            cancelled_at=now,
             cancelled_by=command.by,
         )
     ]
 
 
-def decide_release_hold(order: Order | None, command: ReleaseHold) -> list[OrderEvent]:
+def decide_release_hold(
+    order: Order | None, command: ReleaseHold, *, now: datetime
+) -> list[OrderEvent]:
     """OrderCancelled by the system while the order is pending; nothing once it is settled
     (paid, cancelled or expired), so asking again changes nothing."""
     order = require_order(order, command.order_id)
@@ -678,17 +680,17 @@ def decide_release_hold(order: Order | None, command: ReleaseHold) -> list[Order
             event_id=order.event_id,
             buyer_id=order.buyer_id,
             items=order.quantities,
-            cancelled_at=command.released_at,
+            cancelled_at=now,
             cancelled_by=SYSTEM_CANCELLER,
             reason=command.reason,
         )
     ]
 
 
-def decide_expire(order: Order | None, command: ExpireOrder) -> list[OrderEvent]:
+def decide_expire(order: Order | None, command: ExpireOrder, *, now: datetime) -> list[OrderEvent]:
     """OrderExpired once the hold ran out; nothing when there is nothing (or nothing yet) to do."""
     order = require_order(order, command.order_id)
-    if order.status is not OrderStatus.PENDING or command.now < order.expires_at:
+    if order.status is not OrderStatus.PENDING or now < order.expires_at:
         return []
     return [
         OrderExpired(
@@ -696,12 +698,12 @@ def decide_expire(order: Order | None, command: ExpireOrder) -> list[OrderEvent]
             event_id=order.event_id,
             buyer_id=order.buyer_id,
             items=order.quantities,
-            expired_at=command.now,
+            expired_at=now,
         )
     ]
 
 
-def decide_payment(order: Order | None, command: PayOrder) -> list[OrderEvent]:
+def decide_payment(order: Order | None, command: PayOrder, *, now: datetime) -> list[OrderEvent]:
     """A pending order paid in full becomes paid; an expired or cancelled one cannot be.
 
     A payment that arrives after the deadline but before the expiry was recorded still wins:
@@ -724,7 +726,7 @@ def decide_payment(order: Order | None, command: PayOrder) -> list[OrderEvent]:
             amount=command.amount,
             method=command.method,
             payment_reference=command.payment_reference,
-            paid_at=command.paid_at,
+            paid_at=now,
         )
     ]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection
 from datetime import datetime
-from typing import ClassVar
 
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import Conflict, InvalidInput
@@ -37,15 +36,11 @@ class TicketCheckedInAlready(Conflict):
 class RequestRefund(Command, frozen=True, kw_only=True):
     """Give back the money of some tickets of a paid order (all of them when none are named)."""
 
-    drawn_by_server: ClassVar[frozenset[str]] = frozenset({"refund_id", "requested_at"})
-
     order_id: str
     by: Actor
     reason: str
     ticket_ids: tuple[str, ...] | None = None
     force: bool = False
-    refund_id: str
-    requested_at: datetime
 
 
 def decide_request_refund(
@@ -55,6 +50,8 @@ def decide_request_refund(
     organizer_id: str | None,
     checked_in: Collection[str],
     event_started: bool,
+    refund_id: str,
+    now: datetime,
 ) -> list[RefundRequested]:
     """One RefundRequested for the chosen tickets, or the rule that says no.
 
@@ -119,13 +116,13 @@ def decide_request_refund(
     return [
         RefundRequested(
             order_id=order.id,
-            refund_id=command.refund_id,
+            refund_id=refund_id,
             txn_ref=order.payment_reference,
             amount=amount,
             currency=order.currency,
             reason=command.reason,
             full=amount == paid,
-            requested_at=command.requested_at,
+            requested_at=now,
             requested_by=command.by.account_id,
             ticket_ids=tuple(t.ticket_id for t in chosen),
             items=()

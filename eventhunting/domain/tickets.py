@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
 
 import msgspec
 
@@ -234,8 +233,6 @@ class IssueTickets(Command, frozen=True, kw_only=True):
     """Issue the tickets of a paid order, once."""
 
     order_id: str
-    holder_name: str
-    issued_at: datetime
 
 
 def format_code(raw: str) -> str:
@@ -253,14 +250,16 @@ def decide_issue(
     state: OrderTickets | None,
     command: IssueTickets,
     *,
+    holder_name: str,
     ticket_ids: Sequence[str],
     codes: Sequence[str],
     seal: Callable[[TicketSeal], str],
+    now: datetime,
 ) -> list[DomainEvent]:
     """One ticket per seat of a paid order; nothing when issued already, unpaid or voided.
 
-    `ticket_ids` and `codes` are drawn by the server (at least one per seat); `seal` signs
-    a ticket's QR text.
+    `holder_name` is the buyer's name as the server read it; `ticket_ids` and `codes` are
+    drawn by the server (at least one per seat); `seal` signs a ticket's QR text.
     """
     if state is None:
         raise OrderNotFound(f"There is no order {command.order_id!r}.")
@@ -274,7 +273,7 @@ def decide_issue(
         IssuedTicket(
             ticket_id=ticket_id,
             ticket_type_id=ticket_type_id,
-            holder_name=command.holder_name,
+            holder_name=holder_name,
             code=code,
             qr=seal(
                 TicketSeal(
@@ -290,7 +289,7 @@ def decide_issue(
             event_id=order.event_id,
             buyer_id=order.buyer_id,
             tickets=tickets,
-            issued_at=command.issued_at,
+            issued_at=now,
         )
     ]
 
@@ -303,10 +302,11 @@ class ResendTickets(Command, frozen=True, kw_only=True):
 
     order_id: str
     by: str
-    requested_at: datetime
 
 
-def decide_resend(state: OrderTickets | None, command: ResendTickets) -> list[DomainEvent]:
+def decide_resend(
+    state: OrderTickets | None, command: ResendTickets, *, now: datetime
+) -> list[DomainEvent]:
     """A new mail `resend:<n>` for the buyer of an order whose tickets are valid."""
     if state is None:
         raise OrderNotFound(f"There is no order {command.order_id!r}.")
@@ -320,21 +320,31 @@ def decide_resend(state: OrderTickets | None, command: ResendTickets) -> list[Do
         TicketEmailRequested(
             order_id=state.order.id,
             purpose=f"resend:{len(state.mails_requested) + 1}",
-            requested_at=command.requested_at,
+            requested_at=now,
             requested_by=command.by,
         )
     ]
 
 
-def decide_mail_sent(
-    state: OrderTickets | None, *, purpose: str, message_id: str, sent_at: datetime
-) -> list[DomainEvent]:
-    """Record a sent tickets mail once."""
-    if state is None or purpose in state.mails_sent:
+class RecordMailSent(Command, frozen=True, kw_only=True):
+    """The mailer reports a mail of the order accepted by the SMTP server at `sent_at`."""
+
+    order_id: str
+    purpose: str
+    message_id: str
+    sent_at: datetime
+
+
+def decide_mail_sent(state: OrderTickets | None, command: RecordMailSent) -> list[DomainEvent]:
+    """Record a sent mail once per purpose."""
+    if state is None or command.purpose in state.mails_sent:
         return []
     return [
         TicketEmailSent(
-            order_id=state.order.id, purpose=purpose, message_id=message_id, sent_at=sent_at
+            order_id=state.order.id,
+            purpose=command.purpose,
+            message_id=command.message_id,
+            sent_at=command.sent_at,
         )
     ]
 
@@ -371,8 +381,6 @@ def evolve_checked_in(state: CheckedInTicket | None, recorded: RecordedEvent) ->
 class CheckIn(Command, frozen=True, kw_only=True):
     """Let the holder of a verified ticket code in, once."""
 
-    drawn_by_server: ClassVar[frozenset[str]] = frozenset({"checked_in_at"})
-
     ticket_id: str
     event_id: str
     ticket_type_id: str
@@ -380,7 +388,6 @@ class CheckIn(Command, frozen=True, kw_only=True):
     door_event_id: str | None = None
     """The event the door is for, when the scanner says so: a ticket of another is refused."""
     gate: str | None = None
-    checked_in_at: datetime
 
 
 def decide_check_in(
@@ -390,6 +397,7 @@ def decide_check_in(
     *,
     may_check_in_event: bool,
     event_cancelled: bool,
+    now: datetime,
 ) -> list[DomainEvent]:
     """The first valid scan of a ticket wins; every later one is `AlreadyCheckedIn`.
 
@@ -425,7 +433,7 @@ def decide_check_in(
             order_id=state.order.id,
             event_id=command.event_id,
             ticket_type_id=command.ticket_type_id,
-            checked_in_at=command.checked_in_at,
+            checked_in_at=now,
             checked_in_by=command.by,
             gate=command.gate,
         )

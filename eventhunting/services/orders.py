@@ -286,14 +286,8 @@ class OrderService:
         """
         partition = self.partition_of(event_id)
         order_id = keys.new_id_in_partition(partition, self.partitions)
-        command = PlaceOrder(
-            order_id=order_id,
-            event_id=event_id,
-            buyer_id=buyer_id,
-            items=tuple(items),
-            placed_at=self.now(),
-            hold_seconds=self.hold_seconds,
-        )
+        command = PlaceOrder(event_id=event_id, buyer_id=buyer_id, items=tuple(items))
+        placed_at = self.now()
         idempotency: Idempotency | None = None
         if idempotency_key is not None:
             merged = msgspec.structs.replace(command, items=merge_items(command.items))
@@ -308,16 +302,28 @@ class OrderService:
                     return Placement(order=earlier.state, repeated=True)
         used: list[CatalogEvent] = []
 
-        async def decide(order: Order | None) -> list[DomainEvent]:
+        def decide(order: Order | None, event: CatalogEvent) -> list[DomainEvent]:
+            return list(
+                decide_place(
+                    order,
+                    command,
+                    event=event,
+                    order_id=order_id,
+                    now=placed_at,
+                    hold_seconds=self.hold_seconds,
+                )
+            )
+
+        async def decide_with_terms(order: Order | None) -> list[DomainEvent]:
             fresh = bool(used) or event_id not in self.events
             event = await self.event_terms(event_id, fresh=fresh)
             try:
-                events = decide_place(command, event)
+                events = decide(order, event)
             except DomainError:
                 if fresh:
                     raise
                 event = await self.event_terms(event_id, fresh=True)
-                events = decide_place(command, event)
+                events = decide(order, event)
             used.append(event)
             return list(events)
 
@@ -335,7 +341,7 @@ class OrderService:
         try:
             saved = await self.repository.decide_and_append(
                 order_id,
-                decide,
+                decide_with_terms,
                 effects=effects,
                 idempotency=idempotency,
                 actor=buyer_id,
@@ -384,10 +390,10 @@ class OrderService:
 
     async def cancel(self, order_id: str, *, by: str) -> Order:
         """The buyer gives up a pending order; its tickets are free again at once."""
-        command = CancelOrder(order_id=order_id, by=by, cancelled_at=self.now())
+        command = CancelOrder(order_id=order_id, by=by)
         saved = await self.repository.decide_and_append(
             order_id,
-            lambda order: list(decide_cancel(order, command)),
+            lambda order: list(decide_cancel(order, command, now=self.now())),
             effects=lambda order, events: order_effects(events),
             actor=by,
         )
@@ -397,10 +403,10 @@ class OrderService:
     async def release_hold(self, order_id: str, *, reason: str) -> bool:
         """The system cancels a pending order (its tickets are free again at once); False
         when it is settled already, so asking again changes nothing."""
-        command = ReleaseHold(order_id=order_id, reason=reason, released_at=self.now())
+        command = ReleaseHold(order_id=order_id, reason=reason)
         saved = await self.repository.decide_and_append(
             order_id,
-            lambda order: list(decide_release_hold(order, command)),
+            lambda order: list(decide_release_hold(order, command, now=self.now())),
             effects=lambda order, events: order_effects(events),
             actor=SYSTEM_CANCELLER,
         )
@@ -412,11 +418,11 @@ class OrderService:
         Losing a race to a payment or cancel is normal: the order is read again and is then
         settled, so exactly one of them took effect.
         """
-        command = ExpireOrder(order_id=order_id, now=self.now())
+        command = ExpireOrder(order_id=order_id)
         try:
             saved = await self.repository.decide_and_append(
                 order_id,
-                lambda order: list(decide_expire(order, command)),
+                lambda order: list(decide_expire(order, command, now=self.now())),
                 effects=lambda order, events: order_effects(events),
                 actor="expirer",
             )
@@ -442,15 +448,11 @@ class OrderService:
     ) -> Order:
         """Record full payment of a pending order; loses cleanly to an expiry or cancel."""
         command = PayOrder(
-            order_id=order_id,
-            amount=amount,
-            method=method,
-            payment_reference=payment_reference,
-            paid_at=paid_at or self.now(),
+            order_id=order_id, amount=amount, method=method, payment_reference=payment_reference
         )
         saved = await self.repository.decide_and_append(
             order_id,
-            lambda order: list(decide_payment(order, command)),
+            lambda order: list(decide_payment(order, command, now=paid_at or self.now())),
             effects=lambda order, events: order_effects(events),
             actor=method,
         )

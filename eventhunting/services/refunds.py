@@ -80,9 +80,9 @@ class RefundService:
             reason=reason,
             ticket_ids=None if ticket_ids is None else tuple(ticket_ids),
             force=force,
-            refund_id=keys.new_id_in_partition(partition, self.orders.partitions),
-            requested_at=self.orders.now(),
         )
+        refund_id = keys.new_id_in_partition(partition, self.orders.partitions)
+        requested_at = self.orders.now()
         idempotency = None
         if idempotency_key is not None:
             idempotency = Idempotency(
@@ -97,7 +97,7 @@ class RefundService:
                 try:
                     event = await self.orders.event_terms(state.order.event_id, fresh=False)
                     organizer_id = event.organizer_id
-                    event_started = command.requested_at >= event.starts_at
+                    event_started = requested_at >= event.starts_at
                 except EventNotFound:
                     event_started = True
             versions: dict[str, int] = {}
@@ -112,6 +112,8 @@ class RefundService:
                     organizer_id=organizer_id,
                     checked_in=frozenset(t for t, version in versions.items() if version),
                     event_started=event_started,
+                    refund_id=refund_id,
+                    now=requested_at,
                 )
             )
 

@@ -41,9 +41,9 @@ _fingerprint_encoder = msgspec.json.Encoder(order="deterministic")
 
 
 def fingerprint_of(command: Command) -> str:
-    """A stable digest of what a command asks (`Command.as_requested`: without the fields the
-    server filled in), to tell a repeated request from a reused Idempotency-Key."""
-    body = [type(command).__name__, command.as_requested()]
+    """A stable digest of what a command asks, to tell a repeated request from a reused
+    Idempotency-Key."""
+    body = [type(command).__name__, msgspec.structs.asdict(command)]
     return hashlib.sha256(_fingerprint_encoder.encode(body)).hexdigest()
 
 

@@ -202,30 +202,31 @@ class TicketService:
                 signing_ring,
             )
 
+        command = IssueTickets(order_id=order_id)
+
         async def decide(state: OrderTickets | None) -> list[DomainEvent]:
             if state is None or state.tickets or state.voided:
                 return rules.decide_issue(
                     state,
-                    IssueTickets(order_id=order_id, holder_name="", issued_at=self.now()),
+                    command,
+                    holder_name="",
                     ticket_ids=(),
                     codes=(),
                     seal=seal,
+                    now=self.now(),
                 )
             seats = state.order.ticket_count
             account = await self.accounts.find(state.order.buyer_id)
-            command = IssueTickets(
-                order_id=order_id,
-                holder_name="" if account is None else account.full_name,
-                issued_at=self.now(),
-            )
             return rules.decide_issue(
                 state,
                 command,
+                holder_name="" if account is None else account.full_name,
                 ticket_ids=[
                     keys.new_id_in_partition(partition, self.partitions) for _ in range(seats)
                 ],
                 codes=[draw_code() for _ in range(seats)],
                 seal=seal,
+                now=self.now(),
             )
 
         def effects(state: OrderTickets | None, events: list[DomainEvent]) -> Effects:
@@ -257,12 +258,11 @@ class TicketService:
     async def record_mail_sent(
         self, order_id: str, *, purpose: str, message_id: str, sent_at: datetime
     ) -> None:
+        command = rules.RecordMailSent(
+            order_id=order_id, purpose=purpose, message_id=message_id, sent_at=sent_at
+        )
         await self.orders.decide_and_append(
-            order_id,
-            lambda state: rules.decide_mail_sent(
-                state, purpose=purpose, message_id=message_id, sent_at=sent_at
-            ),
-            actor="mailer",
+            order_id, lambda state: rules.decide_mail_sent(state, command), actor="mailer"
         )
 
     async def resend(self, order_id: str, by: Actor) -> str:
@@ -271,8 +271,8 @@ class TicketService:
         At most `resend_limit` per order in `resend_window_seconds` (429 with Retry-After).
         """
         state = await self.visible(order_id, by)
-        command = ResendTickets(order_id=order_id, by=by.account_id, requested_at=self.now())
-        rules.decide_resend(state, command)  # refuse before a slot is taken
+        command = ResendTickets(order_id=order_id, by=by.account_id)
+        rules.decide_resend(state, command, now=self.now())  # refuse before a slot is taken
         taken, left_ms = await self.resend_script(
             keys=[resend_limit_key(self.partition_of(order_id), order_id)],
             args=[self.resend_limit, self.resend_window_seconds * 1000],
@@ -285,7 +285,9 @@ class TicketService:
                 retry_after_seconds=max(1, math.ceil(int(left_ms) / 1000)),
             )
         saved = await self.orders.decide_and_append(
-            order_id, lambda state: rules.decide_resend(state, command), actor=by.account_id
+            order_id,
+            lambda state: rules.decide_resend(state, command, now=self.now()),
+            actor=by.account_id,
         )
         assert saved is not None
         requested = saved.state.mails_requested
@@ -328,7 +330,6 @@ class TicketService:
             by=staff.account_id,
             door_event_id=door_event_id,
             gate=gate,
-            checked_in_at=self.now(),
         )
         read: list[OrderTickets | None] = []
 
@@ -341,6 +342,7 @@ class TicketService:
                 command,
                 may_check_in_event=may_check_in,
                 event_cancelled=cancelled(event),
+                now=self.now(),
             )
 
         def effects(_: CheckedInTicket | None, events: list[DomainEvent]) -> Effects:

@@ -113,16 +113,11 @@ class GuardedOrders(RuleBasedStateMachine):
     @rule(buyer=st.sampled_from(BUYERS), items=item_lists)
     def place(self, buyer: str, items: list[RequestedItem]) -> None:
         order_id = f"o{len(self.streams) + 1}"
-        command = PlaceOrder(
-            order_id=order_id,
-            event_id="ev",
-            buyer_id=buyer,
-            items=tuple(items),
-            placed_at=self.now,
-            hold_seconds=60,
-        )
+        command = PlaceOrder(event_id="ev", buyer_id=buyer, items=tuple(items))
         try:
-            events = decide_place(command, self.terms)
+            events = decide_place(
+                None, command, event=self.terms, order_id=order_id, now=self.now, hold_seconds=60
+            )
         except DomainError:
             return
         self.append(order_id, None, list(events))
@@ -133,7 +128,7 @@ class GuardedOrders(RuleBasedStateMachine):
         order = self.orders[data.draw(st.sampled_from(sorted(self.orders)))]
         try:
             events = decide_cancel(
-                order, CancelOrder(order_id=order.id, by=order.buyer_id, cancelled_at=self.now)
+                order, CancelOrder(order_id=order.id, by=order.buyer_id), now=self.now
             )
         except DomainError:
             assert order.status is not OrderStatus.PENDING
@@ -147,9 +142,8 @@ class GuardedOrders(RuleBasedStateMachine):
         try:
             events = decide_payment(
                 order,
-                PayOrder(
-                    order_id=order.id, amount=order.total_amount, method="test", paid_at=self.now
-                ),
+                PayOrder(order_id=order.id, amount=order.total_amount, method="test"),
+                now=self.now,
             )
         except DomainError:
             assert order.status is not OrderStatus.PENDING
@@ -160,7 +154,7 @@ class GuardedOrders(RuleBasedStateMachine):
     def time_passes_and_holds_expire(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
         for order in list(self.orders.values()):
-            events = decide_expire(order, ExpireOrder(order_id=order.id, now=self.now))
+            events = decide_expire(order, ExpireOrder(order_id=order.id), now=self.now)
             if events:
                 self.append(order.id, order, list(events))
 

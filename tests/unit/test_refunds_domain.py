@@ -114,8 +114,6 @@ def refund(
         reason="asked",
         ticket_ids=ticket_ids,
         force=force,
-        refund_id=refund_id,
-        requested_at=NOW,
     )
     [requested] = decide_request_refund(
         state,
@@ -123,6 +121,8 @@ def refund(
         organizer_id=ORGANIZER.account_id,
         checked_in=checked_in,
         event_started=event_started,
+        refund_id=refund_id,
+        now=NOW,
     )
     return requested
 

@@ -21,6 +21,7 @@ from eventhunting.domain.tickets import (
     InvalidTicket,
     IssueTickets,
     OrderTickets,
+    RecordMailSent,
     ResendTickets,
     TicketCheckedIn,
     TicketEmailSent,
@@ -83,10 +84,12 @@ def issue(state: OrderTickets) -> list[object]:
     return list(
         decide_issue(
             state,
-            IssueTickets(order_id=ORDER, holder_name="An", issued_at=NOW),
+            IssueTickets(order_id=ORDER),
+            holder_name="An",
             ticket_ids=["T1", "T2", "T3"],
             codes=["AAAA-2222", "BBBB-3333", "CCCC-4444"],
             seal=seal,
+            now=NOW,
         )
     )
 
@@ -115,7 +118,6 @@ def check_in(ticket_id: str = "T2", **changes: object) -> CheckIn:
         "event_id": EVENT,
         "ticket_type_id": STANDARD,
         "by": "staff",
-        "checked_in_at": NOW,
         **changes,
     }
     return CheckIn(**fields)  # type: ignore[arg-type]
@@ -144,13 +146,15 @@ def test_giving_back_a_duplicate_payment_keeps_the_tickets_valid() -> None:
     state = issued_state(refund(reason=REFUND_DUPLICATE_PAYMENT))
 
     assert not state.voided
-    assert decide_check_in(None, state, check_in(), may_check_in_event=True, event_cancelled=False)
+    assert decide_check_in(
+        None, state, check_in(), may_check_in_event=True, event_cancelled=False, now=NOW
+    )
 
 
 def test_the_first_scan_is_recorded_and_a_later_one_names_the_first() -> None:
     state = issued_state()
     (checked,) = decide_check_in(
-        None, state, check_in(gate="A"), may_check_in_event=True, event_cancelled=False
+        None, state, check_in(gate="A"), may_check_in_event=True, event_cancelled=False, now=NOW
     )
     assert isinstance(checked, TicketCheckedIn)
     earlier = CheckedInTicket(
@@ -158,7 +162,9 @@ def test_the_first_scan_is_recorded_and_a_later_one_names_the_first() -> None:
     )
 
     with pytest.raises(AlreadyCheckedIn) as again:
-        decide_check_in(earlier, state, check_in(), may_check_in_event=True, event_cancelled=False)
+        decide_check_in(
+            earlier, state, check_in(), may_check_in_event=True, event_cancelled=False, now=NOW
+        )
 
     assert again.value.extra == {"checked_in_at": NOW, "gate": "A"}
 
@@ -185,30 +191,31 @@ def test_a_ticket_that_does_not_admit_says_why(
     state: OrderTickets, command: CheckIn, may: bool, cancelled: bool, reason: str
 ) -> None:
     with pytest.raises(InvalidTicket) as refused:
-        decide_check_in(None, state, command, may_check_in_event=may, event_cancelled=cancelled)
+        decide_check_in(
+            None, state, command, may_check_in_event=may, event_cancelled=cancelled, now=NOW
+        )
 
     assert refused.value.reason == reason
 
 
 def test_resends_are_numbered_and_only_for_valid_issued_tickets() -> None:
-    ask = ResendTickets(order_id=ORDER, by="buyer", requested_at=NOW)
-    (first,) = decide_resend(issued_state(), ask)
-    (second,) = decide_resend(issued_state(first), ask)
+    ask = ResendTickets(order_id=ORDER, by="buyer")
+    (first,) = decide_resend(issued_state(), ask, now=NOW)
+    (second,) = decide_resend(issued_state(first), ask, now=NOW)
 
     assert (first.purpose, second.purpose) == ("resend:1", "resend:2")  # type: ignore[attr-defined]
     with pytest.raises(TicketsNotIssued):
-        decide_resend(history(PAID), ask)
+        decide_resend(history(PAID), ask, now=NOW)
     with pytest.raises(TicketsVoid):
-        decide_resend(issued_state(refund()), ask)
+        decide_resend(issued_state(refund()), ask, now=NOW)
 
 
 def test_a_sent_mail_is_recorded_once() -> None:
     sent = TicketEmailSent(order_id=ORDER, purpose="tickets", message_id="<m>", sent_at=NOW)
+    mail_sent = RecordMailSent(order_id=ORDER, purpose="tickets", message_id="<m>", sent_at=NOW)
 
-    assert decide_mail_sent(issued_state(), purpose="tickets", message_id="<m>", sent_at=NOW)
-    assert (
-        decide_mail_sent(issued_state(sent), purpose="tickets", message_id="<m>", sent_at=NOW) == []
-    )
+    assert decide_mail_sent(issued_state(), mail_sent)
+    assert decide_mail_sent(issued_state(sent), mail_sent) == []
 
 
 @pytest.mark.parametrize("typed", ["abcd-2345", "ABCD2345", " abcd 2345 ", "AbCd-2345"])
