@@ -30,7 +30,6 @@ from eventhunting.domain.orders import (
 )
 from eventhunting.domain.payments import (
     RecordRefundResult,
-    decide_refund_result,
     order_id_of,
 )
 from eventhunting.payments.vnpay import PaymentResult
@@ -41,7 +40,7 @@ from eventhunting.payments.vnpay_api import (
     VnpayGateway,
     VnpayTransportError,
 )
-from eventhunting.services.orders import PAYMENT_CHECK_SCHEDULE, order_effects
+from eventhunting.services.orders import PAYMENT_CHECK_SCHEDULE
 from eventhunting.services.payments import PaymentService
 from eventhunting.services.refunds import RefundService
 from eventhunting.store import keys
@@ -235,12 +234,7 @@ class Reconciler:
         except VnpayTransportError as error:
             OUTCOMES.labels("gateway_unreachable").inc()
             raise GatewayUnreachable(str(error)) from error
-        await self.orders.repository.decide_and_append(
-            order.id,
-            lambda state: list(decide_refund_result(state, outcome)),
-            effects=lambda state, events: order_effects(events),
-            actor="reconciler",
-        )
+        await self.payments.record_refund(outcome)
         result = "refund_completed" if outcome.completed else "refund_failed"
         OUTCOMES.labels(result).inc()
         logger.info(

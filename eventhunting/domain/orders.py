@@ -249,6 +249,54 @@ class InvoiceIssued(DomainEvent, frozen=True, kw_only=True):
     amount_before_vat: int = 0
 
 
+class InvoiceReference(msgspec.Struct, frozen=True, kw_only=True):
+    """The invoice an adjusting invoice adjusts: its symbol, number and date."""
+
+    symbol: str | None
+    number: str
+    issued_at: datetime
+
+
+class CreditNoteLine(msgspec.Struct, frozen=True, kw_only=True):
+    """What a credit note takes off one line of the original invoice (`line`, from 1).
+
+    `quantity`, `amount`, `vat_amount` and `amount_before_vat` are negative; `unit_price`
+    and `vat_rate` are the original line's.
+    """
+
+    line: int
+    description: str
+    quantity: int
+    unit_price: int
+    amount: int
+    vat_rate: int
+    vat_amount: int
+    amount_before_vat: int
+
+
+@registry.event("CreditNoteIssued", stream_kind=STREAM_KIND)
+class CreditNoteIssued(DomainEvent, frozen=True, kw_only=True):
+    """A credit note (adjusting invoice, negative amounts) numbered in the invoices' series."""
+
+    order_id: str
+    event_id: str
+    buyer_id: str
+    organizer_id: str
+    refund_id: str
+    series: str
+    sequence: int
+    number: str
+    symbol: str
+    issued_at: datetime
+    adjusts: InvoiceReference
+    lines: tuple[CreditNoteLine, ...]
+    total_amount: int
+    vat_amount: int
+    amount_before_vat: int
+    currency: str = CURRENCY
+    reason: str
+
+
 @registry.event("RefundRequested", stream_kind=STREAM_KIND)
 class RefundRequested(DomainEvent, frozen=True, kw_only=True):
     """Money is to be given back for the payment `txn_ref` (a worker calls the gateway)."""
@@ -307,6 +355,7 @@ OrderEvent = (
     | RefundRequested
     | RefundCompleted
     | RefundFailed
+    | CreditNoteIssued
 )
 
 
@@ -360,10 +409,14 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     payments: tuple[PaymentAttempt, ...] = ()
     invoice: InvoiceIssued | None = None
     refunds: tuple[Refund, ...] = ()
+    credit_notes: tuple[CreditNoteIssued, ...] = ()
 
     @property
     def invoice_number(self) -> str | None:
         return None if self.invoice is None else self.invoice.number
+
+    def credit_note(self, refund_id: str) -> CreditNoteIssued | None:
+        return next((c for c in self.credit_notes if c.refund_id == refund_id), None)
 
     def payment(self, txn_ref: str) -> PaymentAttempt | None:
         return next((p for p in self.payments if p.txn_ref == txn_ref), None)
@@ -447,6 +500,8 @@ def evolve(order: Order | None, recorded: RecordedEvent) -> Order:
         return replace(order, payments=payments)
     if isinstance(event, InvoiceIssued):
         return replace(order, invoice=event)
+    if isinstance(event, CreditNoteIssued):
+        return replace(order, credit_notes=(*order.credit_notes, event))
     if isinstance(event, RefundRequested):
         refund = Refund(
             id=event.refund_id,

@@ -6,16 +6,32 @@ from collections import Counter
 from collections.abc import Collection
 from datetime import datetime
 
+import msgspec
+
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import Conflict, InvalidInput
-from eventhunting.domain.events import Command
+from eventhunting.domain.events import Command, DomainEvent
 from eventhunting.domain.orders import (
+    CreditNoteIssued,
+    CreditNoteLine,
+    InvoiceIssued,
+    InvoiceReference,
     ItemQuantity,
     OrderNotFound,
     OrderStatus,
+    Refund,
+    RefundCompleted,
     RefundRequested,
 )
+from eventhunting.domain.payments import (
+    MAX_INVOICE_SEQUENCE,
+    InvoiceSeriesExhausted,
+    RecordRefundResult,
+    decide_refund_result,
+    invoice_number,
+)
 from eventhunting.domain.tickets import OrderTickets
+from eventhunting.domain.vat import vat_included_in
 
 REFUNDABLE = (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED)
 REFUND_EVENT_CANCELLED = "event_cancelled"
@@ -136,3 +152,132 @@ def decide_request_refund(
             order_status=OrderStatus.REFUNDED if amount == left else OrderStatus.PARTIALLY_REFUNDED,
         )
     ]
+
+
+# --- credit notes --------------------------------------------------------------------------
+
+
+class CreditNoteNumber(msgspec.Struct, frozen=True, kw_only=True):
+    """The number a credit note would take: the next `sequence` of the invoice `series`."""
+
+    series: str
+    symbol: str
+    sequence: int
+
+
+def takes_credit_note(state: OrderTickets | None, refund_id: str) -> bool:
+    """Whether completing the refund issues a credit note: a refund of the order's own
+    invoiced payment that has none yet (money we could not keep was never invoiced)."""
+    if state is None:
+        return False
+    order = state.order
+    refund = next((r for r in order.refunds if r.id == refund_id), None)
+    return (
+        refund is not None
+        and refund.of_order
+        and order.invoice is not None
+        and order.credit_note(refund_id) is None
+    )
+
+
+def decide_refund_settled(
+    state: OrderTickets | None, command: RecordRefundResult, number: CreditNoteNumber
+) -> list[DomainEvent]:
+    """RefundCompleted (with its credit note) or RefundFailed, once; nothing when settled.
+
+    A completed refund of the order's invoiced payment gets a `CreditNoteIssued` in the same
+    append, numbered `number`; a refund that failed gets none (no money went back).
+    """
+    if state is None:
+        raise OrderNotFound(f"There is no order {command.order_id!r}.")
+    settled: list[DomainEvent] = list(decide_refund_result(state.order, command))
+    completed = next((e for e in settled if isinstance(e, RefundCompleted)), None)
+    if completed is None or not takes_credit_note(state, completed.refund_id):
+        return settled
+    invoice = state.order.invoice
+    refund = next(r for r in state.order.refunds if r.id == completed.refund_id)
+    assert invoice is not None
+    return [*settled, credit_note(state, invoice, refund, number, completed.completed_at)]
+
+
+def credit_note(
+    state: OrderTickets,
+    invoice: InvoiceIssued,
+    refund: Refund,
+    number: CreditNoteNumber,
+    issued_at: datetime,
+) -> CreditNoteIssued:
+    """The adjusting invoice of one completed refund: the original's lines, negative."""
+    if number.sequence > MAX_INVOICE_SEQUENCE:
+        raise InvoiceSeriesExhausted(f"Invoice series {number.series!r} is full.")
+    lines = credit_note_lines(state, invoice, refund)
+    order = state.order
+    return CreditNoteIssued(
+        order_id=order.id,
+        event_id=order.event_id,
+        buyer_id=order.buyer_id,
+        organizer_id=invoice.organizer_id,
+        refund_id=refund.id,
+        series=number.series,
+        sequence=number.sequence,
+        number=invoice_number(number.series, number.sequence),
+        symbol=number.symbol,
+        issued_at=issued_at,
+        adjusts=InvoiceReference(
+            symbol=invoice.symbol, number=invoice.number, issued_at=invoice.issued_at
+        ),
+        lines=lines,
+        total_amount=sum(line.amount for line in lines),
+        vat_amount=sum(line.vat_amount for line in lines),
+        amount_before_vat=sum(line.amount_before_vat for line in lines),
+        currency=invoice.currency,
+        reason=refund.reason,
+    )
+
+
+def credit_note_lines(
+    state: OrderTickets, invoice: InvoiceIssued, refund: Refund
+) -> tuple[CreditNoteLine, ...]:
+    """Per original line, what the refund takes off it, negative.
+
+    The refund's tickets are counted per ticket type (every ticket left when it names none:
+    the tickets were never issued). Tickets that leave some of the line are credited at the
+    unit price with the VAT split by `domain/vat.py`'s rule, as the original line was; the
+    credit that takes the last tickets of a line takes exactly what is left of the line's
+    amount, VAT and amount before VAT, so the original and all its credit notes add up to
+    0 per line and in total, to the dong.
+    """
+    order = state.order
+    types = {ticket.ticket_id: ticket.ticket_type_id for ticket in state.tickets}
+    refunded = Counter(types[t] for t in refund.ticket_ids if t in types)
+    lines: list[CreditNoteLine] = []
+    for position, (item, original) in enumerate(
+        zip(order.items, invoice.lines, strict=True), start=1
+    ):
+        earlier = [c for note in order.credit_notes for c in note.lines if c.line == position]
+        quantity_left = original.quantity + sum(c.quantity for c in earlier)
+        taken = refunded[item.ticket_type_id] if refund.ticket_ids else quantity_left
+        if taken <= 0:
+            continue
+        if taken >= quantity_left:
+            amount = original.amount + sum(c.amount for c in earlier)
+            vat = original.vat_amount + sum(c.vat_amount for c in earlier)
+            before_vat = original.amount_before_vat + sum(c.amount_before_vat for c in earlier)
+            taken = quantity_left
+        else:
+            amount = taken * original.unit_price
+            vat = vat_included_in(amount, original.vat_rate)
+            before_vat = amount - vat
+        lines.append(
+            CreditNoteLine(
+                line=position,
+                description=original.description,
+                quantity=-taken,
+                unit_price=original.unit_price,
+                amount=-amount,
+                vat_rate=original.vat_rate,
+                vat_amount=-vat,
+                amount_before_vat=-before_vat,
+            )
+        )
+    return tuple(lines)

@@ -12,6 +12,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain.orders import (
+    CreditNoteIssued,
     InvoiceIssued,
     OrderCancelled,
     OrderExpired,
@@ -27,6 +28,7 @@ from eventhunting.store.envelope import EventEnvelope
 
 ORDERS_COLLECTION = "orders"
 INVOICES_COLLECTION = "invoices"
+CREDIT_NOTES_COLLECTION = "credit_notes"
 REFUNDS_COLLECTION = "refunds"
 REFUND_STATUSES = ("requested", "completed", "failed")
 REFUNDABLE_STATUSES = (OrderStatus.PAID.value, OrderStatus.PARTIALLY_REFUNDED.value)
@@ -174,16 +176,30 @@ def invoice_document(invoice: InvoiceIssued) -> dict[str, Any]:
     return document
 
 
+def credit_note_document(note: CreditNoteIssued) -> dict[str, Any]:
+    document: dict[str, Any] = msgspec.to_builtins(note, builtin_types=(datetime,))
+    document["_id"] = note.number
+    return document
+
+
 class OrdersProjection(Projection):
-    """Keeps `orders` and `invoices` in step with the order streams.
+    """Keeps `orders`, `invoices`, `credit_notes` and `refunds` in step with the order streams.
 
     An order becomes paid and its invoice exists together: OrderPaid and InvoiceIssued come
-    in one append and are applied in one transaction. Each order document carries the version
-    of the last event applied, so an event is applied only when it is newer than the document.
+    in one append and are applied in one transaction. A credit note, the refund's
+    `completed` status and the order document's `credit_notes` and `credited_amount` likewise
+    (RefundCompleted and CreditNoteIssued: one append). Each order document carries the
+    version of the last event applied, so an event is applied only when it is newer than the
+    document.
     """
 
     name = "orders"
-    collections = (ORDERS_COLLECTION, INVOICES_COLLECTION, REFUNDS_COLLECTION)
+    collections = (
+        ORDERS_COLLECTION,
+        INVOICES_COLLECTION,
+        REFUNDS_COLLECTION,
+        CREDIT_NOTES_COLLECTION,
+    )
     handles = frozenset(
         {
             "OrderPlaced",
@@ -194,6 +210,7 @@ class OrdersProjection(Projection):
             "RefundRequested",
             "RefundCompleted",
             "RefundFailed",
+            "CreditNoteIssued",
         }
     )
 
@@ -218,6 +235,12 @@ class OrdersProjection(Projection):
         await database[INVOICES_COLLECTION].create_index(
             [("series", ASCENDING), ("sequence", ASCENDING)], name="series_sequence", unique=True
         )
+        await database[CREDIT_NOTES_COLLECTION].create_index(
+            [("series", ASCENDING), ("sequence", ASCENDING)], name="series_sequence", unique=True
+        )
+        await database[CREDIT_NOTES_COLLECTION].create_index(
+            [("order_id", ASCENDING), ("sequence", ASCENDING)], name="order_id"
+        )
 
     async def apply(
         self,
@@ -231,6 +254,23 @@ class OrdersProjection(Projection):
             await database[INVOICES_COLLECTION].update_one(
                 {"_id": data.number},
                 {"$setOnInsert": invoice_document(data)},
+                upsert=True,
+                session=session,
+            )
+            return
+        if isinstance(data, CreditNoteIssued):
+            await collection.update_one(
+                {"_id": data.order_id, "version": {"$lt": event.version}},
+                {
+                    "$set": {"version": event.version},
+                    "$push": {"credit_notes": data.number},
+                    "$inc": {"credited_amount": -data.total_amount},
+                },
+                session=session,
+            )
+            await database[CREDIT_NOTES_COLLECTION].update_one(
+                {"_id": data.number},
+                {"$setOnInsert": credit_note_document(data)},
                 upsert=True,
                 session=session,
             )

@@ -22,7 +22,6 @@ from eventhunting.domain.orders import (
     SYSTEM_CANCELLER,
     CancelOrder,
     ExpireOrder,
-    InvoiceIssued,
     LimitExceeded,
     Order,
     OrderCancelled,
@@ -52,6 +51,7 @@ from eventhunting.domain.orders import (
 )
 from eventhunting.projections.orders import OrderList, OrderQuery, list_orders
 from eventhunting.services.catalog import EVENTS
+from eventhunting.services.invoice_numbers import number_claims
 from eventhunting.services.repository import (
     Effects,
     Idempotency,
@@ -84,8 +84,6 @@ LIMIT_EXCEEDED = "limit_exceeded"
 COUNTER_MISMATCH = "inventory_mismatch"
 # Refused because the cached catalog event is no longer current: read it again and decide.
 CATALOG_CHANGED = "catalog_changed"
-# Refused because another payment took the invoice number read: read it again and decide.
-INVOICE_NUMBER_TAKEN = "invoice_number_taken"
 # Catalog events kept per process; an entry is only a hint, checked by every append.
 EVENT_CACHE_SIZE = 10_000
 
@@ -96,11 +94,6 @@ Clock = Callable[[], datetime]
 def buyer_counter(event_id: str, account_id: str) -> str:
     """Tickets of one event a buyer holds or bought (`tickets`), in the event's partition."""
     return f"buyer:{event_id}:{account_id}"
-
-
-def invoice_series_counter(series: str) -> str:
-    """The invoice numbers issued in a series (`issued`), in the series' event's partition."""
-    return f"invoice-series:{series}"
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -131,15 +124,16 @@ def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = No
     Stock only ever grows through a placement or a payment that takes released tickets
     again, guarded by capacity (and the buyer's limit); every other change keeps
     `held + sold` equal or lower and is guarded against going negative (a refund puts its
-    `items` back: `sold` and the buyer's count go down). An invoice takes the
-    next number of its series only if no other payment took it first.
+    `items` back: `sold` and the buyer's count go down). An invoice or a credit note takes
+    the next number of its series only if no other append took it first
+    (`services/invoice_numbers.py`).
     """
     held_sold: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     tickets = 0
     grows = False
     placed: OrderPlaced | None = None
     settles = False
-    counters: list[CounterChange] = []
+    counters: list[CounterChange] = number_claims(events)
     for event in events:
         for change in stock_changes(event):
             held_sold[change.ticket_type_id][0] += change.held
@@ -151,16 +145,6 @@ def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = No
             grows = True
         if isinstance(event, OrderPaid | OrderCancelled | OrderExpired):
             settles = True
-        if isinstance(event, InvoiceIssued):
-            counters.append(
-                CounterChange(
-                    invoice_series_counter(event.series),
-                    {"issued": 1},
-                    sum_fields=("issued",),
-                    ceiling=event.sequence,
-                    code=INVOICE_NUMBER_TAKEN,
-                )
-            )
     for ticket_type_id, (held, sold) in held_sold.items():
         deltas = {field: delta for field, delta in (("held", held), ("sold", sold)) if delta}
         if grows:

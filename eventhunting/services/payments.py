@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +15,7 @@ from eventhunting.domain.accounts import Account
 from eventhunting.domain.errors import DomainError, ErrorKind, Forbidden
 from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import (
+    CreditNoteIssued,
     InvoiceIssued,
     Order,
     OrderNotFound,
@@ -31,6 +30,7 @@ from eventhunting.domain.payments import (
     PaymentAmountMismatch,
     PaymentNotFound,
     RecordPaymentResult,
+    RecordRefundResult,
     StartPayment,
     decide_payment_result,
     decide_start_payment,
@@ -38,6 +38,8 @@ from eventhunting.domain.payments import (
     invoice_symbol,
     order_id_of,
 )
+from eventhunting.domain.refunds import CreditNoteNumber, decide_refund_settled
+from eventhunting.domain.tickets import OrderTickets
 from eventhunting.payments.vnpay import (
     InvalidVnpayMessage,
     MerchantCredentials,
@@ -49,15 +51,15 @@ from eventhunting.payments.vnpay import (
     check_ip_address,
     verify_payment_callback,
 )
+from eventhunting.services.invoice_numbers import InvoiceNumbers
 from eventhunting.services.orders import (
-    INVOICE_NUMBER_TAKEN,
     LIMIT_EXCEEDED,
     SOLD_OUT,
     OrderService,
-    invoice_series_counter,
     order_effects,
 )
-from eventhunting.services.repository import Effects, Idempotency, Loaded, Saved
+from eventhunting.services.repository import Effects, Idempotency, Loaded, Repository, Saved
+from eventhunting.services.tickets import ORDER_TICKETS
 from eventhunting.store import keys
 from eventhunting.store.archive import archive_appended
 from eventhunting.store.errors import GuardRejected
@@ -171,7 +173,8 @@ class PaymentService:
         self.pay_url = pay_url
         self.return_url = public_base_url.rstrip("/") + RETURN_PATH
         self.clock = clock
-        self.series_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.invoice_numbers = InvoiceNumbers(orders.store)
+        self.order_tickets = Repository(orders.store, ORDER_TICKETS)
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
         """The buyer's address for vnp_IpAddr (X-Forwarded-For only from trusted proxies)."""
@@ -183,6 +186,40 @@ class PaymentService:
             self.client_ip(peer, forwarded_for), self.ipn_allowed
         ):
             raise Forbidden("This address may not call the IPN route.", code="ipn_forbidden")
+
+    async def record_refund(self, outcome: RecordRefundResult) -> Saved[OrderTickets] | None:
+        """Record what the gateway said about a refund, once: RefundCompleted with its credit
+        note (the next number of the event's invoice series, in the same append) or
+        RefundFailed; None when the refund was settled already."""
+        recorded_at = outcome.recorded_at
+        loaded = await self.order_tickets.load(outcome.order_id)
+        if loaded.state is None:
+            raise OrderNotFound(f"There is no order {outcome.order_id!r}.")
+        symbol = invoice_symbol(recorded_at, self.invoice_letters)
+        series = invoice_series(loaded.state.order.event_id, symbol)
+
+        def decide(state: OrderTickets | None, sequence: int) -> list[DomainEvent]:
+            number = CreditNoteNumber(series=series, symbol=symbol, sequence=sequence)
+            return decide_refund_settled(state, outcome, number)
+
+        return await self.invoice_numbers.append(
+            self.order_tickets,
+            outcome.order_id,
+            series,
+            decide,
+            effects=lambda state, events: order_effects(events),
+            actor="reconciler",
+            loaded=loaded,
+        )
+
+    async def credit_notes_of(
+        self, order_id: str, *, viewer_id: str, viewer_is_admin: bool
+    ) -> tuple[CreditNoteIssued, ...]:
+        """The order's credit notes, oldest first (its buyer, the event's organizer, admin)."""
+        order = await self.orders.get_visible(
+            order_id, viewer_id=viewer_id, viewer_is_admin=viewer_is_admin
+        )
+        return order.credit_notes
 
     async def invoice_of(
         self, order_id: str, *, viewer_id: str, viewer_is_admin: bool
@@ -306,11 +343,7 @@ class PaymentService:
         refund_id = keys.new_id_in_partition(partition, self.orders.partitions)
         stock_gone = False
 
-        async def decide(state: Order | None) -> list[DomainEvent]:
-            counters = await self.orders.store.read_counters(
-                partition, [invoice_series_counter(series)]
-            )
-            issued = counters[invoice_series_counter(series)].get("issued", 0)
+        def decide(state: Order | None, sequence: int) -> list[DomainEvent]:
             command = RecordPaymentResult(
                 txn_ref=result.txn_ref,
                 amount=result.amount,
@@ -320,7 +353,7 @@ class PaymentService:
                 organizer_id=event_terms.organizer_id,
                 invoice_series=series,
                 invoice_symbol=symbol,
-                invoice_sequence=issued + 1,
+                invoice_sequence=sequence,
                 refund_id=refund_id,
                 stock_gone=stock_gone,
             )
@@ -335,20 +368,19 @@ class PaymentService:
                 # The released tickets are gone: record the payment and refund it instead.
                 stock_gone = True
                 return True
-            return rejected.code == INVOICE_NUMBER_TAKEN
+            return False
 
-        # Payments of one event take numbers of one series: in this process they take turns,
-        # so only payments recorded by other processes at the same moment ever contend.
-        async with self.series_locks[series]:
-            saved = await self.repository.decide_and_append(
-                order.id,
-                decide,
-                effects=effects,
-                idempotency=result_idempotency(result.txn_ref),
-                actor="vnpay",
-                decide_again_on=decide_again,
-                loaded=loaded,
-            )
+        saved = await self.invoice_numbers.append(
+            self.repository,
+            order.id,
+            series,
+            decide,
+            effects=effects,
+            idempotency=result_idempotency(result.txn_ref),
+            actor="vnpay",
+            decide_again_on=decide_again,
+            loaded=loaded,
+        )
         assert saved is not None, "a result always records something"
         return saved
 

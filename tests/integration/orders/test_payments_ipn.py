@@ -30,7 +30,8 @@ from eventhunting.domain.payments import (
 )
 from eventhunting.payments.vnpay import format_vnpay_time
 from eventhunting.payments.vnpay_signing import query_signature_is_valid, sign_query
-from eventhunting.services.orders import ORDERS, OrderService, invoice_series_counter
+from eventhunting.services.invoice_numbers import invoice_series_counter
+from eventhunting.services.orders import ORDERS, OrderService
 from eventhunting.services.payments import PaymentService
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore
