@@ -14,7 +14,7 @@ from eventhunting.api.auth import Principal, signed_in
 from eventhunting.api.openapi import PROBLEM_STATUSES
 from eventhunting.api.pages import render_page
 from eventhunting.bootstrap import Services
-from eventhunting.domain.orders import InvoiceIssued
+from eventhunting.domain.orders import CreditNoteIssued, InvoiceIssued
 from eventhunting.payments.vnpay import BANK_CODE_PATTERN
 from eventhunting.services.payments import PaymentOutcome, PaymentService
 
@@ -96,6 +96,53 @@ class Invoice(msgspec.Struct, frozen=True, kw_only=True):
     payment: InvoicePaymentView
 
 
+class InvoiceReferenceView(msgspec.Struct, frozen=True, kw_only=True):
+    """The invoice a credit note adjusts."""
+
+    symbol: str | None
+    number: str
+    issued_at: datetime
+
+
+class CreditNoteLineView(msgspec.Struct, frozen=True, kw_only=True):
+    """What is taken off line `line` (from 1) of the original invoice: `quantity`, `amount`,
+    `amount_before_vat` and `vat_amount` are negative; `unit_price` and `vat_rate` are the
+    original's."""
+
+    line: int
+    description: str
+    quantity: int
+    unit_price: int
+    amount: int
+    amount_before_vat: int
+    vat_rate: int
+    vat_amount: int
+
+
+class CreditNote(msgspec.Struct, frozen=True, kw_only=True):
+    """A credit note (adjusting invoice) of one completed refund, numbered in the same gapless
+    series as invoices; amounts are negative integer VND."""
+
+    number: str
+    symbol: str
+    order_id: str
+    refund_id: str
+    issued_at: datetime
+    adjusts: InvoiceReferenceView
+    seller: Seller
+    buyer: Party
+    lines: list[CreditNoteLineView]
+    amount_before_vat: int
+    vat_amount: int
+    total_amount: int
+    currency: str
+    reason: str
+
+
+class CreditNoteList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[CreditNote]
+
+
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Payment result",
@@ -169,6 +216,41 @@ def invoice_view(invoice: InvoiceIssued, seller_name: str | None, buyer: Party) 
             bank_code=invoice.payment.bank_code,
             paid_at=invoice.payment.paid_at,
         ),
+    )
+
+
+def credit_note_view(note: CreditNoteIssued, seller_name: str | None, buyer: Party) -> CreditNote:
+    return CreditNote(
+        number=note.number,
+        symbol=note.symbol,
+        order_id=note.order_id,
+        refund_id=note.refund_id,
+        issued_at=note.issued_at,
+        adjusts=InvoiceReferenceView(
+            symbol=note.adjusts.symbol,
+            number=note.adjusts.number,
+            issued_at=note.adjusts.issued_at,
+        ),
+        seller=Seller(organizer_id=note.organizer_id, name=seller_name),
+        buyer=buyer,
+        lines=[
+            CreditNoteLineView(
+                line=line.line,
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line.amount,
+                amount_before_vat=line.amount_before_vat,
+                vat_rate=line.vat_rate,
+                vat_amount=line.vat_amount,
+            )
+            for line in note.lines
+        ],
+        amount_before_vat=note.amount_before_vat,
+        vat_amount=note.vat_amount,
+        total_amount=note.total_amount,
+        currency=note.currency,
+        reason=note.reason,
     )
 
 
@@ -280,4 +362,30 @@ class PaymentController(Controller):
             issued.invoice,
             seller.full_name if seller else None,
             Party(name=buyer.full_name, email=buyer.email) if buyer else Party(name=None),
+        )
+
+    @get(
+        "/orders/{order_id:str}/credit-notes",
+        guards=[signed_in],
+        summary="The credit notes of an order's completed refunds (buyer, organizer, admin)",
+        description=(
+            "One per completed refund of the order's invoiced payment, oldest first: an"
+            " adjusting invoice referencing the order's invoice, negative amounts, numbered in"
+            " the invoice's series. Empty until a refund completes; 404 for others' orders."
+        ),
+        opt={PROBLEM_STATUSES: (404,)},
+    )
+    async def credit_notes(
+        self, order_id: str, payments: PaymentService, principal: Principal
+    ) -> CreditNoteList:
+        issued = await payments.credit_notes_of(
+            order_id, viewer_id=principal.account_id, viewer_is_admin=principal.is_admin
+        )
+        seller, buyer = issued.seller, issued.buyer
+        party = Party(name=buyer.full_name, email=buyer.email) if buyer else Party(name=None)
+        return CreditNoteList(
+            items=[
+                credit_note_view(note, seller.full_name if seller else None, party)
+                for note in issued.credit_notes
+            ]
         )

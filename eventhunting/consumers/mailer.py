@@ -1,17 +1,18 @@
-"""The mailer: issues a paid order's tickets and mails them, once per order and purpose."""
+"""The mailer: issues a paid order's tickets and mails them, and tells buyers of completed
+refunds; once per order and purpose."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Counter
 
-from eventhunting.domain.orders import OrderPaid
+from eventhunting.domain.orders import OrderPaid, RefundCompleted
 from eventhunting.domain.tickets import (
     TICKETS_MAIL,
     OrderTickets,
@@ -25,6 +26,8 @@ from eventhunting.mail.messages import (
     OrderLineSummary,
     OrderSummary,
     Recipient,
+    RefundCompletedMail,
+    RefundedTicket,
     TicketsMail,
     Venue,
 )
@@ -53,7 +56,7 @@ CONCURRENCY = 16
 
 MAILS = Counter(
     "eventhunting_mailer_mails_total",
-    "Ticket mails by outcome: sent, or skipped because the ledger had them already.",
+    "Mails (tickets, refunds) by outcome: sent, or skipped because the ledger had them already.",
     ["outcome"],
 )
 ISSUED = Counter("eventhunting_mailer_tickets_issued_total", "Tickets issued by the mailer.")
@@ -71,9 +74,14 @@ def check_settings(settings: Settings) -> None:
 
 def order_id_of(envelope: EventEnvelope) -> str | None:
     data = envelope.data
-    if isinstance(data, OrderPaid | TicketsIssued | TicketEmailRequested):
+    if isinstance(data, OrderPaid | TicketsIssued | TicketEmailRequested | RefundCompleted):
         return data.order_id
     return None
+
+
+def refund_mail_purpose(refund_id: str) -> str:
+    """The mail purpose (and ledger key) of a completed refund's mail: one per refund."""
+    return f"refund_completed:{refund_id}"
 
 
 class Mailer:
@@ -84,6 +92,9 @@ class Mailer:
     - `TicketsIssued` sends the tickets mail (purpose `tickets`); `TicketEmailRequested` a
       resend (`resend:<n>`). The ledger is asked before sending and written after the SMTP
       server accepted the mail; then `TicketEmailSent` is appended, once.
+    - `RefundCompleted` sends the buyer the refund mail (purpose
+      `refund_completed:<refund id>`), through the same ledger and `TicketEmailSent` steps,
+      for every completed refund: of the order, or of money we could not keep.
 
     `SmtpMailer` retries transient failures inside one delivery; what it raises then is
     left to the consumer runtime: an outage (`MailServerUnavailable`) keeps the entry
@@ -139,22 +150,44 @@ class Mailer:
             await self.deliver(data.order_id, TICKETS_MAIL)
         elif isinstance(data, TicketEmailRequested):
             await self.deliver(data.order_id, data.purpose)
+        elif isinstance(data, RefundCompleted):
+            await self.deliver_refund(data.order_id, data.refund_id)
 
     async def deliver(self, order_id: str, purpose: str) -> None:
         """Send the tickets mail `purpose` of the order unless the ledger has it; record it."""
         state = await self.tickets.order_tickets(order_id)
         if purpose in state.mails_sent or not state.tickets or state.voided:
             return
+        await self.send_once(state, purpose, self.compose)
+
+    async def deliver_refund(self, order_id: str, refund_id: str) -> None:
+        """Tell the buyer the refund `refund_id` is done, once (purpose per refund)."""
+        state = await self.tickets.order_tickets(order_id)
+        purpose = refund_mail_purpose(refund_id)
+        refund = next((r for r in state.order.refunds if r.id == refund_id), None)
+        if purpose in state.mails_sent or refund is None or refund.status != "completed":
+            return
+        await self.send_once(state, purpose, self.compose_refund)
+
+    async def send_once(
+        self,
+        state: OrderTickets,
+        purpose: str,
+        compose: Callable[[OrderTickets, str], Awaitable[EmailMessage]],
+    ) -> None:
+        """Send the mail `purpose` unless the ledger has it; record it in the ledger, then on
+        the order's stream (`TicketEmailSent`)."""
+        order_id = state.order.id
         sent = await self.ledger.sent_mail(order_id, purpose)
         if sent is None:
-            message = await self.compose(state, purpose)
+            message = await compose(state, purpose)
             delivered = await self.sender.send(message)
             sent_at = self.tickets.now()
             await self.ledger.record_sent(order_id, purpose, delivered.message_id, sent_at)
             message_id = delivered.message_id
             MAILS.labels("sent").inc()
             logger.info(
-                "tickets mailed",
+                "mail sent",
                 extra={"order_id": order_id, "purpose": purpose, "attempts": delivered.attempts},
             )
         else:
@@ -164,18 +197,15 @@ class Mailer:
             order_id, purpose=purpose, message_id=message_id, sent_at=sent_at
         )
 
-    async def compose(self, state: OrderTickets, purpose: str) -> EmailMessage:
+    async def recipient_and_event(self, state: OrderTickets) -> tuple[Recipient, EventDetails]:
         order = state.order
         account = await self.tickets.accounts.find(order.buyer_id)
         event = await self.tickets.events.find(order.event_id)
         if account is None or event is None:
             raise LookupError(f"order {order.id} names a buyer or event that does not exist")
-        names = {line.ticket_type_id: line.name for line in order.items}
-        mail = TicketsMail(
-            buyer=Recipient(
-                name=account.full_name, email=account.email, locale=state.payment_locale
-            ),
-            event=EventDetails(
+        return (
+            Recipient(name=account.full_name, email=account.email, locale=state.payment_locale),
+            EventDetails(
                 event_id=event.id,
                 title=event.title,
                 starts_at=event.starts_at,
@@ -183,6 +213,49 @@ class Mailer:
                 venue=Venue(name=event.venue.name, address=event.venue.address),
                 province=event.province,
             ),
+        )
+
+    def message_id(self, order_id: str, purpose: str) -> str:
+        # One Message-ID per order and purpose, the same at every attempt: mail clients that
+        # fold duplicate Message-IDs hide the rare second copy (docs/tickets.md, the window).
+        return f"<{purpose.replace(':', '-')}.{order_id}@{self.renderer.message_id_domain}>"
+
+    async def compose_refund(self, state: OrderTickets, purpose: str) -> EmailMessage:
+        order = state.order
+        refund = next(r for r in order.refunds if purpose == refund_mail_purpose(r.id))
+        assert refund.completed_at is not None
+        buyer, event = await self.recipient_and_event(state)
+        names = {line.ticket_type_id: line.name for line in order.items}
+        types = {ticket.ticket_id: ticket.ticket_type_id for ticket in state.tickets}
+        credit_note = order.credit_note(refund.id)
+        mail = RefundCompletedMail(
+            buyer=buyer,
+            event=event,
+            order_id=order.id,
+            refund_id=refund.id,
+            amount_refunded=refund.amount,
+            tickets_refunded=tuple(
+                RefundedTicket(
+                    ticket_id=ticket_id, ticket_type_name=names.get(types.get(ticket_id, ""), "")
+                )
+                for ticket_id in refund.ticket_ids
+            ),
+            completed_at=refund.completed_at,
+            reason=refund.reason,
+            credit_note_number=None if credit_note is None else credit_note.number,
+            returned_payment=not refund.of_order,
+        )
+        return self.renderer.refund_completed_message(
+            mail, message_id=self.message_id(order.id, purpose)
+        )
+
+    async def compose(self, state: OrderTickets, purpose: str) -> EmailMessage:
+        order = state.order
+        buyer, event = await self.recipient_and_event(state)
+        names = {line.ticket_type_id: line.name for line in order.items}
+        mail = TicketsMail(
+            buyer=buyer,
+            event=event,
             tickets=tuple(
                 MailedTicket(
                     ticket_id=ticket.ticket_id,
@@ -207,10 +280,7 @@ class Mailer:
                 invoice_number=order.invoice_number,
             ),
         )
-        # One Message-ID per order and purpose, the same at every attempt: mail clients that
-        # fold duplicate Message-IDs hide the rare second copy (docs/tickets.md, the window).
-        message_id = f"<{purpose.replace(':', '-')}.{order.id}@{self.renderer.message_id_domain}>"
-        return self.renderer.tickets_message(mail, message_id=message_id)
+        return self.renderer.tickets_message(mail, message_id=self.message_id(order.id, purpose))
 
 
 def build_mailer(services: Services) -> Mailer:

@@ -125,7 +125,7 @@ class TicketEmailRequested(DomainEvent, frozen=True, kw_only=True):
 
 @registry.event("TicketEmailSent", stream_kind="order")
 class TicketEmailSent(DomainEvent, frozen=True, kw_only=True):
-    """The SMTP server accepted the tickets mail `purpose` of the order."""
+    """The SMTP server accepted the mail `purpose` of the order (tickets, resend, refund)."""
 
     order_id: str
     purpose: str

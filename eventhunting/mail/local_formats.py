@@ -71,3 +71,27 @@ def format_local_date(moment: datetime, locale: MailLocale) -> str:
     if locale == "vi":
         return f"{local:%d/%m/%Y}"
     return f"{local.day} {ENGLISH_MONTHS[local.month - 1]} {local.year}"
+
+
+# Reasons the system itself gives for a refund, as the buyer reads them; any other reason
+# (an organizer's own words) is shown as written.
+REFUND_REASONS: dict[str, dict[MailLocale, str]] = {
+    "event_cancelled": {
+        "vi": "Sự kiện đã bị hủy.",
+        "en": "The event was cancelled.",
+    },
+    "duplicate_payment": {
+        "vi": "Đơn hàng đã được thanh toán trước đó; khoản thanh toán thứ hai được hoàn lại.",
+        "en": "The order had been paid already; the second payment was returned.",
+    },
+    "tickets_no_longer_available": {
+        "vi": "Khoản thanh toán đến sau khi thời gian giữ vé đã hết và vé đã được bán hết.",
+        "en": "The payment arrived after the hold had ended and the tickets were gone.",
+    },
+}
+
+
+def format_refund_reason(reason: str, locale: MailLocale) -> str:
+    """A system reason in the reader's language; an organizer's reason as written."""
+    known = REFUND_REASONS.get(reason)
+    return reason if known is None else known[locale]

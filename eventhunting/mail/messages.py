@@ -71,7 +71,11 @@ class RefundedTicket(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RefundCompletedMail(msgspec.Struct, frozen=True, kw_only=True):
-    """ "Refund completed": the money is on its way back and these tickets no longer admit."""
+    """ "Refund completed": the money is on its way back and these tickets no longer admit.
+
+    `returned_payment` marks money we could not keep (a second payment of a paid order, or
+    a late payment whose tickets were gone): nothing of the order changes, no credit note.
+    """
 
     buyer: Recipient
     event: EventDetails
@@ -81,3 +85,7 @@ class RefundCompletedMail(msgspec.Struct, frozen=True, kw_only=True):
     tickets_refunded: tuple[RefundedTicket, ...]
     completed_at: datetime
     reason: str | None = None
+    credit_note_number: str | None = None
+    """The credit note (adjusting invoice) issued for the refund, when the payment had an
+    invoice."""
+    returned_payment: bool = False

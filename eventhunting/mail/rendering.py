@@ -14,6 +14,7 @@ from eventhunting.mail.local_formats import (
     MailLocale,
     format_event_time,
     format_local_date,
+    format_refund_reason,
     format_vnd,
     mail_locale,
 )
@@ -44,6 +45,7 @@ def template_environment() -> jinja2.Environment:
     environment.filters["vnd"] = format_vnd
     environment.filters["event_time"] = format_event_time
     environment.filters["local_date"] = format_local_date
+    environment.filters["refund_reason"] = format_refund_reason
     return environment
 
 
@@ -93,7 +95,7 @@ class MailRenderer:
     def refund_completed_message(
         self, mail: RefundCompletedMail, *, message_id: str | None = None
     ) -> EmailMessage:
-        """The "refund completed" mail: amount, refunded tickets, order."""
+        """The "refund completed" mail: amount, refunded tickets, order, credit note."""
         locale = mail_locale(mail.buyer.locale)
         return self._message("refund_completed", locale, mail, {"mail": mail}, message_id)
 

@@ -87,6 +87,15 @@ class IssuedInvoice:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedCreditNotes:
+    """An order's credit notes with the parties they name (accounts may be gone: then None)."""
+
+    credit_notes: tuple[CreditNoteIssued, ...]
+    seller: Account | None
+    buyer: Account | None
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentLink:
     payment_url: str
     txn_ref: str
@@ -214,12 +223,17 @@ class PaymentService:
 
     async def credit_notes_of(
         self, order_id: str, *, viewer_id: str, viewer_is_admin: bool
-    ) -> tuple[CreditNoteIssued, ...]:
-        """The order's credit notes, oldest first (its buyer, the event's organizer, admin)."""
+    ) -> IssuedCreditNotes:
+        """The order's credit notes, oldest first, with the parties they name (its buyer,
+        the event's organizer, admin; none before a refund completed)."""
         order = await self.orders.get_visible(
             order_id, viewer_id=viewer_id, viewer_is_admin=viewer_is_admin
         )
-        return order.credit_notes
+        seller = buyer = None
+        if self.find_account is not None and order.credit_notes:
+            seller = await self.find_account(order.credit_notes[0].organizer_id)
+            buyer = await self.find_account(order.buyer_id)
+        return IssuedCreditNotes(credit_notes=order.credit_notes, seller=seller, buyer=buyer)
 
     async def invoice_of(
         self, order_id: str, *, viewer_id: str, viewer_is_admin: bool

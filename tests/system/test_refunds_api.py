@@ -86,3 +86,27 @@ async def test_the_organizer_refunds_a_paid_order_once_and_everyone_concerned_se
                 break
             await asyncio.sleep(0.1)
     assert progress == {"counts": {"requested": 1, "completed": 0, "failed": 0}, "failed": []}
+
+
+async def test_credit_notes_are_listed_for_the_buyer_and_organizer_only_once_a_refund_completes(
+    http: httpx.AsyncClient, api_system: RunningSystem
+) -> None:
+    organizer, buyer, order = await paid_order(http, api_system)
+    url = f"/api/v1/orders/{order['id']}/credit-notes"
+    stranger = await sign_up(http, api_system)
+    hidden = await http.get(url, headers=stranger.headers)
+    assert hidden.status_code == 404
+    assert hidden.headers["content-type"].startswith("application/problem+json")
+    assert hidden.json()["code"] == "order_not_found"
+    assert (await http.get(url)).status_code == 401
+    requested = await http.post(
+        f"/api/v1/orders/{order['id']}/refunds",
+        json={"reason": "buyer asked"},
+        headers=organizer.headers,
+    )
+    assert requested.status_code == 202, requested.text
+    # Asked for, not given back yet (no gateway here): no credit note.
+    for viewer in (buyer, organizer):
+        listed = await http.get(url, headers=viewer.headers)
+        assert listed.status_code == 200, listed.text
+        assert listed.json() == {"items": []}
