@@ -181,12 +181,13 @@ def takes_credit_note(state: OrderTickets | None, refund_id: str) -> bool:
 
 
 def decide_refund_settled(
-    state: OrderTickets | None, command: RecordRefundResult, number: CreditNoteNumber
+    state: OrderTickets | None, command: RecordRefundResult, *, number: CreditNoteNumber
 ) -> list[DomainEvent]:
     """RefundCompleted (with its credit note) or RefundFailed, once; nothing when settled.
 
     A completed refund of the order's invoiced payment gets a `CreditNoteIssued` in the same
-    append, numbered `number`; a refund that failed gets none (no money went back).
+    append, numbered `number` (the series' next, as the server read it); a refund that
+    failed gets none (no money went back).
     """
     if state is None:
         raise OrderNotFound(f"There is no order {command.order_id!r}.")

@@ -209,7 +209,7 @@ class PaymentService:
 
         def decide(state: OrderTickets | None, sequence: int) -> list[DomainEvent]:
             number = CreditNoteNumber(series=series, symbol=symbol, sequence=sequence)
-            return decide_refund_settled(state, outcome, number)
+            return decide_refund_settled(state, outcome, number=number)
 
         return await self.invoice_numbers.append(
             self.order_tickets,

@@ -130,12 +130,12 @@ def request(events: list[DomainEvent], refund_id: str, ticket_ids: list[str] | N
             by=ORGANIZER,
             reason="asked",
             ticket_ids=None if ticket_ids is None else tuple(ticket_ids),
-            refund_id=refund_id,
-            requested_at=NOW,
         ),
         organizer_id="organizer",
         checked_in=(),
         event_started=False,
+        refund_id=refund_id,
+        now=NOW,
     )
     events.append(requested)
     return refund_id
@@ -153,7 +153,7 @@ def settle(events: list[DomainEvent], refund_id: str, *, completed: bool = True)
             message="",
             recorded_at=NOW,
         ),
-        CreditNoteNumber(series=SERIES, symbol=SYMBOL, sequence=issued + 2),
+        number=CreditNoteNumber(series=SERIES, symbol=SYMBOL, sequence=issued + 2),
     )
 
 
