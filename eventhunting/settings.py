@@ -184,6 +184,25 @@ class VnpaySettings(msgspec.Struct, frozen=True, kw_only=True):
             le=1_000,
         ),
     ] = 5.0
+    refund_retry_initial_seconds: Annotated[
+        float,
+        setting(
+            "VNPAY_REFUND_RETRY_INITIAL_SECONDS",
+            "How long after a refund VNPAY refused the reconciler calls again; the wait doubles"
+            " with each failure of the refund, up to VNPAY_REFUND_RETRY_MAX_SECONDS.",
+            gt=0,
+            le=86_400,
+        ),
+    ] = 60.0
+    refund_retry_max_seconds: Annotated[
+        float,
+        setting(
+            "VNPAY_REFUND_RETRY_MAX_SECONDS",
+            "The longest wait between two calls of a failed refund.",
+            gt=0,
+            le=604_800,
+        ),
+    ] = 3_600.0
 
     def __post_init__(self) -> None:
         from eventhunting.client_address import parse_networks

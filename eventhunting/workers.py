@@ -74,6 +74,8 @@ async def reconciler(services: Services, stop: asyncio.Event) -> None:
             services.payments,
             gateway,
             check_delay_seconds=services.settings.vnpay.payment_check_delay_seconds,
+            refund_retry_initial_seconds=services.settings.vnpay.refund_retry_initial_seconds,
+            refund_retry_max_seconds=services.settings.vnpay.refund_retry_max_seconds,
         )
         group: ConsumerGroup[EventEnvelope] = ConsumerGroup(
             services.redis, RECONCILER_GROUP, consumer, partitions, reconciling, ConsumerConfig()

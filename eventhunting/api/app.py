@@ -29,7 +29,7 @@ from eventhunting.api.openapi import complete_document
 from eventhunting.api.orders import OrderController
 from eventhunting.api.pages import PAGE_ROUTES
 from eventhunting.api.payments import PaymentController
-from eventhunting.api.refunds import RefundController
+from eventhunting.api.refunds import AdminRefundController, RefundController
 from eventhunting.api.request_log import request_log_middleware
 from eventhunting.api.sales import SalesController
 from eventhunting.api.tickets import TICKET_ROUTES
@@ -48,6 +48,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     DeadLetterController,
     PaymentController,
     RefundController,
+    AdminRefundController,
     *PAGE_ROUTES,
 ]
 

@@ -121,6 +121,10 @@ class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ends_at: Instant
     topics: Topics = msgspec.field(default_factory=list)
     max_tickets_per_customer: PerCustomer | None = None
+    restock_refunds: Annotated[
+        bool,
+        Meta(description="Refunded tickets go back on sale while the event has not started."),
+    ] = True
     ticket_types: Annotated[list[TicketTypeCreate], Meta(max_length=MAX_TICKET_TYPES)] = (
         msgspec.field(default_factory=list)
     )
@@ -137,6 +141,7 @@ class EventUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ends_at: Instant | UnsetType = UNSET
     topics: Topics | UnsetType = UNSET
     max_tickets_per_customer: PerCustomer | UnsetType | None = UNSET
+    restock_refunds: bool | UnsetType = UNSET
 
 
 class EventCancel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -188,6 +193,7 @@ class Event(msgspec.Struct, kw_only=True):
     ends_at: datetime
     topics: list[str]
     max_tickets_per_customer: int | None
+    restock_refunds: bool
     ticket_types: list[TicketType]
     created_at: datetime
     updated_at: datetime
@@ -210,6 +216,7 @@ class Event(msgspec.Struct, kw_only=True):
             ends_at=event.ends_at,
             topics=list(event.topics),
             max_tickets_per_customer=event.max_tickets_per_customer,
+            restock_refunds=event.restock_refunds,
             ticket_types=[
                 TicketType.of(t, UNSET if available is None else available.get(t.id, 0))
                 for t in event.ticket_types
@@ -268,6 +275,7 @@ class CatalogController(Controller):
             ends_at=data.ends_at,
             topics=tuple(data.topics),
             max_tickets_per_customer=data.max_tickets_per_customer,
+            restock_refunds=data.restock_refunds,
             ticket_types=tuple(ticket_type.to_new() for ticket_type in data.ticket_types),
         )
         return Event.live(await catalog.create_event(command, idempotency_key=idempotency_key))
@@ -344,6 +352,7 @@ class CatalogController(Controller):
             ends_at=data.ends_at,
             topics=unless_unset(data.topics),
             max_tickets_per_customer=data.max_tickets_per_customer,
+            restock_refunds=data.restock_refunds,
         )
         return Event.live(await catalog.update_event(command))
 

@@ -11,14 +11,17 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Parameter
 
-from eventhunting.api.auth import Principal, signed_in
+from eventhunting.api.auth import ADMIN, Principal, requires_roles, signed_in
 from eventhunting.api.openapi import PROBLEM_STATUSES
 from eventhunting.api.orders import MAX_ID_LENGTH, MAX_IDEMPOTENCY_KEY_LENGTH
+from eventhunting.api.paging import Page, page_schema
+from eventhunting.api.parameters import DEFAULT_PAGE_SIZE, PageNumber, PageSize
 from eventhunting.bootstrap import Services
-from eventhunting.domain.orders import Refund
+from eventhunting.domain.orders import Refund, RefundResolution
 from eventhunting.services.refunds import RefundService
 
 MAX_REASON_LENGTH = 500
+MAX_NOTE_LENGTH = 1_000
 MAX_TICKETS = 1_000
 
 TicketId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
@@ -66,6 +69,73 @@ class EventRefundProgress(msgspec.Struct, frozen=True, kw_only=True):
 
     counts: RefundCounts
     failed: list[RefundView]
+
+
+class AdminRefundView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A refund as admins follow it: the refund, its last gateway failure and resolution.
+
+    `attempt` is the number of the last gateway call that failed (the next is one more);
+    `outcome_unknown`: VNPAY saw that call but whether it refunded cannot be told (the worker
+    never calls again; check the merchant portal, then `retry` or `settled`); `retry_at`:
+    when the worker calls again by itself; `settled_by` and `note`: an admin marked it
+    settled outside VNPAY.
+    """
+
+    id: str
+    order_id: str
+    ticket_ids: list[str]
+    amount: int
+    reason: str
+    status: str
+    requested_at: datetime
+    completed_at: datetime | None = None
+    vnpay_transaction_no: str | None = None
+    event_id: str | None = None
+    attempt: int | None = None
+    response_code: str | None = None
+    message: str | None = None
+    failed_at: datetime | None = None
+    outcome_unknown: bool = False
+    retry_at: datetime | None = None
+    settled_by: str | None = None
+    note: str | None = None
+
+
+class RefundResolve(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`retry`: call VNPAY again now (a new attempt); `settled`: the money went back outside
+    VNPAY (the note says how; the refund is completed without a gateway call)."""
+
+    resolution: RefundResolution
+    note: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NOTE_LENGTH)]
+
+
+class RefundRetry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE_LENGTH)] = ""
+
+
+def admin_document_view(document: dict[str, Any]) -> AdminRefundView:
+    return msgspec.convert(
+        {**document, "id": document["_id"]}, AdminRefundView, from_attributes=False, strict=False
+    )
+
+
+def admin_refund_view(order_id: str, refund: Refund) -> AdminRefundView:
+    return AdminRefundView(
+        id=refund.id,
+        order_id=order_id,
+        ticket_ids=list(refund.ticket_ids),
+        amount=refund.amount,
+        reason=refund.reason,
+        status=refund.status,
+        requested_at=refund.requested_at,
+        completed_at=refund.completed_at,
+        vnpay_transaction_no=refund.transaction_no,
+        attempt=refund.failures or None,
+        outcome_unknown=refund.outcome_unknown,
+        retry_at=refund.retry_at,
+        settled_by=refund.settled_by,
+        note=refund.note,
+    )
 
 
 def document_view(document: dict[str, Any]) -> RefundView:
@@ -166,3 +236,82 @@ class RefundController(Controller):
             counts=RefundCounts(**found.counts),
             failed=[document_view(document) for document in found.failed],
         )
+
+
+class AdminRefundController(Controller):
+    """`/api/v1/admin/refunds`: failed refunds, and an admin's way out for each."""
+
+    path = "/api/v1/admin/refunds"
+    tags = ["admin", "refunds"]
+    guards = [requires_roles(ADMIN)]
+    dependencies = {"refunds": Provide(provide_refunds, sync_to_thread=False)}
+
+    @get(
+        "",
+        summary="Failed refunds of every order, oldest request first (admin)",
+        description=(
+            "The refunds VNPAY refused or whose outcome is unknown (read model; may lag a"
+            " moment). The reconciler calls again by itself at `retry_at` (capped backoff),"
+            " except for `outcome_unknown` ones, which wait for an admin."
+        ),
+    )
+    async def failed_refunds(
+        self,
+        refunds: RefundService,
+        principal: Principal,
+        page: PageNumber = 1,
+        page_size: PageSize = DEFAULT_PAGE_SIZE,
+    ) -> Annotated[Page[AdminRefundView], page_schema("AdminRefundPage")]:
+        documents, total = await refunds.failed(principal.actor, page=page, page_size=page_size)
+        return Page(
+            items=[admin_document_view(document) for document in documents],
+            total=total,
+            page=page,
+            page_size=page_size,
+        )
+
+    @post(
+        "/{refund_id:str}/resolve",
+        summary="Resolve a failed refund: retry it now, or mark it settled outside VNPAY",
+        description=(
+            "Appends `RefundResolved` to the order's stream. `retry`: the refund is"
+            " `requested` again and the reconciler calls VNPAY now, as a new attempt;"
+            " `settled`: it is `completed` without a gateway call. Repeating a resolution"
+            " that is done changes nothing and answers the same. 404 `refund_not_found`;"
+            " 409 `refund_not_failed` (completed by VNPAY, or requested)."
+        ),
+        status_code=200,
+        opt={PROBLEM_STATUSES: (404, 409)},
+    )
+    async def resolve_refund(
+        self, refund_id: str, data: RefundResolve, refunds: RefundService, principal: Principal
+    ) -> AdminRefundView:
+        order_id, refund = await refunds.resolve(
+            refund_id, by=principal.actor, resolution=data.resolution, note=data.note
+        )
+        return admin_refund_view(order_id, refund)
+
+    @post(
+        "/{refund_id:str}/retry",
+        summary="Call VNPAY again now for a failed refund (a new attempt)",
+        description=(
+            "The same as `resolve` with `retry`. Repeating it while the refund is"
+            " `requested` changes nothing. 404 `refund_not_found`; 409 `refund_not_failed`."
+        ),
+        status_code=200,
+        opt={PROBLEM_STATUSES: (404, 409)},
+    )
+    async def retry_refund(
+        self,
+        refund_id: str,
+        refunds: RefundService,
+        principal: Principal,
+        data: RefundRetry | None = None,
+    ) -> AdminRefundView:
+        order_id, refund = await refunds.resolve(
+            refund_id,
+            by=principal.actor,
+            resolution=RefundResolution.RETRY,
+            note="" if data is None else data.note,
+        )
+        return admin_refund_view(order_id, refund)

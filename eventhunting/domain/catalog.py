@@ -65,6 +65,8 @@ class EventDrafted(DomainEvent, frozen=True, kw_only=True):
     ends_at: datetime
     topics: tuple[str, ...] = ()
     max_tickets_per_customer: int | None = None
+    restock_refunds: bool = True
+    """Refunded tickets go back on sale while the event has not started."""
 
 
 @registry.event("EventUpdated", stream_kind=STREAM_KIND)
@@ -80,6 +82,8 @@ class EventUpdated(DomainEvent, frozen=True, kw_only=True):
     ends_at: datetime
     topics: tuple[str, ...] = ()
     max_tickets_per_customer: int | None = None
+    restock_refunds: bool = True
+    """Refunded tickets go back on sale while the event has not started."""
 
 
 @registry.event("EventPublished", stream_kind=STREAM_KIND)
@@ -177,6 +181,7 @@ class CatalogEvent(msgspec.Struct, frozen=True, kw_only=True):
     topics: tuple[str, ...]
     max_tickets_per_customer: int | None
     ticket_types: tuple[TicketType, ...] = ()
+    restock_refunds: bool = True
     drafted_at: datetime
     updated_at: datetime
     published_at: datetime | None = None
@@ -238,6 +243,7 @@ def evolve(state: CatalogEvent | None, recorded: RecordedEvent) -> CatalogEvent:
             ends_at=event.ends_at,
             topics=event.topics,
             max_tickets_per_customer=event.max_tickets_per_customer,
+            restock_refunds=event.restock_refunds,
             drafted_at=occurred_at,
             updated_at=occurred_at,
         )
@@ -256,6 +262,7 @@ def evolve(state: CatalogEvent | None, recorded: RecordedEvent) -> CatalogEvent:
             ends_at=event.ends_at,
             topics=event.topics,
             max_tickets_per_customer=event.max_tickets_per_customer,
+            restock_refunds=event.restock_refunds,
         )
     if isinstance(event, EventPublished):
         return msgspec.structs.replace(
@@ -332,6 +339,7 @@ class CreateEvent(Command, frozen=True, kw_only=True):
     ends_at: datetime
     topics: tuple[str, ...] = ()
     max_tickets_per_customer: int | None = None
+    restock_refunds: bool = True
     ticket_types: tuple[NewTicketType, ...] = ()
 
 
@@ -348,6 +356,7 @@ class UpdateEvent(Command, frozen=True, kw_only=True):
     ends_at: datetime | UnsetType = UNSET
     topics: tuple[str, ...] | UnsetType = UNSET
     max_tickets_per_customer: int | UnsetType | None = UNSET
+    restock_refunds: bool | UnsetType = UNSET
 
 
 class PublishEvent(Command, frozen=True, kw_only=True):
@@ -435,6 +444,7 @@ def decide_create_event(
             ends_at=command.ends_at,
             topics=command.topics,
             max_tickets_per_customer=command.max_tickets_per_customer,
+            restock_refunds=command.restock_refunds,
             now=now,
             starts_at_changed=True,
         ),
@@ -478,6 +488,7 @@ def decide_update_event(
         max_tickets_per_customer=_pick(
             command.max_tickets_per_customer, state.max_tickets_per_customer
         ),
+        restock_refunds=_pick(command.restock_refunds, state.restock_refunds),
         now=now,
         starts_at_changed=_instant(starts_at, "starts_at") != state.starts_at,
     )
@@ -507,6 +518,7 @@ def decide_update_event(
         ends_at=state.ends_at,
         topics=state.topics,
         max_tickets_per_customer=state.max_tickets_per_customer,
+        restock_refunds=state.restock_refunds,
     )
     return [] if updated == current else [updated]
 
@@ -678,6 +690,7 @@ class _Details(TypedDict):
     ends_at: datetime
     topics: tuple[str, ...]
     max_tickets_per_customer: int | None
+    restock_refunds: bool
 
 
 def _checked_details(
@@ -690,6 +703,7 @@ def _checked_details(
     ends_at: datetime,
     topics: Iterable[str],
     max_tickets_per_customer: int | None,
+    restock_refunds: bool,
     now: datetime,
     starts_at_changed: bool,
 ) -> _Details:
@@ -732,6 +746,7 @@ def _checked_details(
         "ends_at": ends_at,
         "topics": normalise_topics(topics),
         "max_tickets_per_customer": max_tickets_per_customer,
+        "restock_refunds": restock_refunds,
     }
 
 

@@ -330,17 +330,47 @@ class RefundCompleted(DomainEvent, frozen=True, kw_only=True):
     currency: str = CURRENCY
     transaction_no: str | None = None
     completed_at: datetime
+    attempt: int | None = None
+    """The gateway call (1, 2, ...) that gave the money back; None before attempts counted."""
 
 
 @registry.event("RefundFailed", stream_kind=STREAM_KIND)
 class RefundFailed(DomainEvent, frozen=True, kw_only=True):
-    """The gateway refused the refund `refund_id`; it waits for an admin."""
+    """The gateway refused the refund `refund_id` (or its outcome is unknown); it is tried
+    again at `retry_at`, or waits for an admin when `retry_at` is None."""
 
     order_id: str
     refund_id: str
     response_code: str
     message: str
     failed_at: datetime
+    attempt: int | None = None
+    """The gateway call (1, 2, ...) that failed; the next call is the next attempt."""
+    outcome_unknown: bool = False
+    """VNPAY saw the call but whether it gave the money back cannot be told: never sent again
+    by the worker, only after an admin's `retry`."""
+    retry_at: datetime | None = None
+    """When the reconciler tries again (capped exponential backoff); None: an admin decides."""
+
+
+class RefundResolution(StrEnum):
+    RETRY = "retry"
+    """Call the gateway again now, as the next attempt."""
+    SETTLED = "settled"
+    """The money went back outside this system's gateway calls (the note says how)."""
+
+
+@registry.event("RefundResolved", stream_kind=STREAM_KIND)
+class RefundResolved(DomainEvent, frozen=True, kw_only=True):
+    """An admin resolved the failed refund `refund_id`: `retry` puts it back to `requested`
+    for the reconciler now; `settled` completes it without a gateway call."""
+
+    order_id: str
+    refund_id: str
+    resolution: RefundResolution
+    note: str
+    resolved_by: str
+    resolved_at: datetime
 
 
 OrderEvent = (
@@ -356,6 +386,7 @@ OrderEvent = (
     | RefundCompleted
     | RefundFailed
     | CreditNoteIssued
+    | RefundResolved
 )
 
 
@@ -385,6 +416,18 @@ class Refund(msgspec.Struct, frozen=True, kw_only=True):
     ticket_ids: tuple[str, ...] = ()
     of_order: bool = False
     """A refund of the order's own payment (not of money we could not keep)."""
+    failures: int = 0
+    """How many gateway calls failed; the next call is attempt `failures + 1`."""
+    outcome_unknown: bool = False
+    retry_at: datetime | None = None
+    settled_by: str | None = None
+    """The admin who marked it settled outside the gateway (with `note`)."""
+    note: str | None = None
+
+    @property
+    def attempt(self) -> int:
+        """The number of the next (or current) gateway call for this refund."""
+        return self.failures + 1
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):
@@ -445,6 +488,43 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def refunded_ticket_ids(self) -> frozenset[str]:
         return frozenset(t for refund in self.order_refunds for t in refund.ticket_ids)
+
+
+def settled_refund(
+    refund: Refund, event: RefundCompleted | RefundFailed | RefundResolved
+) -> Refund:
+    """A refund after its gateway outcome or an admin's resolution."""
+    replace = msgspec.structs.replace
+    if isinstance(event, RefundCompleted):
+        return replace(
+            refund,
+            status="completed",
+            completed_at=event.completed_at,
+            transaction_no=event.transaction_no,
+            outcome_unknown=False,
+            retry_at=None,
+        )
+    if isinstance(event, RefundFailed):
+        return replace(
+            refund,
+            status="failed",
+            failures=refund.failures + 1,
+            outcome_unknown=event.outcome_unknown,
+            retry_at=event.retry_at,
+        )
+    if event.resolution is RefundResolution.RETRY:
+        return replace(
+            refund, status="requested", outcome_unknown=False, retry_at=event.resolved_at
+        )
+    return replace(
+        refund,
+        status="completed",
+        completed_at=event.resolved_at,
+        outcome_unknown=False,
+        retry_at=None,
+        settled_by=event.resolved_by,
+        note=event.note,
+    )
 
 
 def evolve(order: Order | None, recorded: RecordedEvent) -> Order:
@@ -515,23 +595,13 @@ def evolve(order: Order | None, recorded: RecordedEvent) -> Order:
         )
         refunded_to = order.status if event.order_status is None else event.order_status
         return replace(order, refunds=(*order.refunds, refund), status=refunded_to)
-    if isinstance(event, RefundCompleted | RefundFailed):
-        refunds = tuple(
-            (
-                replace(
-                    r,
-                    status="completed",
-                    completed_at=event.completed_at,
-                    transaction_no=event.transaction_no,
-                )
-                if isinstance(event, RefundCompleted)
-                else replace(r, status="failed")
-            )
-            if r.id == event.refund_id
-            else r
-            for r in order.refunds
+    if isinstance(event, RefundCompleted | RefundFailed | RefundResolved):
+        return replace(
+            order,
+            refunds=tuple(
+                settled_refund(r, event) if r.id == event.refund_id else r for r in order.refunds
+            ),
         )
-        return replace(order, refunds=refunds)
     return order
 
 

@@ -288,7 +288,8 @@ def refund_in_full(order: Order, command: RecordPaymentResult, reason: str) -> R
 
 
 class RecordRefundResult(Command, frozen=True, kw_only=True):
-    """What the gateway said about a refund: done (`transaction_no`) or refused (a code)."""
+    """What the gateway said about one call of a refund: done (`transaction_no`) or refused
+    (a code); `retry_at` when the reconciler tries again, None when an admin decides."""
 
     order_id: str
     refund_id: str
@@ -297,16 +298,32 @@ class RecordRefundResult(Command, frozen=True, kw_only=True):
     message: str
     transaction_no: str | None = None
     recorded_at: datetime
+    attempt: int | None = None
+    """The refund's attempt the call was; a result of another attempt changes nothing."""
+    outcome_unknown: bool = False
+    retry_at: datetime | None = None
 
 
 def decide_refund_result(order: Order | None, command: RecordRefundResult) -> list[OrderEvent]:
-    """Complete or fail a requested refund once; a refund already settled changes nothing."""
+    """Complete the refund once, or fail its current attempt once.
+
+    The money going back is recorded whatever attempt said so (it is what happened); a
+    failure of an attempt that is not the current one (recorded already) changes nothing.
+    """
     order = require_order(order, command.order_id)
     refund = next((r for r in order.refunds if r.id == command.refund_id), None)
     if refund is None:
         raise RefundNotFound(f"Order {order.id!r} has no refund {command.refund_id!r}.")
-    if refund.status == "completed" or (refund.status == "failed" and not command.completed):
+    if refund.status == "completed":
         return []
+    if not command.completed:
+        stale = (
+            refund.status == "failed"
+            if command.attempt is None
+            else command.attempt != refund.attempt
+        )
+        if stale:
+            return []
     if command.completed:
         return [
             RefundCompleted(
@@ -316,6 +333,7 @@ def decide_refund_result(order: Order | None, command: RecordRefundResult) -> li
                 currency=order.currency,
                 transaction_no=command.transaction_no,
                 completed_at=command.recorded_at,
+                attempt=command.attempt,
             )
         ]
     return [
@@ -325,6 +343,9 @@ def decide_refund_result(order: Order | None, command: RecordRefundResult) -> li
             response_code=command.response_code,
             message=command.message,
             failed_at=command.recorded_at,
+            attempt=command.attempt,
+            outcome_unknown=command.outcome_unknown,
+            retry_at=None if command.outcome_unknown else command.retry_at,
         )
     ]
 

@@ -17,16 +17,20 @@ from eventhunting.domain.orders import (
     InvoiceIssued,
     InvoiceReference,
     ItemQuantity,
+    Order,
     OrderNotFound,
     OrderStatus,
     Refund,
     RefundCompleted,
     RefundRequested,
+    RefundResolution,
+    RefundResolved,
 )
 from eventhunting.domain.payments import (
     MAX_INVOICE_SEQUENCE,
     InvoiceSeriesExhausted,
     RecordRefundResult,
+    RefundNotFound,
     decide_refund_result,
     invoice_number,
 )
@@ -49,6 +53,10 @@ class TicketCheckedInAlready(Conflict):
     code = "ticket_checked_in"
 
 
+class RefundNotFailed(Conflict):
+    code = "refund_not_failed"
+
+
 class RequestRefund(Command, frozen=True, kw_only=True):
     """Give back the money of some tickets of a paid order (all of them when none are named)."""
 
@@ -68,13 +76,14 @@ def decide_request_refund(
     event_started: bool,
     refund_id: str,
     now: datetime,
+    restock_refunds: bool = True,
 ) -> list[RefundRequested]:
     """One RefundRequested for the chosen tickets, or the rule that says no.
 
     Only the event's organizer or an admin; only a paid (or partly refunded) order paid
     through the gateway; each ticket once; never more than paid minus what was asked back
     before; a checked-in ticket (`checked_in`) only when an admin forces it. The tickets go
-    back on sale unless the event has started.
+    back on sale unless the event has started or its `restock_refunds` setting is off.
     """
     if state is None:
         raise OrderNotFound(f"There is no order {command.order_id!r}.")
@@ -142,7 +151,7 @@ def decide_request_refund(
             requested_by=command.by.account_id,
             ticket_ids=tuple(t.ticket_id for t in chosen),
             items=()
-            if event_started
+            if event_started or not restock_refunds
             else tuple(
                 ItemQuantity(ticket_type_id=ticket_type_id, quantity=quantity)
                 for ticket_type_id, quantity in quantities.items()
@@ -282,3 +291,54 @@ def credit_note_lines(
             )
         )
     return tuple(lines)
+
+
+# --- resolutions -----------------------------------------------------------------------------
+
+
+class ResolveRefund(Command, frozen=True, kw_only=True):
+    """An admin's way out for a failed refund: call the gateway again now, or mark it settled
+    outside the gateway (the note says how)."""
+
+    order_id: str
+    refund_id: str
+    by: Actor
+    resolution: RefundResolution
+    note: str
+
+
+def decide_resolve_refund(
+    order: Order | None, command: ResolveRefund, *, now: datetime
+) -> list[RefundResolved]:
+    """One RefundResolved for a failed refund; nothing when it is in the asked state already
+    (a repeat); the rule that says no otherwise. Admins only."""
+    refund = (
+        None
+        if order is None
+        else next((r for r in order.refunds if r.id == command.refund_id), None)
+    )
+    if order is None or refund is None or not command.by.is_admin:
+        raise RefundNotFound(f"There is no refund {command.refund_id!r}.")
+    if command.resolution is RefundResolution.RETRY and refund.status == "requested":
+        return []
+    if (
+        command.resolution is RefundResolution.SETTLED
+        and refund.status == "completed"
+        and refund.settled_by is not None
+    ):
+        return []
+    if refund.status != "failed":
+        raise RefundNotFailed(
+            f"Refund {refund.id!r} is {refund.status}; only a failed refund is resolved.",
+            refund_status=refund.status,
+        )
+    return [
+        RefundResolved(
+            order_id=order.id,
+            refund_id=refund.id,
+            resolution=command.resolution,
+            note=command.note,
+            resolved_by=command.by.account_id,
+            resolved_at=now,
+        )
+    ]

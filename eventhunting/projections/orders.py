@@ -22,6 +22,8 @@ from eventhunting.domain.orders import (
     RefundCompleted,
     RefundFailed,
     RefundRequested,
+    RefundResolution,
+    RefundResolved,
 )
 from eventhunting.projections.base import Projection
 from eventhunting.store.envelope import EventEnvelope
@@ -100,6 +102,28 @@ async def pending_orders_of_event(
     return [str(document["_id"]) async for document in cursor]
 
 
+async def failed_refunds(
+    database: AsyncDatabase[dict[str, Any]], *, page: int, page_size: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Every order's failed refunds, oldest request first, one page; and how many there are."""
+    collection = database[REFUNDS_COLLECTION]
+    selector = {"status": "failed"}
+    total = await collection.count_documents(selector)
+    cursor = (
+        collection.find(selector)
+        .sort([("requested_at", ASCENDING), ("_id", ASCENDING)])
+        .skip((page - 1) * page_size)
+        .limit(page_size)
+    )
+    return [document async for document in cursor], total
+
+
+async def order_of_refund(database: AsyncDatabase[dict[str, Any]], refund_id: str) -> str | None:
+    """The order a refund belongs to (read model), or None when unknown."""
+    document = await database[REFUNDS_COLLECTION].find_one({"_id": refund_id}, {"order_id": 1})
+    return None if document is None else str(document["order_id"])
+
+
 @dataclass(frozen=True, slots=True)
 class EventRefunds:
     counts: dict[str, int]
@@ -133,6 +157,30 @@ def refund_document(requested: RefundRequested) -> dict[str, Any]:
         "reason": requested.reason,
         "status": "requested",
         "requested_at": requested.requested_at,
+    }
+
+
+def refund_changes(event: RefundFailed | RefundResolved) -> dict[str, Any]:
+    """A refund document's fields after a failed gateway call or an admin's resolution."""
+    if isinstance(event, RefundFailed):
+        return {
+            "status": "failed",
+            "attempt": event.attempt,
+            "response_code": event.response_code,
+            "message": event.message,
+            "failed_at": event.failed_at,
+            "outcome_unknown": event.outcome_unknown,
+            "retry_at": event.retry_at,
+        }
+    if event.resolution is RefundResolution.RETRY:
+        return {"status": "requested", "outcome_unknown": False, "retry_at": event.resolved_at}
+    return {
+        "status": "completed",
+        "completed_at": event.resolved_at,
+        "outcome_unknown": False,
+        "retry_at": None,
+        "settled_by": event.resolved_by,
+        "note": event.note,
     }
 
 
@@ -211,6 +259,7 @@ class OrdersProjection(Projection):
             "RefundCompleted",
             "RefundFailed",
             "CreditNoteIssued",
+            "RefundResolved",
         }
     )
 
@@ -231,6 +280,10 @@ class OrdersProjection(Projection):
         )
         await database[REFUNDS_COLLECTION].create_index(
             [("event_id", ASCENDING), ("status", ASCENDING)], name="event_status"
+        )
+        await database[REFUNDS_COLLECTION].create_index(
+            [("status", ASCENDING), ("requested_at", ASCENDING), ("_id", ASCENDING)],
+            name="status_oldest_first",
         )
         await database[INVOICES_COLLECTION].create_index(
             [("series", ASCENDING), ("sequence", ASCENDING)], name="series_sequence", unique=True
@@ -275,8 +328,9 @@ class OrdersProjection(Projection):
                 session=session,
             )
             return
-        if isinstance(data, RefundRequested) and data.event_id is not None:
-            # Refunds of an event are counted by status (GET /events/{id}/refunds).
+        if isinstance(data, RefundRequested):
+            # Refunds of an event are counted by status (GET /events/{id}/refunds); admins
+            # list the failed ones of every order (GET /admin/refunds).
             await database[REFUNDS_COLLECTION].update_one(
                 {"_id": data.refund_id},
                 {"$setOnInsert": refund_document(data)},
@@ -296,10 +350,10 @@ class OrdersProjection(Projection):
                 session=session,
             )
             return
-        if isinstance(data, RefundFailed):
+        if isinstance(data, RefundFailed | RefundResolved):
             await database[REFUNDS_COLLECTION].update_one(
-                {"_id": data.refund_id, "status": "requested"},
-                {"$set": {"status": "failed"}},
+                {"_id": data.refund_id, "status": {"$ne": "completed"}},
+                {"$set": refund_changes(data)},
                 session=session,
             )
             return

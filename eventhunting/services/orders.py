@@ -35,7 +35,11 @@ from eventhunting.domain.orders import (
     PaymentSucceeded,
     PayOrder,
     PlaceOrder,
+    RefundCompleted,
+    RefundFailed,
     RefundRequested,
+    RefundResolution,
+    RefundResolved,
     ReleaseHold,
     RequestedItem,
     SoldOut,
@@ -77,6 +81,9 @@ HOLD_EXPIRY_SCHEDULE = "hold-expiry"
 # Payment attempts whose result VNPAY has not told us are asked about (querydr) from this
 # schedule, score = the pay page's expiry; the reconciler waits its configured delay more.
 PAYMENT_CHECK_SCHEDULE = "payment-check"
+# Failed refunds the reconciler calls the gateway for again, member `<order id>/<refund id>`,
+# score = when (the failure's `retry_at`, or now for an admin's retry).
+REFUND_RETRY_SCHEDULE = "refund-retry"
 SOLD_OUT = "sold_out"
 LIMIT_EXCEEDED = "limit_exceeded"
 # A release or payment that would drive a counter below zero means the counters and the
@@ -94,6 +101,34 @@ Clock = Callable[[], datetime]
 def buyer_counter(event_id: str, account_id: str) -> str:
     """Tickets of one event a buyer holds or bought (`tickets`), in the event's partition."""
     return f"buyer:{event_id}:{account_id}"
+
+
+def event_orders_index(event_id: str) -> str:
+    """The sorted set of every order placed for an event (score = placed at, ms), written by
+    the placement's own append: the exact list a cancellation settles."""
+    return f"event-orders:{event_id}"
+
+
+def refund_retry_member(order_id: str, refund_id: str) -> str:
+    return f"{order_id}/{refund_id}"
+
+
+def refund_schedule_changes(events: Sequence[DomainEvent]) -> list[ScheduleChange]:
+    """A failed refund due again goes into the retry schedule; a settled one leaves it."""
+    changes: list[ScheduleChange] = []
+    for event in events:
+        if not isinstance(event, RefundCompleted | RefundFailed | RefundResolved):
+            continue
+        member = refund_retry_member(event.order_id, event.refund_id)
+        due: datetime | None = None
+        if isinstance(event, RefundFailed):
+            due = event.retry_at
+        elif isinstance(event, RefundResolved) and event.resolution is RefundResolution.RETRY:
+            due = event.resolved_at
+        changes.append(
+            ScheduleChange(REFUND_RETRY_SCHEDULE, member, None if due is None else epoch_ms(due))
+        )
+    return changes
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -189,7 +224,13 @@ def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = No
         else:
             code = LIMIT_EXCEEDED if grows else COUNTER_MISMATCH
             counters.append(CounterChange(name, {"tickets": tickets}, code=code))
-    schedules: list[ScheduleChange] = []
+    schedules = refund_schedule_changes(events)
+    if placed is not None:
+        schedules.append(
+            ScheduleChange(
+                event_orders_index(placed.event_id), placed.order_id, epoch_ms(placed.placed_at)
+            )
+        )
     if placed is not None and not settles:
         schedules.append(
             ScheduleChange(HOLD_EXPIRY_SCHEDULE, placed.order_id, epoch_ms(placed.expires_at))

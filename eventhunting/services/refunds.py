@@ -11,31 +11,43 @@ from pymongo.asynchronous.database import AsyncDatabase
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.catalog import EventNotFound
 from eventhunting.domain.events import DomainEvent
-from eventhunting.domain.orders import Order, Refund, RefundRequested
+from eventhunting.domain.orders import Order, Refund, RefundRequested, RefundResolution
+from eventhunting.domain.payments import RefundNotFound
 from eventhunting.domain.refunds import (
     REFUND_EVENT_CANCELLED,
     NotRefundable,
     RequestRefund,
+    ResolveRefund,
     decide_request_refund,
+    decide_resolve_refund,
 )
 from eventhunting.domain.tickets import OrderTickets
 from eventhunting.projections.orders import (
     EventRefunds,
+    failed_refunds,
+    order_of_refund,
     pending_orders_of_event,
     refundable_orders_of_event,
     refunds_of_event,
 )
-from eventhunting.services.orders import OrderService, order_effects, translate_guard
+from eventhunting.services.orders import (
+    OrderService,
+    event_orders_index,
+    order_effects,
+    translate_guard,
+)
 from eventhunting.services.repository import Effects, Idempotency, Repository, fingerprint_of
 from eventhunting.services.tickets import ORDER_TICKETS, TICKETS
 from eventhunting.store import keys
-from eventhunting.store.append import StreamVersion
+from eventhunting.store.append import StreamVersion, text
 from eventhunting.store.errors import GuardRejected
 
 # Who refunds the paid orders of a cancelled event: an admin's rights, checked-in tickets too.
 CANCELLATION_REFUNDER = Actor("refunder", is_admin=True)
 # Refused because a ticket was checked in between reading its stream and the refund's append.
 TICKET_CHECKED_IN_MEANWHILE = "ticket_checked_in_meanwhile"
+# Orders of a cancelled event read from its index per round trip.
+EVENT_ORDERS_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +105,14 @@ class RefundService:
         async def decide(state: OrderTickets | None) -> list[DomainEvent]:
             organizer_id = None
             event_started = False
+            restock_refunds = True
             if state is not None:
                 try:
-                    event = await self.orders.event_terms(state.order.event_id, fresh=False)
+                    # Fresh: the event's restock setting may have changed since it was cached.
+                    event = await self.orders.event_terms(state.order.event_id, fresh=True)
                     organizer_id = event.organizer_id
                     event_started = requested_at >= event.starts_at
+                    restock_refunds = event.restock_refunds
                 except EventNotFound:
                     event_started = True
             versions: dict[str, int] = {}
@@ -114,6 +129,7 @@ class RefundService:
                     event_started=event_started,
                     refund_id=refund_id,
                     now=requested_at,
+                    restock_refunds=restock_refunds,
                 )
             )
 
@@ -169,6 +185,52 @@ class RefundService:
         except NotRefundable:
             return False
         return True
+
+    async def resolve(
+        self, refund_id: str, *, by: Actor, resolution: RefundResolution, note: str
+    ) -> tuple[str, Refund]:
+        """An admin's resolution of a failed refund (retry now, or settled outside VNPAY),
+        appended to the order's stream; a repeat finds it resolved and appends nothing."""
+        order_id = await order_of_refund(self.require_database(), refund_id)
+        if order_id is None or not by.is_admin:
+            raise RefundNotFound(f"There is no refund {refund_id!r}.")
+        command = ResolveRefund(
+            order_id=order_id,
+            refund_id=refund_id,
+            by=by,
+            resolution=resolution,
+            note=note,
+        )
+        now = self.orders.now()
+        await self.orders.repository.decide_and_append(
+            order_id,
+            lambda order: list(decide_resolve_refund(order, command, now=now)),
+            effects=lambda order, events: order_effects(events),
+            actor=by.account_id,
+        )
+        order = await self.orders.get(order_id)
+        return order_id, next(r for r in order.refunds if r.id == refund_id)
+
+    async def failed(
+        self, viewer: Actor, *, page: int, page_size: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Every order's failed refunds (read model; may lag a moment), for admins."""
+        if not viewer.is_admin:
+            raise RefundNotFound("Only admins list failed refunds.")
+        return await failed_refunds(self.require_database(), page=page, page_size=page_size)
+
+    async def orders_of_event(self, event_id: str, *, offset: int = 0) -> list[str]:
+        """The next batch of every order placed for the event, oldest first, from the index
+        each placement writes in its own append: exact, so no order placed before the event
+        was cancelled is missed (none can be placed after: a placement requires the event's
+        stream unchanged, and the index only grows, so offsets stay put)."""
+        partition = keys.partition_of(event_id, self.orders.partitions)
+        members = await self.orders.redis.zrange(
+            keys.schedule_key(partition, event_orders_index(event_id)),
+            offset,
+            offset + EVENT_ORDERS_BATCH - 1,
+        )
+        return [text(member) for member in members if isinstance(member, bytes | str)]
 
     async def refundable_orders(self, event_id: str, *, after: str = "") -> list[str]:
         """The next batch of the event's paid orders (read model), in id order."""

@@ -115,6 +115,7 @@ def test_every_page_and_page_size_has_the_same_bounds(document: dict[str, Any]) 
         "GET /api/v1/orders",
         "GET /api/v1/admin/accounts",
         "GET /api/v1/admin/dead-letters",
+        "GET /api/v1/admin/refunds",
     }
     assert set(bounds.values()) == {(1, MAX_PAGE), (1, MAX_PAGE_SIZE)}
 
