@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from eventhunting.domain.actors import Actor
+from eventhunting.domain.catalog import UpdateEvent
 from eventhunting.domain.errors import IdempotencyKeyReused
 from eventhunting.domain.orders import Order, OrderNotFound, OrderStatus, RequestedItem
 from eventhunting.domain.refunds import NotRefundable, RefundExceedsPaid, TicketCheckedInAlready
 from eventhunting.domain.tickets import InvalidTicket, IssuedTicket
+from eventhunting.services.catalog import CatalogService
 from eventhunting.services.orders import OrderService, buyer_counter
 from eventhunting.services.payments import PaymentService
 from eventhunting.services.refunds import RefundService
@@ -87,6 +89,32 @@ async def test_a_full_refund_voids_the_order_and_puts_its_tickets_back_on_sale(
     assert await sold_and_bought(store, order) == (0, 0)
     with pytest.raises(NotRefundable):
         await refunds.request(order.id, by=ORGANIZER, reason="again")
+
+
+async def test_an_event_that_does_not_restock_refunds_keeps_refunded_tickets_off_sale(
+    refunds: RefundService,
+    orders: OrderService,
+    catalog: CatalogService,
+    store: EventStore,
+    paid_order: PaidOrder,
+) -> None:
+    order, issued = await paid_order(3)
+    await catalog.update_event(
+        UpdateEvent(event_id=order.event_id, by=ORGANIZER, restock_refunds=False)
+    )
+    requested = await refunds.request(
+        order.id, by=ORGANIZER, reason="one seat", ticket_ids=[issued[0].ticket_id]
+    )
+    assert requested.refund.amount == PRICE
+    # Still sold: the seat is not offered again; the buyer's count is left as it was too.
+    assert await sold_and_bought(store, order) == (3, 3)
+    await catalog.update_event(
+        UpdateEvent(event_id=order.event_id, by=ORGANIZER, restock_refunds=True)
+    )
+    await refunds.request(
+        order.id, by=ORGANIZER, reason="second seat", ticket_ids=[issued[1].ticket_id]
+    )
+    assert await sold_and_bought(store, order) == (2, 2)
 
 
 async def test_partial_refunds_never_give_back_more_than_was_paid(
