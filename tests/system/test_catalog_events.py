@@ -227,6 +227,25 @@ async def test_the_organizer_changes_details_and_reads_them_back_at_once(
     assert shown["description"] == event["description"]
 
 
+async def test_refunded_tickets_go_back_on_sale_unless_the_event_says_otherwise(
+    http: httpx.AsyncClient, organizer: SignedIn
+) -> None:
+    event = await create_event(http, organizer)
+    assert event["restock_refunds"] is True
+    kept = await create_event(http, organizer, restock_refunds=False)
+    assert kept["restock_refunds"] is False
+    response = await http.patch(
+        f"/api/v1/events/{event['id']}", json={"restock_refunds": False}, headers=organizer.headers
+    )
+    assert response.status_code == 200, response.text
+    shown = (await http.get(f"/api/v1/events/{event['id']}", headers=organizer.headers)).json()
+    assert shown["restock_refunds"] is False
+    refused = await http.patch(
+        f"/api/v1/events/{event['id']}", json={"restock_refunds": None}, headers=organizer.headers
+    )
+    assert_problem(refused, 422, "invalid_input")
+
+
 async def test_a_change_that_breaks_the_date_order_is_422_and_changes_nothing(
     http: httpx.AsyncClient, organizer: SignedIn
 ) -> None:

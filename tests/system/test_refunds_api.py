@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.accounts import SignedIn, sign_up
+from tests.support.accounts import SignedIn, sign_in_admin, sign_up
 from tests.support.catalog import create_event, publish, ticket_type
 from tests.support.system import RunningSystem
 from tests.system.test_payments_api import signed_ipn
@@ -110,3 +110,48 @@ async def test_credit_notes_are_listed_for_the_buyer_and_organizer_only_once_a_r
         listed = await http.get(url, headers=viewer.headers)
         assert listed.status_code == 200, listed.text
         assert listed.json() == {"items": []}
+
+
+async def test_admins_resolve_only_failed_refunds_and_others_may_not_touch_them(
+    http: httpx.AsyncClient, api_system: RunningSystem
+) -> None:
+    organizer, buyer, order = await paid_order(http, api_system)
+    admin = await sign_in_admin(http, api_system)
+    requested = await http.post(
+        f"/api/v1/orders/{order['id']}/refunds", json={"reason": "x"}, headers=organizer.headers
+    )
+    refund_id = requested.json()["id"]
+    resolve_url = f"/api/v1/admin/refunds/{refund_id}/resolve"
+    for who in (organizer, buyer):
+        listed = await http.get("/api/v1/admin/refunds", headers=who.headers)
+        assert listed.status_code == 403
+        denied = await http.post(
+            resolve_url, json={"resolution": "settled", "note": "cash"}, headers=who.headers
+        )
+        assert denied.status_code == 403
+    bad = await http.post(
+        resolve_url, json={"resolution": "refund_twice", "note": "x"}, headers=admin.headers
+    )
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    unknown = await http.post(
+        "/api/v1/admin/refunds/01JNOSUCHREFUND00000000000/retry", headers=admin.headers
+    )
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "refund_not_found")
+    # The refund reaches the read model, then is refused: it did not fail.
+    async with asyncio.timeout(20):
+        while True:
+            answer = await http.post(
+                resolve_url, json={"resolution": "settled", "note": "cash"}, headers=admin.headers
+            )
+            if answer.status_code != 404:
+                break
+            await asyncio.sleep(0.1)
+    assert (answer.status_code, answer.json()["code"]) == (409, "refund_not_failed")
+    assert answer.json()["refund_status"] == "requested"
+    listed = await http.get("/api/v1/admin/refunds?page_size=5", headers=admin.headers)
+    assert listed.status_code == 200
+    assert refund_id not in [item["id"] for item in listed.json()["items"]]
+    assert listed.json()["page_size"] == 5
+    refunds = await http.get(f"/api/v1/orders/{order['id']}/refunds", headers=buyer.headers)
+    assert [item["status"] for item in refunds.json()["items"]] == ["requested"]
