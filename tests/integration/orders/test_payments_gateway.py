@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
-from eventhunting.consumers.reconciler import GatewayUnreachable, Reconciler
+from eventhunting.consumers.reconciler import GatewayUnreachable, Reconciler, refund_request_id
 from eventhunting.domain.orders import OrderStatus, PaymentStatus, RequestedItem
 from eventhunting.payments.vnpay_api import VnpayGateway
 from eventhunting.services.orders import OrderService
@@ -227,12 +227,21 @@ async def test_a_gateway_that_never_answers_leaves_the_refund_for_a_later_delive
 ) -> None:
     order, refund_id = await double_paid(orders, payments, reconciler, new_event, sandbox, clock)
     sandbox.switches(refund_failure_rate=1.0, refund_failure_mode="timeout", refund_hang_seconds=3)
-    with pytest.raises(GatewayUnreachable):
-        await reconciler.settle_refund(order.id, refund_id)
-    [refund] = (await orders.get(order.id)).refunds
-    assert refund.status == "requested"
-    sandbox.switches(refund_failure_rate=0.0)
-    assert await reconciler.settle_refund(order.id, refund_id) == "refund_completed"
+    async with VnpayGateway(CREDENTIALS, sandbox.api_url, timeout_seconds=1) as gateway:
+        once = Reconciler(payments, gateway, gateway_attempts=1, refund_retry_initial_seconds=30)
+        with pytest.raises(GatewayUnreachable):
+            await once.settle_refund(order.id, refund_id)
+        [refund] = (await orders.get(order.id)).refunds
+        assert refund.status == "requested"
+        sandbox.switches(refund_failure_rate=0.0)
+        # Delivered again: the same attempt, the same request id, which VNPAY saw (94) and
+        # (querydr says) refunded nothing; so the refund is tried again as a new attempt.
+        assert await once.settle_refund(order.id, refund_id) == "refund_failed"
+        assert sandbox.ledger()["refunds"] == []
+        clock.advance(30)
+        assert await once.retry_refund(order.id, refund_id) == "refund_completed"
+    [entry] = sandbox.ledger()["refunds"]
+    assert entry["request_id"] == refund_request_id(refund_id, 2)
 
 
 async def test_a_refund_the_gateway_refuses_is_recorded_as_failed(
