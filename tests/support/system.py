@@ -98,3 +98,28 @@ def running_system(
             system.processes["workers"] = worker
         wait_for_port(port, timeout=30, process=api)
         yield system
+
+
+class WorkerProcess:
+    """`eventhunting worker NAME...` as a child process a test may kill and start again."""
+
+    def __init__(self, environment: Mapping[str, str], *names: str) -> None:
+        self.environment = dict(environment)
+        self.names = names
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "eventhunting.cli", "worker", *self.names],
+            env=self.environment,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful stop, leases and pending entries are left behind."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
