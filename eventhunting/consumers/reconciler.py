@@ -168,7 +168,7 @@ class Reconciler:
         rate = refunds_per_second or payments.refunds_per_second
         self.refund_interval = 1.0 / rate
         self.next_refund_at = 0.0
-        self.refunds = RefundService(payments.orders, payments.database)
+        self.refunds = RefundService(payments.orders, payments.database, payments)
         self.check_delay_ms = int(check_delay_seconds * 1000)
         self.refund_retry_initial_seconds = refund_retry_initial_seconds
         self.refund_retry_max_seconds = refund_retry_max_seconds

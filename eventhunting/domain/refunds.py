@@ -342,3 +342,28 @@ def decide_resolve_refund(
             resolved_at=now,
         )
     ]
+
+
+def decide_refund_resolution(
+    state: OrderTickets | None,
+    command: ResolveRefund,
+    *,
+    now: datetime,
+    number: CreditNoteNumber,
+) -> list[DomainEvent]:
+    """An admin's resolution of a failed refund (`decide_resolve_refund`). A `settled` one
+    completes the refund in the same append, as a gateway's success would: RefundCompleted
+    and, for the order's invoiced payment, its credit note numbered `number` (the buyer gets
+    the refund mail as for any completed refund)."""
+    resolved = decide_resolve_refund(None if state is None else state.order, command, now=now)
+    if not resolved or command.resolution is RefundResolution.RETRY:
+        return list(resolved)
+    settled = RecordRefundResult(
+        order_id=command.order_id,
+        refund_id=command.refund_id,
+        completed=True,
+        response_code="00",
+        message="settled outside VNPAY",
+        recorded_at=now,
+    )
+    return [*resolved, *decide_refund_settled(state, settled, number=number)]

@@ -31,6 +31,7 @@ from eventhunting.domain.payments import (
     PaymentNotFound,
     RecordPaymentResult,
     RecordRefundResult,
+    RefundNotFound,
     StartPayment,
     decide_payment_result,
     decide_start_payment,
@@ -38,7 +39,12 @@ from eventhunting.domain.payments import (
     invoice_symbol,
     order_id_of,
 )
-from eventhunting.domain.refunds import CreditNoteNumber, decide_refund_settled
+from eventhunting.domain.refunds import (
+    CreditNoteNumber,
+    ResolveRefund,
+    decide_refund_resolution,
+    decide_refund_settled,
+)
 from eventhunting.domain.tickets import OrderTickets
 from eventhunting.payments.vnpay import (
     InvalidVnpayMessage,
@@ -218,6 +224,30 @@ class PaymentService:
             decide,
             effects=lambda state, events: order_effects(events),
             actor="reconciler",
+            loaded=loaded,
+        )
+
+    async def resolve_refund(self, command: ResolveRefund) -> Saved[OrderTickets] | None:
+        """Append an admin's resolution of a failed refund; a `settled` one completes it with
+        its credit note (the series' next number) in the same append. None for a repeat."""
+        now = self.clock()
+        loaded = await self.order_tickets.load(command.order_id)
+        if loaded.state is None:
+            raise RefundNotFound(f"There is no refund {command.refund_id!r}.")
+        symbol = invoice_symbol(now, self.invoice_letters)
+        series = invoice_series(loaded.state.order.event_id, symbol)
+
+        def decide(state: OrderTickets | None, sequence: int) -> list[DomainEvent]:
+            number = CreditNoteNumber(series=series, symbol=symbol, sequence=sequence)
+            return decide_refund_resolution(state, command, now=now, number=number)
+
+        return await self.invoice_numbers.append(
+            self.order_tickets,
+            command.order_id,
+            series,
+            decide,
+            effects=lambda state, events: order_effects(events),
+            actor=command.by.account_id,
             loaded=loaded,
         )
 

@@ -19,7 +19,6 @@ from eventhunting.domain.refunds import (
     RequestRefund,
     ResolveRefund,
     decide_request_refund,
-    decide_resolve_refund,
 )
 from eventhunting.domain.tickets import OrderTickets
 from eventhunting.projections.orders import (
@@ -36,6 +35,7 @@ from eventhunting.services.orders import (
     order_effects,
     translate_guard,
 )
+from eventhunting.services.payments import PaymentService
 from eventhunting.services.repository import Effects, Idempotency, Repository, fingerprint_of
 from eventhunting.services.tickets import ORDER_TICKETS, TICKETS
 from eventhunting.store import keys
@@ -63,10 +63,14 @@ class RefundService:
     """Refunds on the order streams through the repository; the reconciler moves the money."""
 
     def __init__(
-        self, orders: OrderService, database: AsyncDatabase[dict[str, Any]] | None = None
+        self,
+        orders: OrderService,
+        database: AsyncDatabase[dict[str, Any]] | None = None,
+        payments: PaymentService | None = None,
     ) -> None:
         self.orders = orders
         self.database = database
+        self.payments = payments
         self.order_tickets = Repository(orders.store, ORDER_TICKETS)
         self.tickets = Repository(orders.store, TICKETS)
 
@@ -201,13 +205,7 @@ class RefundService:
             resolution=resolution,
             note=note,
         )
-        now = self.orders.now()
-        await self.orders.repository.decide_and_append(
-            order_id,
-            lambda order: list(decide_resolve_refund(order, command, now=now)),
-            effects=lambda order, events: order_effects(events),
-            actor=by.account_id,
-        )
+        await self.require_payments().resolve_refund(command)
         order = await self.orders.get(order_id)
         return order_id, next(r for r in order.refunds if r.id == refund_id)
 
@@ -247,6 +245,11 @@ class RefundService:
         if not viewer.is_admin and event.organizer_id != viewer.account_id:
             raise EventNotFound(f"There is no event {event_id!r}.")
         return await refunds_of_event(self.require_database(), event_id)
+
+    def require_payments(self) -> PaymentService:
+        if self.payments is None:
+            raise RuntimeError("resolving refunds needs the payment service (credit notes)")
+        return self.payments
 
     def require_database(self) -> AsyncDatabase[dict[str, Any]]:
         if self.database is None:

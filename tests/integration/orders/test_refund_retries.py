@@ -231,6 +231,13 @@ async def test_a_lost_answer_to_a_second_partial_refund_is_never_sent_again(
     assert resolved[1].settled_by == ADMIN.account_id
     settled = await orders.get(order.id)
     assert ledger_by_refund(sandbox, settled) == completed_by_refund(settled)
+    # Completed as a gateway's success would be: with its credit note.
+    assert [note.refund_id for note in settled.credit_notes][-1] == second.refund.id
+    again = await refunds.resolve(
+        second.refund.id, by=ADMIN, resolution=RefundResolution.SETTLED, note="seen in portal"
+    )
+    assert again[1] == resolved[1]
+    assert (await orders.get(order.id)).version == settled.version
     await project(store, payments, event)
     assert await refunds.failed(ADMIN, page=1, page_size=20) == ([], 0)
 

@@ -60,7 +60,7 @@ async def reconciler(payments: PaymentService, sandbox: Standin) -> Any:
 
 @pytest.fixture
 def refunds(payments: PaymentService) -> RefundService:
-    return RefundService(payments.orders, payments.database)
+    return RefundService(payments.orders, payments.database, payments)
 
 
 async def paid_at_the_sandbox(
