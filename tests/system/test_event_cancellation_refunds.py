@@ -1,12 +1,13 @@
 """Cancelling an event with 500 paid orders while the refund worker is SIGKILLed twice and the
-VNPAY sandbox fails a tenth of the refund calls: every order is refunded exactly once.
+VNPAY sandbox fails a tenth of the refund calls: every order is refunded exactly once and
+every buyer is mailed once.
 
 The API, projector, archiver, expirer and mailer run as processes on a Redis of their own;
 the reconciler runs as a process of its own that the test kills and starts again; buyers pay
 through the sandbox's pages, which calls the API's IPN. At the end the sandbox's ledger has
 one refund of each payment, named by the request id of the refund our events completed;
 every ticket is refused at the door; the stock and buyer counters equal a replay of the
-orders' streams.
+orders' streams; every buyer has one refund mail in the SMTP sink.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from eventhunting.domain.orders import (
     stock_changes,
 )
 from eventhunting.event_catalog import register_all_events
+from eventhunting.mail.rendering import SUBJECTS
 from eventhunting.services.orders import buyer_counter
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore
@@ -369,6 +371,28 @@ async def test_a_cancelled_event_refunds_every_paid_order_once_through_crashes_a
     for buyer, _ in bought:
         name = buyer_counter(event["id"], buyer.account_id)
         assert counters[name].get("tickets", 0) == per_buyer[buyer.account_id]
+    # Every buyer has one refund mail (the SMTP sink's JSON API).
+    refund_subjects = {
+        subject.format(title=event["title"])
+        for (purpose, _), subject in SUBJECTS.items()
+        if purpose == "refund_completed"
+    }
+
+    async def refund_mails() -> Counter[str]:
+        async with httpx.AsyncClient(base_url=system.sink.http_url, timeout=30) as sink:
+            listing = (await sink.get("/api/messages")).json()
+        return Counter(
+            recipient
+            for message in listing
+            if message["subject"] in refund_subjects
+            for recipient in message["to"]
+        )
+
+    async def every_buyer_mailed() -> bool:
+        return sum((await refund_mails()).values()) >= ORDERS
+
+    await eventually(every_buyer_mailed, "refund mails", deadline)
+    assert await refund_mails() == Counter({buyer.email: 1 for buyer, _ in bought})
     print(
         f"\n{ORDERS} orders: prepared in {prepared - started:.1f} s, refunded in"
         f" {refunded - prepared:.1f} s ({len(failures)} refused calls, kills at {killed_at})"
