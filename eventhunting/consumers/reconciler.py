@@ -64,6 +64,9 @@ GATEWAY_RETRY_MAX_SECONDS = 8.0
 # How often the payment-check schedules are polled, and how many due attempts per round.
 CHECK_INTERVAL_SECONDS = 5.0
 CHECK_BATCH = 100
+# The shortest wait between two polling rounds, also when a refund retry is due already
+# (one whose call failed stays due: no busy loop).
+RETRY_WAKE_FLOOR_SECONDS = 0.5
 REFUND_CREATED_BY = "eventhunting"
 # VNPAY's answer to a vnp_RequestId it has seen that day: the call reached it before.
 DUPLICATE_REQUEST = "94"
@@ -572,5 +575,22 @@ class Reconciler:
                 raise
             except Exception:
                 logger.exception("payment check round failed")
+            wait = CHECK_INTERVAL_SECONDS
+            with contextlib.suppress(Exception):
+                wait = await self.seconds_to_next_retry(sorted(ownership.held), wait)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=CHECK_INTERVAL_SECONDS)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+
+    async def seconds_to_next_retry(self, partitions: Sequence[int], at_most: float) -> float:
+        """How long until the next refund retry of `partitions` is due, at most `at_most`: a
+        retry is called at its `retry_at`, not up to a polling interval later."""
+        now_ms = int(self.now().timestamp() * 1000)
+        soonest = now_ms + int(at_most * 1000)
+        for partition in partitions:
+            first = await self.orders.redis.zrange(
+                keys.schedule_key(partition, REFUND_RETRY_SCHEDULE), 0, 0, withscores=True
+            )
+            for entry in first:
+                if isinstance(entry, tuple | list) and len(entry) == 2:
+                    soonest = min(soonest, int(float(entry[1])))
+        return max((soonest - now_ms) / 1000, RETRY_WAKE_FLOOR_SECONDS)

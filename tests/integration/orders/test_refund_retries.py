@@ -121,6 +121,9 @@ async def test_a_refused_refund_is_called_again_on_a_capped_backoff_until_it_goe
         assert failed.retry_at is not None
         waits.append((failed.retry_at - clock.now).total_seconds())
         assert await refunding.due_refund_retries([partition]) == []
+        # The poller sleeps until the retry is due, at most its interval.
+        assert await refunding.seconds_to_next_retry([partition], 60) == waits[-1]
+        assert await refunding.seconds_to_next_retry([partition], 1) == 1
         clock.now = failed.retry_at
         due = await refunding.due_refund_retries([partition])
         assert due == [(order.id, requested.refund.id)]
