@@ -19,15 +19,23 @@ from eventhunting.domain.orders import (
     PaymentStarted,
     PaymentSucceeded,
     Recorded,
+    RefundCompleted,
+    RefundFailed,
     RefundRequested,
+    RefundResolution,
+    RefundResolved,
     stock_changes,
 )
+from eventhunting.domain.payments import RecordRefundResult, RefundNotFound, decide_refund_result
 from eventhunting.domain.refunds import (
     NotRefundable,
     RefundExceedsPaid,
+    RefundNotFailed,
     RequestRefund,
+    ResolveRefund,
     TicketCheckedInAlready,
     decide_request_refund,
+    decide_resolve_refund,
 )
 from eventhunting.domain.tickets import IssuedTicket, OrderTickets, TicketsIssued, fold
 
@@ -106,6 +114,7 @@ def refund(
     force: bool = False,
     checked_in: frozenset[str] = frozenset(),
     event_started: bool = False,
+    restock_refunds: bool = True,
     refund_id: str = "R1",
 ) -> RefundRequested:
     command = RequestRefund(
@@ -121,6 +130,7 @@ def refund(
         organizer_id=ORGANIZER.account_id,
         checked_in=checked_in,
         event_started=event_started,
+        restock_refunds=restock_refunds,
         refund_id=refund_id,
         now=NOW,
     )
@@ -213,3 +223,77 @@ def test_an_order_paid_before_its_tickets_were_issued_is_refunded_in_full_with_i
     assert requested.amount == 200
     assert requested.ticket_ids == ()
     assert sum(item.quantity for item in requested.items) == 3
+
+
+def test_tickets_stay_off_sale_when_the_event_does_not_restock_refunds():
+    requested = refund(paid(), restock_refunds=False)
+    assert requested.amount == 200
+    assert requested.items == ()
+    assert stock_changes(requested) == []
+
+
+def result(attempt: int | None, *, completed: bool) -> RecordRefundResult:
+    return RecordRefundResult(
+        order_id=ORDER,
+        refund_id="R1",
+        completed=completed,
+        response_code="00" if completed else "99",
+        message="",
+        recorded_at=NOW,
+        attempt=attempt,
+        retry_at=None if completed else NOW + timedelta(minutes=1),
+    )
+
+
+def test_a_failure_counts_an_attempt_and_a_stale_attempts_failure_changes_nothing():
+    requested = refund(paid())
+    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False))
+    assert isinstance(failed, RefundFailed)
+    assert (failed.attempt, failed.retry_at) == (1, NOW + timedelta(minutes=1))
+    after = paid(requested, failed).order
+    assert (after.refunds[0].status, after.refunds[0].attempt) == ("failed", 2)
+    assert decide_refund_result(after, result(1, completed=False)) == []
+    [again] = decide_refund_result(after, result(2, completed=False))
+    assert isinstance(again, RefundFailed)
+
+
+def test_the_money_going_back_is_recorded_whatever_attempt_reports_it_and_only_once():
+    requested = refund(paid())
+    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False))
+    [completed] = decide_refund_result(paid(requested, failed).order, result(1, completed=True))
+    assert isinstance(completed, RefundCompleted)
+    done = paid(requested, failed, completed).order
+    assert done.refunds[0].status == "completed"
+    assert decide_refund_result(done, result(2, completed=True)) == []
+    assert decide_refund_result(done, result(2, completed=False)) == []
+
+
+def resolve(state: OrderTickets, resolution: RefundResolution, *, by: Actor = ADMIN) -> list:
+    command = ResolveRefund(
+        order_id=ORDER, refund_id="R1", by=by, resolution=resolution, note="by bank transfer"
+    )
+    return list(decide_resolve_refund(state.order, command, now=NOW))
+
+
+def test_an_admin_retries_or_settles_only_a_failed_refund_and_a_repeat_changes_nothing():
+    requested = refund(paid())
+    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False))
+    with pytest.raises(RefundNotFailed):
+        resolve(paid(requested), RefundResolution.SETTLED)
+    with pytest.raises(RefundNotFound):
+        resolve(paid(requested, failed), RefundResolution.RETRY, by=ORGANIZER)
+    [retried] = resolve(paid(requested, failed), RefundResolution.RETRY)
+    assert isinstance(retried, RefundResolved)
+    again = paid(requested, failed, retried)
+    assert (again.order.refunds[0].status, again.order.refunds[0].retry_at) == ("requested", NOW)
+    assert resolve(again, RefundResolution.RETRY) == []
+    [settled] = resolve(paid(requested, failed), RefundResolution.SETTLED)
+    done = paid(requested, failed, settled)
+    assert done.order.refunds[0].status == "completed"
+    assert (done.order.refunds[0].settled_by, done.order.refunds[0].note) == (
+        "admin",
+        "by bank transfer",
+    )
+    assert resolve(done, RefundResolution.SETTLED) == []
+    with pytest.raises(RefundNotFailed):
+        resolve(done, RefundResolution.RETRY)
