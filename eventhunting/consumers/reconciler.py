@@ -71,7 +71,7 @@ REFUND_CREATED_BY = "eventhunting"
 # VNPAY's answer to a vnp_RequestId it has seen that day: the call reached it before.
 DUPLICATE_REQUEST = "94"
 # Failed refunds are called again after a capped exponential backoff (the defaults of the
-# EVENTHUNTING_REFUND_RETRY_* settings).
+# EVENTHUNTING_VNPAY_REFUND_RETRY_* settings).
 REFUND_RETRY_INITIAL_SECONDS = 60.0
 REFUND_RETRY_MAX_SECONDS = 3_600.0
 # The longest vnp_RequestId VNPAY takes, and the digits of the attempt in ours.
