@@ -31,10 +31,11 @@ from eventhunting.domain.orders import (
 )
 from eventhunting.domain.payments import (
     RecordRefundResult,
+    decide_refund_attempt,
     order_id_of,
 )
 from eventhunting.domain.refunds import NotRefundable
-from eventhunting.payments.vnpay import PaymentResult
+from eventhunting.payments.vnpay import PaymentResult, format_vnpay_time
 from eventhunting.payments.vnpay_api import (
     QueryRequest,
     QueryResult,
@@ -115,6 +116,11 @@ def refund_request_id(refund_id: str, attempt: int) -> str:
     if len(stem) > room or not stem.isalnum():
         stem = hashlib.blake2b(refund_id.encode(), digest_size=13).hexdigest()
     return f"{stem}{attempt:0{ATTEMPT_DIGITS}d}"
+
+
+def vnpay_day(moment: datetime) -> str:
+    """The GMT+7 day VNPAY keeps a request id unique within."""
+    return format_vnpay_time(moment)[:8]
 
 
 def refund_was_made(answer: QueryResult, amount: int) -> bool:
@@ -280,6 +286,8 @@ class Reconciler:
         attempt = order.payment(refund.txn_ref)
         if attempt is None or attempt.details is None:
             return "settled"
+        if refund.sent_at is None:
+            refund = await self.record_attempt(order, refund)
         try:
             async for retry in AsyncRetrying(
                 stop=stop_after_attempt(self.gateway_attempts),
@@ -312,6 +320,26 @@ class Reconciler:
             },
         )
         return result
+
+    async def record_attempt(self, order: Order, refund: Refund) -> Refund:
+        """Record that the refund's current attempt is about to be sent (RefundAttempted),
+        once; the refund as it stands after."""
+        now = self.now()
+        saved = await self.orders.repository.decide_and_append(
+            order.id,
+            lambda state: list(
+                decide_refund_attempt(
+                    state,
+                    order_id=order.id,
+                    refund_id=refund.id,
+                    request_id=refund_request_id(refund.id, refund.attempt),
+                    now=now,
+                )
+            ),
+            actor="reconciler",
+        )
+        current = (await self.orders.get(order.id)) if saved is None else saved.state
+        return next(r for r in current.refunds if r.id == refund.id)
 
     def retry_at(self, refund: Refund) -> datetime:
         """When a refund failed now is called again: exponential backoff, capped."""
@@ -374,6 +402,13 @@ class Reconciler:
                     message="refunded (confirmed by querydr)",
                     transaction_no=checked.transaction_no,
                 )
+        sent_at = refund.sent_at
+        if sent_at is not None and vnpay_day(sent_at) != vnpay_day(self.now()):
+            # Sent on an earlier day (GMT+7): VNPAY no longer knows the request id and would
+            # take the call as a new refund. Only querydr and our events can tell.
+            return await self.recognise_sent(
+                order, refund, paid=attempt.amount, through_gateway=through_gateway, first=first
+            )
         full = refund.amount == attempt.amount
         await self.pace()
         answer = await self.gateway.refund(

@@ -334,6 +334,19 @@ class RefundCompleted(DomainEvent, frozen=True, kw_only=True):
     """The gateway call (1, 2, ...) that gave the money back; None before attempts counted."""
 
 
+@registry.event("RefundAttempted", stream_kind=STREAM_KIND)
+class RefundAttempted(DomainEvent, frozen=True, kw_only=True):
+    """The reconciler is about to call the gateway for attempt `attempt` of the refund, with
+    `request_id` (the same for every call of that attempt); `sent_at` dates the first call,
+    since VNPAY tells a repeated request id only on the same day (GMT+7)."""
+
+    order_id: str
+    refund_id: str
+    attempt: int
+    request_id: str
+    sent_at: datetime
+
+
 @registry.event("RefundFailed", stream_kind=STREAM_KIND)
 class RefundFailed(DomainEvent, frozen=True, kw_only=True):
     """The gateway refused the refund `refund_id` (or its outcome is unknown); it is tried
@@ -385,6 +398,7 @@ OrderEvent = (
     | RefundRequested
     | RefundCompleted
     | RefundFailed
+    | RefundAttempted
     | CreditNoteIssued
     | RefundResolved
 )
@@ -418,6 +432,8 @@ class Refund(msgspec.Struct, frozen=True, kw_only=True):
     """A refund of the order's own payment (not of money we could not keep)."""
     failures: int = 0
     """How many gateway calls failed; the next call is attempt `failures + 1`."""
+    sent_at: datetime | None = None
+    """When the current attempt was first sent (RefundAttempted); None: not sent yet."""
     outcome_unknown: bool = False
     retry_at: datetime | None = None
     settled_by: str | None = None
@@ -509,6 +525,7 @@ def settled_refund(
             refund,
             status="failed",
             failures=refund.failures + 1,
+            sent_at=None,
             outcome_unknown=event.outcome_unknown,
             retry_at=event.retry_at,
         )
@@ -595,6 +612,16 @@ def evolve(order: Order | None, recorded: RecordedEvent) -> Order:
         )
         refunded_to = order.status if event.order_status is None else event.order_status
         return replace(order, refunds=(*order.refunds, refund), status=refunded_to)
+    if isinstance(event, RefundAttempted):
+        return replace(
+            order,
+            refunds=tuple(
+                replace(r, sent_at=event.sent_at)
+                if r.id == event.refund_id and r.attempt == event.attempt
+                else r
+                for r in order.refunds
+            ),
+        )
     if isinstance(event, RefundCompleted | RefundFailed | RefundResolved):
         return replace(
             order,

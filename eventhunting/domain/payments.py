@@ -21,6 +21,7 @@ from eventhunting.domain.orders import (
     PaymentStarted,
     PaymentStatus,
     PaymentSucceeded,
+    RefundAttempted,
     RefundCompleted,
     RefundFailed,
     RefundRequested,
@@ -346,6 +347,28 @@ def decide_refund_result(order: Order | None, command: RecordRefundResult) -> li
             attempt=command.attempt,
             outcome_unknown=command.outcome_unknown,
             retry_at=None if command.outcome_unknown else command.retry_at,
+        )
+    ]
+
+
+def decide_refund_attempt(
+    order: Order | None, *, order_id: str, refund_id: str, request_id: str, now: datetime
+) -> list[OrderEvent]:
+    """RefundAttempted for the refund's current attempt, once (before its first call);
+    nothing when it was recorded already or the refund is completed."""
+    order = require_order(order, order_id)
+    refund = next((r for r in order.refunds if r.id == refund_id), None)
+    if refund is None:
+        raise RefundNotFound(f"Order {order.id!r} has no refund {refund_id!r}.")
+    if refund.status == "completed" or refund.sent_at is not None:
+        return []
+    return [
+        RefundAttempted(
+            order_id=order.id,
+            refund_id=refund.id,
+            attempt=refund.attempt,
+            request_id=request_id,
+            sent_at=now,
         )
     ]
 

@@ -245,6 +245,46 @@ async def test_a_lost_answer_to_a_second_partial_refund_is_never_sent_again(
     assert await refunds.failed(ADMIN, page=1, page_size=20) == ([], 0)
 
 
+async def test_an_attempt_whose_answer_was_lost_is_not_sent_again_on_a_later_day(
+    orders: OrderService,
+    payments: PaymentService,
+    reconciler: Reconciler,
+    refunds: RefundService,
+    tickets: TicketService,
+    signing_ring: QrKeyRing,
+    store: EventStore,
+    new_event: NewEvent,
+    sandbox: Standin,
+    gateway: VnpayGateway,
+    clock: ManualClock,
+) -> None:
+    event = await new_event(TicketTypeSpec("Standard", PRICE, 10))
+    order = await paid_at_the_sandbox(orders, payments, reconciler, sandbox, clock, event, 3)
+    issued = await tickets.issue(order.id, signing_ring)
+    await refunds.request(
+        order.id, by=ORGANIZER, reason="first seat", ticket_ids=[issued[0].ticket_id]
+    )
+    assert await settle_requested(store, worker(payments, gateway), event) == ["refund_completed"]
+    second = await refunds.request(
+        order.id, by=ORGANIZER, reason="second seat", ticket_ids=[issued[1].ticket_id]
+    )
+    sandbox.switches(
+        refund_failure_rate=1.0,
+        refund_failure_mode="applied_then_timeout",
+        refund_hang_seconds=CLIENT_TIMEOUT_SECONDS * 3,
+    )
+    with pytest.raises(ConnectionError):
+        await settle_requested(store, worker(payments, gateway), event)
+    sandbox.switches(refund_failure_rate=0.0)
+    attempted = (await orders.get(order.id)).refunds[1]
+    assert (attempted.attempt, attempted.sent_at) == (1, clock.now)
+    # The next delivery comes the next day: VNPAY would take the same request id as new.
+    clock.advance(24 * 3600)
+    outcomes = await settle_requested(store, worker(payments, gateway), event)
+    assert outcomes == ["settled", "refund_outcome_unknown"]
+    assert ledger_by_refund(sandbox, order)[second.refund.id] == [PRICE]
+
+
 async def test_a_lost_answer_to_the_refund_of_the_rest_is_confirmed_by_querydr(
     orders: OrderService,
     payments: PaymentService,
