@@ -286,8 +286,6 @@ class Reconciler:
         attempt = order.payment(refund.txn_ref)
         if attempt is None or attempt.details is None:
             return "settled"
-        if refund.sent_at is None:
-            refund = await self.record_attempt(order, refund)
         try:
             async for retry in AsyncRetrying(
                 stop=stop_after_attempt(self.gateway_attempts),
@@ -402,6 +400,8 @@ class Reconciler:
                     message="refunded (confirmed by querydr)",
                     transaction_no=checked.transaction_no,
                 )
+        if refund.sent_at is None:
+            refund = await self.record_attempt(order, refund)
         sent_at = refund.sent_at
         if sent_at is not None and vnpay_day(sent_at) != vnpay_day(self.now()):
             # Sent on an earlier day (GMT+7): VNPAY no longer knows the request id and would
