@@ -85,7 +85,12 @@ INVOICE_KIND = "1"
 INVOICE_CODE_KIND = "K"
 INVOICE_REGISTRATION = "T"
 DEFAULT_INVOICE_LETTERS = "EH"
+INVOICE_NUMBER_DIGITS = 8
 MAX_INVOICE_SEQUENCE = 99_999_999
+UNNUMBERED = 0
+"""An invoice's sequence as decided: the payment's append takes the next number of the
+series and writes it over this placeholder (`services/orders.py: invoice_numbering`), so
+the number is never read before deciding and a refused append takes none."""
 VIETNAM = timezone(timedelta(hours=7))
 
 
@@ -107,7 +112,7 @@ def invoice_series(event_id: str, symbol: str) -> str:
 
 
 def invoice_number(series: str, sequence: int) -> str:
-    return f"{series}-{sequence:08d}"
+    return f"{series}-{sequence:0{INVOICE_NUMBER_DIGITS}d}"
 
 
 class StartPayment(Command, frozen=True, kw_only=True):
@@ -123,9 +128,9 @@ class StartPayment(Command, frozen=True, kw_only=True):
 class RecordPaymentResult(Command, frozen=True, kw_only=True):
     """What the gateway said about an attempt (IPN or querydr), to be recorded exactly once.
 
-    `invoice_sequence` is the next number of the event's invoice series as read just before
-    deciding; the append guards it, so two payments never take the same number.
-    `stock_gone` is set when a first try to take released tickets again was refused.
+    `invoice_series` is the series an invoice would take its number from; the number itself
+    is taken by the append (see `UNNUMBERED`). `stock_gone` is set when a first try to take
+    released tickets again was refused.
     """
 
     txn_ref: str
@@ -136,7 +141,6 @@ class RecordPaymentResult(Command, frozen=True, kw_only=True):
     organizer_id: str
     invoice_series: str
     invoice_symbol: str
-    invoice_sequence: int
     refund_id: str
     stock_gone: bool = False
 
@@ -172,7 +176,8 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
 
     Unknown attempt -> `PaymentNotFound`; another amount -> `PaymentAmountMismatch`; a result
     already recorded -> `PaymentAlreadyRecorded`. A failure is recorded and the hold stays.
-    A success pays a pending order and issues its invoice in the same append. Money we cannot
+    A success pays a pending order and issues its invoice in the same append, numbered by the
+    append (`UNNUMBERED` until then). Money we cannot
     keep is recorded and refunded in full: a second success for a paid order, or a success
     after the hold was released when the tickets are gone (`stock_gone`). A success after
     the hold was released while tickets are left takes them again (`restocked`).
@@ -212,11 +217,9 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
         return [succeeded, refund_in_full(order, command, reason)]
     if order.status not in (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.CANCELLED):
         return [succeeded, refund_in_full(order, command, REFUND_STOCK_GONE)]
-    if command.invoice_sequence > MAX_INVOICE_SEQUENCE:
-        raise InvoiceSeriesExhausted(f"Invoice series {command.invoice_series!r} is full.")
     paid_at = command.details.pay_date or command.recorded_at
     series = command.invoice_series
-    number = invoice_number(series, command.invoice_sequence)
+    number = invoice_number(series, UNNUMBERED)
     lines = tuple(invoice_line(line) for line in order.items)
     paid = OrderPaid(
         order_id=order.id,
@@ -237,7 +240,7 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
         buyer_id=order.buyer_id,
         organizer_id=command.organizer_id,
         series=series,
-        sequence=command.invoice_sequence,
+        sequence=UNNUMBERED,
         number=number,
         issued_at=command.recorded_at,
         lines=lines,
@@ -271,6 +274,8 @@ def invoice_line(line: OrderLine) -> InvoiceLine:
 
 
 class InvoiceSeriesExhausted(Conflict):
+    """The series has issued MAX_INVOICE_SEQUENCE numbers (the append refuses the next)."""
+
     code = "invoice_series_exhausted"
 
 

@@ -27,8 +27,7 @@ from eventhunting.domain.orders import (
     RefundResolved,
 )
 from eventhunting.domain.payments import (
-    MAX_INVOICE_SEQUENCE,
-    InvoiceSeriesExhausted,
+    UNNUMBERED,
     RecordRefundResult,
     RefundNotFound,
     decide_refund_result,
@@ -166,12 +165,11 @@ def decide_request_refund(
 # --- credit notes --------------------------------------------------------------------------
 
 
-class CreditNoteNumber(msgspec.Struct, frozen=True, kw_only=True):
-    """The number a credit note would take: the next `sequence` of the invoice `series`."""
+class CreditNoteSeries(msgspec.Struct, frozen=True, kw_only=True):
+    """The invoice series a credit note takes its number in (the append takes the number)."""
 
     series: str
     symbol: str
-    sequence: int
 
 
 def takes_credit_note(state: OrderTickets | None, refund_id: str) -> bool:
@@ -190,13 +188,13 @@ def takes_credit_note(state: OrderTickets | None, refund_id: str) -> bool:
 
 
 def decide_refund_settled(
-    state: OrderTickets | None, command: RecordRefundResult, *, number: CreditNoteNumber
+    state: OrderTickets | None, command: RecordRefundResult, *, series: CreditNoteSeries
 ) -> list[DomainEvent]:
     """RefundCompleted (with its credit note) or RefundFailed, once; nothing when settled.
 
     A completed refund of the order's invoiced payment gets a `CreditNoteIssued` in the same
-    append, numbered `number` (the series' next, as the server read it); a refund that
-    failed gets none (no money went back).
+    append, in `series` and `UNNUMBERED` (the append takes the series' next number); a
+    refund that failed gets none (no money went back).
     """
     if state is None:
         raise OrderNotFound(f"There is no order {command.order_id!r}.")
@@ -207,19 +205,17 @@ def decide_refund_settled(
     invoice = state.order.invoice
     refund = next(r for r in state.order.refunds if r.id == completed.refund_id)
     assert invoice is not None
-    return [*settled, credit_note(state, invoice, refund, number, completed.completed_at)]
+    return [*settled, credit_note(state, invoice, refund, series, completed.completed_at)]
 
 
 def credit_note(
     state: OrderTickets,
     invoice: InvoiceIssued,
     refund: Refund,
-    number: CreditNoteNumber,
+    series: CreditNoteSeries,
     issued_at: datetime,
 ) -> CreditNoteIssued:
     """The adjusting invoice of one completed refund: the original's lines, negative."""
-    if number.sequence > MAX_INVOICE_SEQUENCE:
-        raise InvoiceSeriesExhausted(f"Invoice series {number.series!r} is full.")
     lines = credit_note_lines(state, invoice, refund)
     order = state.order
     return CreditNoteIssued(
@@ -228,10 +224,10 @@ def credit_note(
         buyer_id=order.buyer_id,
         organizer_id=invoice.organizer_id,
         refund_id=refund.id,
-        series=number.series,
-        sequence=number.sequence,
-        number=invoice_number(number.series, number.sequence),
-        symbol=number.symbol,
+        series=series.series,
+        sequence=UNNUMBERED,
+        number=invoice_number(series.series, UNNUMBERED),
+        symbol=series.symbol,
         issued_at=issued_at,
         adjusts=InvoiceReference(
             symbol=invoice.symbol, number=invoice.number, issued_at=invoice.issued_at
@@ -349,11 +345,11 @@ def decide_refund_resolution(
     command: ResolveRefund,
     *,
     now: datetime,
-    number: CreditNoteNumber,
+    series: CreditNoteSeries,
 ) -> list[DomainEvent]:
     """An admin's resolution of a failed refund (`decide_resolve_refund`). A `settled` one
     completes the refund in the same append, as a gateway's success would: RefundCompleted
-    and, for the order's invoiced payment, its credit note numbered `number` (the buyer gets
+    and, for the order's invoiced payment, its credit note in `series` (the append numbers it; the buyer gets
     the refund mail as for any completed refund)."""
     resolved = decide_resolve_refund(None if state is None else state.order, command, now=now)
     if not resolved or command.resolution is RefundResolution.RETRY:
@@ -366,4 +362,4 @@ def decide_refund_resolution(
         message="settled outside VNPAY",
         recorded_at=now,
     )
-    return [*resolved, *decide_refund_settled(state, settled, number=number)]
+    return [*resolved, *decide_refund_settled(state, settled, series=series)]

@@ -55,7 +55,7 @@ from eventhunting.domain.orders import (
 )
 from eventhunting.projections.orders import OrderList, OrderQuery, list_orders
 from eventhunting.services.catalog import EVENTS
-from eventhunting.services.invoice_numbers import number_claims
+from eventhunting.services.invoice_numbers import invoice_numbering
 from eventhunting.services.repository import (
     Effects,
     Idempotency,
@@ -160,15 +160,14 @@ def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = No
     again, guarded by capacity (and the buyer's limit); every other change keeps
     `held + sold` equal or lower and is guarded against going negative (a refund puts its
     `items` back: `sold` and the buyer's count go down). An invoice or a credit note takes
-    the next number of its series only if no other append took it first
-    (`services/invoice_numbers.py`).
+    the next number of its series inside the append (`services/invoice_numbers.py`).
     """
     held_sold: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     tickets = 0
     grows = False
     placed: OrderPlaced | None = None
     settles = False
-    counters: list[CounterChange] = number_claims(events)
+    counters: list[CounterChange] = []
     for event in events:
         for change in stock_changes(event):
             held_sold[change.ticket_type_id][0] += change.held
@@ -246,7 +245,7 @@ def order_effects(events: Sequence[DomainEvent], *, buyer_limit: int | None = No
             schedules.append(ScheduleChange(PAYMENT_CHECK_SCHEDULE, event.txn_ref, deadline))
         elif isinstance(event, PaymentSucceeded | PaymentFailed):
             schedules.append(ScheduleChange(PAYMENT_CHECK_SCHEDULE, event.txn_ref, None))
-    return Effects(counters=counters, schedules=schedules)
+    return Effects(counters=counters, schedules=schedules, numbering=invoice_numbering(events))
 
 
 def translate_guard(rejected: GuardRejected) -> DomainError | GuardRejected:

@@ -40,7 +40,7 @@ from eventhunting.domain.payments import (
     order_id_of,
 )
 from eventhunting.domain.refunds import (
-    CreditNoteNumber,
+    CreditNoteSeries,
     ResolveRefund,
     decide_refund_resolution,
     decide_refund_settled,
@@ -57,7 +57,7 @@ from eventhunting.payments.vnpay import (
     check_ip_address,
     verify_payment_callback,
 )
-from eventhunting.services.invoice_numbers import InvoiceNumbers
+from eventhunting.services.invoice_numbers import append_numbered
 from eventhunting.services.orders import (
     LIMIT_EXCEEDED,
     SOLD_OUT,
@@ -188,7 +188,6 @@ class PaymentService:
         self.pay_url = pay_url
         self.return_url = public_base_url.rstrip("/") + RETURN_PATH
         self.clock = clock
-        self.invoice_numbers = InvoiceNumbers(orders.store)
         self.order_tickets = Repository(orders.store, ORDER_TICKETS)
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
@@ -213,14 +212,13 @@ class PaymentService:
         symbol = invoice_symbol(recorded_at, self.invoice_letters)
         series = invoice_series(loaded.state.order.event_id, symbol)
 
-        def decide(state: OrderTickets | None, sequence: int) -> list[DomainEvent]:
-            number = CreditNoteNumber(series=series, symbol=symbol, sequence=sequence)
-            return decide_refund_settled(state, outcome, number=number)
+        def decide(state: OrderTickets | None) -> list[DomainEvent]:
+            in_series = CreditNoteSeries(series=series, symbol=symbol)
+            return decide_refund_settled(state, outcome, series=in_series)
 
-        return await self.invoice_numbers.append(
+        return await append_numbered(
             self.order_tickets,
             outcome.order_id,
-            series,
             decide,
             effects=lambda state, events: order_effects(events),
             actor="reconciler",
@@ -237,14 +235,13 @@ class PaymentService:
         symbol = invoice_symbol(now, self.invoice_letters)
         series = invoice_series(loaded.state.order.event_id, symbol)
 
-        def decide(state: OrderTickets | None, sequence: int) -> list[DomainEvent]:
-            number = CreditNoteNumber(series=series, symbol=symbol, sequence=sequence)
-            return decide_refund_resolution(state, command, now=now, number=number)
+        def decide(state: OrderTickets | None) -> list[DomainEvent]:
+            in_series = CreditNoteSeries(series=series, symbol=symbol)
+            return decide_refund_resolution(state, command, now=now, series=in_series)
 
-        return await self.invoice_numbers.append(
+        return await append_numbered(
             self.order_tickets,
             command.order_id,
-            series,
             decide,
             effects=lambda state, events: order_effects(events),
             actor=command.by.account_id,
@@ -387,7 +384,7 @@ class PaymentService:
         refund_id = keys.new_id_in_partition(partition, self.orders.partitions)
         stock_gone = False
 
-        def decide(state: Order | None, sequence: int) -> list[DomainEvent]:
+        def decide(state: Order | None) -> list[DomainEvent]:
             command = RecordPaymentResult(
                 txn_ref=result.txn_ref,
                 amount=result.amount,
@@ -397,7 +394,6 @@ class PaymentService:
                 organizer_id=event_terms.organizer_id,
                 invoice_series=series,
                 invoice_symbol=symbol,
-                invoice_sequence=sequence,
                 refund_id=refund_id,
                 stock_gone=stock_gone,
             )
@@ -414,10 +410,11 @@ class PaymentService:
                 return True
             return False
 
-        saved = await self.invoice_numbers.append(
+        # The invoice's number is taken by the append itself (`invoice_numbering`): payments
+        # of one series never contend for it, and a refused append takes none.
+        saved = await append_numbered(
             self.repository,
             order.id,
-            series,
             decide,
             effects=effects,
             idempotency=result_idempotency(result.txn_ref),

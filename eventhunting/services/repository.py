@@ -22,6 +22,7 @@ from eventhunting.store.append import (
     CounterChange,
     CounterSet,
     EventStore,
+    Numbering,
     ScheduleChange,
     StreamVersion,
     text,
@@ -63,12 +64,14 @@ class StreamKind(Generic[S]):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Effects:
-    """What an append writes besides the events: guarded counters, claims, schedules."""
+    """What an append writes besides the events: guarded counters, claims, schedules, and a
+    number the append takes and writes into the events (an invoice's)."""
 
     counters: Sequence[CounterChange | CounterSet] = ()
     claims: Sequence[Claim] = ()
     schedules: Sequence[ScheduleChange] = ()
     stream_versions: Sequence[StreamVersion] = ()
+    numbering: Numbering | None = None
 
 
 NO_EFFECTS = Effects()
@@ -161,7 +164,7 @@ class Repository(Generic[S]):
         IPN) save two round trips that way.
 
         `decide` is usually a pure domain function; it may be a coroutine when deciding
-        needs a fresh read besides the aggregate (the next invoice number, a catalog event).
+        needs a fresh read besides the aggregate (a catalog event).
         `decide_again_on` names guard refusals that, like a lost race, mean "the state the
         decision used moved on": the command is decided again on a fresh read.
         """
@@ -201,6 +204,7 @@ class Repository(Generic[S]):
                 claims=extra.claims,
                 schedules=extra.schedules,
                 stream_versions=extra.stream_versions,
+                numbering=extra.numbering,
             )
             try:
                 result = await self.store.append(request)

@@ -18,7 +18,9 @@
 --                                 "ceiling_field"?, "ceiling"?, "code"}],
 --           "claims"?: [{"name", "owner", "code"}],
 --           "schedules"?: [{"name", "member", "score"?}],   (no score = remove)
---           "stream_versions"?: [{"stream", "version", "code"}]}   (other streams read)
+--           "stream_versions"?: [{"stream", "version", "code"}],   (other streams read)
+--           "numbering"?: {"name", "field", "maximum", "code",
+--                          "fills": [{"find", "before", "digits", "after"}]}}
 --          It is stored verbatim as field "x" of the last log entry, so a restore from the
 --          archive can replay the counters, claims, schedules and idempotency records.
 -- ARGV[4..] one stored event record (JSON) per event, in order.
@@ -29,11 +31,17 @@
 --   3. another stream of "stream_versions" not at its stated version returns
 --      {"guard", <code>, <stream>};
 --   4. a claim owned by someone else, or a counter change that leaves a changed field
---      below 0 or sum_fields above the ceiling, returns {"guard", <code>, <name>}.
+--      below 0 or sum_fields above the ceiling, returns {"guard", <code>, <name>};
+--   5. a numbering whose next number (its counter field + 1) would pass "maximum" returns
+--      {"guard", <code>, <name>}.
+-- Numbering: the number is taken here, after every check, so a refused append takes none.
+-- In each event record every occurrence of a fill's "find" text (a placeholder with its
+-- key, e.g. "sequence":0) becomes "before" .. the number on "digits" digits .. "after".
 -- On success: XADD each event to the aggregate stream (entry id 0-<version>, field "e")
 -- and to the partition log (fields "s", "v", "e" and "x" on the last), then apply counter
--- sets (fields that do not exist yet), counter deltas, claims and schedules, store the
--- idempotency result, and return {"ok", <new version>, "<position> <position> ..."}.
+-- sets (fields that do not exist yet), counter deltas, the numbering's counter, claims and
+-- schedules, store the idempotency result, and return
+-- {"ok", <new version>, "<position> <position> ...", <number taken>?}.
 
 local log_key = KEYS[1]
 local stream_key = KEYS[2]
@@ -139,10 +147,48 @@ if effects then
   end
 end
 
+local records = {}
+for i = 1, event_count do
+  records[i] = ARGV[3 + i]
+end
+
+local number = nil
+if effects and present(effects.numbering) then
+  local numbering = effects.numbering
+  number = (counter_value(numbering.name, numbering.field) or 0) + 1
+  if number > numbering.maximum then
+    return {'guard', numbering.code, numbering.name}
+  end
+  set_counter(numbering.name, numbering.field, number)
+  for _, fill in ipairs(numbering.fills) do
+    local digits = string.format('%d', number)
+    if #digits < fill.digits then
+      digits = string.rep('0', fill.digits - #digits) .. digits
+    end
+    local replacement = fill.before .. digits .. fill.after
+    for i = 1, event_count do
+      local record = records[i]
+      local parts = {}
+      local start = 1
+      while true do
+        local first, last = string.find(record, fill.find, start, true)
+        if not first then break end
+        parts[#parts + 1] = string.sub(record, start, first - 1)
+        parts[#parts + 1] = replacement
+        start = last + 1
+      end
+      if start > 1 then
+        parts[#parts + 1] = string.sub(record, start)
+        records[i] = table.concat(parts)
+      end
+    end
+  end
+end
+
 local positions = {}
 for i = 1, event_count do
   local version = current + i
-  local record = ARGV[3 + i]
+  local record = records[i]
   redis.call('XADD', stream_key, '0-' .. version, 'e', record)
   if i == event_count and effects then
     positions[i] = redis.call('XADD', log_key, '*', 's', stream, 'v', version, 'e', record, 'x', effects_json)
@@ -182,4 +228,7 @@ if effects then
   end
 end
 
+if number then
+  return {'ok', new_version, joined_positions, number}
+end
 return {'ok', new_version, joined_positions}

@@ -18,6 +18,7 @@ from eventhunting.store.batched_script import BatchedScript
 from eventhunting.store.envelope import (
     EventEnvelope,
     EventMeta,
+    decode_payload,
     decode_stored_event,
     encode_stored_event,
     from_epoch_ms,
@@ -85,6 +86,28 @@ class StreamVersion:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Numbering:
+    """Take the next number of counter `name`'s `field` inside the append and write it into
+    the appended events, so a refused or failed append takes no number and the numbers of
+    one counter are gapless, whoever appends at the same moment.
+
+    The events carry placeholders that the append replaces in their stored form: a field
+    named in `number_fields` that holds 0 gets the number; a field named in `text_fields`
+    that holds `text_prefix` followed by `digits` zeros gets `text_prefix` and the number
+    on `digits` digits. Past `maximum` the append is refused: GuardRejected(code, name).
+    """
+
+    name: str
+    field: str
+    maximum: int
+    code: str
+    number_fields: tuple[str, ...] = ()
+    text_fields: tuple[str, ...] = ()
+    text_prefix: str = ""
+    digits: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppendRequest:
     """Everything one command writes: events of one aggregate stream plus guarded side state."""
 
@@ -99,6 +122,7 @@ class AppendRequest:
     claims: Sequence[Claim] = ()
     schedules: Sequence[ScheduleChange] = ()
     stream_versions: Sequence[StreamVersion] = ()
+    numbering: Numbering | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +135,8 @@ class AppendResult:
     events: tuple[EventEnvelope, ...]
     duplicate: bool = False
     fingerprint: str | None = None
+    number: int | None = None
+    """The number a `Numbering` took (None without one, and for a repeat)."""
 
     @property
     def positions(self) -> tuple[str, ...]:
@@ -149,6 +175,24 @@ class StreamVersionRecord(msgspec.Struct, frozen=True, kw_only=True):
     code: str
 
 
+class FillRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One placeholder of a numbering in the events' stored JSON: every occurrence of `find`
+    becomes `before` + the number on `digits` digits (as it is when 0) + `after`."""
+
+    find: str
+    before: str
+    digits: int
+    after: str
+
+
+class NumberingRecord(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    field: str
+    maximum: int
+    code: str
+    fills: list[FillRecord]
+
+
 class AppendEffects(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Side state of one append (ARGV[3] of append.lua, field "x" of its last log entry)."""
 
@@ -162,6 +206,7 @@ class AppendEffects(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     schedules: list[ScheduleRecord] = []
     stream_versions: list[StreamVersionRecord] = []
     """Checks only: restore has nothing to replay for them."""
+    numbering: NumberingRecord | None = None
 
 
 class EarlierResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,8 +266,55 @@ def effects_of(request: AppendRequest) -> AppendEffects | None:
             StreamVersionRecord(stream=v.stream, version=v.version, code=v.code)
             for v in request.stream_versions
         ],
+        numbering=None if request.numbering is None else numbering_record(request.numbering),
     )
     return None if effects == NO_EFFECTS else effects
+
+
+def numbering_record(numbering: Numbering) -> NumberingRecord:
+    """A numbering as the script applies it: the exact JSON text of each placeholder.
+
+    A placeholder is found with its key (`"sequence":0`, `"number":"...-00000000"`): inside a
+    JSON string every quote is escaped, so no text an event carries can look like one.
+    """
+    fills: list[FillRecord] = []
+    for name in numbering.number_fields:
+        key = f"{field_key(name)}:"
+        fills.append(FillRecord(find=f"{key}0", before=key, digits=0, after=""))
+    for name in numbering.text_fields:
+        key = f"{field_key(name)}:"
+        placeholder = effects_encoder.encode(numbering.text_prefix + "0" * numbering.digits)
+        before = placeholder[: -numbering.digits - 1].decode()
+        fills.append(
+            FillRecord(
+                find=key + placeholder.decode(),
+                before=key + before,
+                digits=numbering.digits,
+                after='"',
+            )
+        )
+    return NumberingRecord(
+        name=numbering.name,
+        field=numbering.field,
+        maximum=numbering.maximum,
+        code=numbering.code,
+        fills=fills,
+    )
+
+
+def field_key(name: str) -> str:
+    if not name.isidentifier():
+        raise ValueError(f"a numbered field needs a plain name, not {name!r}")
+    return f'"{name}"'
+
+
+def filled(record: bytes, numbering: NumberingRecord, number: int) -> bytes:
+    """A stored event with the numbering's placeholders replaced by `number` (append.lua's
+    own replacement, for the in-memory store and for the events an append returns)."""
+    for fill in numbering.fills:
+        digits = str(number).zfill(fill.digits)
+        record = record.replace(fill.find.encode(), f"{fill.before}{digits}{fill.after}".encode())
+    return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,11 +334,30 @@ class PreparedAppend:
     request: AppendRequest
     occurred_at_ms: int
     events: tuple[PreparedEvent, ...]
+    effects: AppendEffects | None
+    """What the script gets besides the events (None: nothing)."""
 
-    def written(self, version: int, positions: Sequence[str]) -> AppendResult:
-        """The result once written: `version` is the stream's version after the append and
-        `positions` are the partition-log positions of the events, in order."""
+    def written(
+        self,
+        version: int,
+        positions: Sequence[str],
+        number: int | None = None,
+        event_registry: EventRegistry = registry,
+    ) -> AppendResult:
+        """The result once written: `version` is the stream's version after the append,
+        `positions` are the partition-log positions of the events, in order, and `number` the
+        one a numbering took (the events returned carry it, as stored)."""
         request = self.request
+        data = list(request.events)
+        numbering = self.effects.numbering if self.effects is not None else None
+        if numbering is not None and number is not None:
+            for index, prepared in enumerate(self.events):
+                record = filled(prepared.record, numbering, number)
+                if record != prepared.record:
+                    stored = stored_event_decoder.decode(record)
+                    data[index] = decode_payload(
+                        event_registry, prepared.type_name, prepared.schema, bytes(stored.data)
+                    )
         first_version = version - len(self.events) + 1
         stored_at = from_epoch_ms(self.occurred_at_ms)  # exactly what a later read returns
         envelopes = tuple(
@@ -262,10 +373,14 @@ class PreparedAppend:
                 partition=request.partition,
                 position=positions[index],
             )
-            for index, (prepared, event) in enumerate(zip(self.events, request.events, strict=True))
+            for index, (prepared, event) in enumerate(zip(self.events, data, strict=True))
         )
         return AppendResult(
-            partition=request.partition, stream=request.stream, version=version, events=envelopes
+            partition=request.partition,
+            stream=request.stream,
+            version=version,
+            events=envelopes,
+            number=number,
         )
 
 
@@ -298,7 +413,15 @@ def prepare_append(
             data=event,
         )
         prepared.append(PreparedEvent(event_id, described.name, described.schema, record))
-    return PreparedAppend(request=request, occurred_at_ms=occurred_at_ms, events=tuple(prepared))
+    effects = effects_of(request)
+    if effects is not None and effects.numbering is not None:
+        for fill in effects.numbering.fills:
+            placeholder = fill.find.encode()
+            if not any(placeholder in event.record for event in prepared):
+                raise ValueError(f"no event of the append holds the placeholder {fill.find}")
+    return PreparedAppend(
+        request=request, occurred_at_ms=occurred_at_ms, events=tuple(prepared), effects=effects
+    )
 
 
 def keys_of(request: AppendRequest, effects: AppendEffects | None) -> list[str]:
@@ -318,6 +441,8 @@ def keys_of(request: AppendRequest, effects: AppendEffects | None) -> list[str]:
         for name in dict.fromkeys(s.name for s in effects.schedules)
     ]
     declared += [keys.stream_key(partition, v.stream) for v in effects.stream_versions]
+    if effects.numbering is not None and effects.numbering.name not in counter_names:
+        declared.append(keys.counter_key(partition, effects.numbering.name))
     return declared
 
 
@@ -345,7 +470,7 @@ class EventStore:
         prepared = prepare_append(
             request, partitions=self.partitions, event_registry=self.registry, clock=self.clock
         )
-        effects = effects_of(request)
+        effects = prepared.effects
         expected = -1 if request.expected_version is None else request.expected_version
         reply = await self.append_script(
             keys=keys_of(request, effects),
@@ -358,7 +483,8 @@ class EventStore:
         )
         outcome = text(reply[0])
         if outcome == "ok":
-            return prepared.written(int(reply[1]), text(reply[2]).split(" "))
+            number = int(reply[3]) if len(reply) > 3 else None
+            return prepared.written(int(reply[1]), text(reply[2]).split(" "), number, self.registry)
         if outcome == "dup":
             earlier = earlier_result_decoder.decode(reply[1])
             return await self.earlier_result(request.partition, earlier)

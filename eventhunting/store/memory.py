@@ -18,7 +18,7 @@ from eventhunting.store.append import (
     AppendRequest,
     AppendResult,
     EarlierResult,
-    effects_of,
+    filled,
     prepare_append,
     utc_now,
 )
@@ -122,19 +122,20 @@ class InMemoryEventStore:
         prepared = prepare_append(
             request, partitions=self.partitions, event_registry=self.registry, clock=self.clock
         )
-        effects = effects_of(request) or NO_EFFECTS
+        effects = prepared.effects or NO_EFFECTS
         await asyncio.sleep(0)
         outcome = self.write(request, effects, [event.record for event in prepared.events])
         if isinstance(outcome, EarlierResult):
             return await self.earlier_result(request.partition, outcome)
-        version, positions = outcome
-        return prepared.written(version, positions)
+        version, positions, number = outcome
+        return prepared.written(version, positions, number, self.registry)
 
     def write(
         self, request: AppendRequest, effects: AppendEffects, records: list[bytes]
-    ) -> EarlierResult | tuple[int, list[str]]:
+    ) -> EarlierResult | tuple[int, list[str], int | None]:
         """append.lua without a single await: the earlier result of a repeated idempotency id,
-        or the new stream version and the log positions of the events written; raises
+        or the new stream version, the log positions of the events written and the number a
+        numbering took; raises
         ConcurrencyError or GuardRejected, writing nothing, on a refusal."""
         state = self.storage.partition(request.partition)
         if effects.idempotency_id is not None:
@@ -171,6 +172,14 @@ class InMemoryEventStore:
                     ceiling = change.ceiling or 0
                 if total > ceiling:
                     raise GuardRejected(change.code, change.name)
+        number = None
+        numbering = effects.numbering
+        if numbering is not None:
+            number = (counters.value(numbering.name, numbering.field) or 0) + 1
+            if number > numbering.maximum:
+                raise GuardRejected(numbering.code, numbering.name)
+            counters.set(numbering.name, numbering.field, number)
+            records = [filled(record, numbering, number) for record in records]
 
         stream = state.streams.setdefault(request.stream, [])
         positions: list[str] = []
@@ -198,7 +207,7 @@ class InMemoryEventStore:
                 positions=" ".join(positions),
                 fingerprint=effects.fingerprint,
             )
-        return len(stream), positions
+        return len(stream), positions, number
 
     async def earlier_result(self, partition: int, earlier: EarlierResult) -> AppendResult:
         """The result an idempotent append stored, rebuilt from the events it wrote."""

@@ -124,6 +124,9 @@ class Restorer:
         for change in effects.counter_changes:
             for field, delta in change.deltas.items():
                 pipe.hincrby(keys.counter_key(partition, change.name), field, delta)
+        if effects.numbering is not None:
+            numbering = effects.numbering
+            pipe.hincrby(keys.counter_key(partition, numbering.name), numbering.field, 1)
         for claim in effects.claims:
             pipe.set(keys.claim_key(partition, claim.name), claim.owner)
         for schedule in effects.schedules:

@@ -23,16 +23,18 @@ from eventhunting.store.append import (
     Claim,
     CounterChange,
     CounterSet,
+    Numbering,
     ScheduleChange,
     StreamVersion,
 )
-from eventhunting.store.envelope import EventMeta
+from eventhunting.store.envelope import EventEnvelope, EventMeta
 from eventhunting.store.errors import ConcurrencyError, GuardRejected
 from eventhunting.store.port import EventStorePort
 from tests.support.store_events import (
     BasketClosed,
     ItemAdded,
     ItemAddedV1,
+    ReceiptIssued,
     old_registry,
     store_test_registry,
 )
@@ -90,6 +92,31 @@ def hold(name: str, quantity: int, code: str = "sold_out") -> CounterChange:
 
 def inventory(name: str, capacity: int) -> CounterSet:
     return CounterSet(name, {"capacity": capacity, "held": 0, "sold": 0})
+
+
+RECEIPTS = "receipts"
+
+
+def receipt_numbering(maximum: int = 9999) -> Numbering:
+    return Numbering(
+        name=RECEIPTS,
+        field="issued",
+        maximum=maximum,
+        code="receipts_exhausted",
+        number_fields=("sequence",),
+        text_fields=("number",),
+        text_prefix="R-",
+        digits=4,
+    )
+
+
+def numbered(stream: str, *events: DomainEvent, **options: object) -> AppendRequest:
+    """An append whose ReceiptIssued takes the next receipt number."""
+    return add(stream, *(events or [ReceiptIssued()]), numbering=receipt_numbering(), **options)
+
+
+def receipts_of(events: list[EventEnvelope] | tuple[EventEnvelope, ...]) -> list[ReceiptIssued]:
+    return [event.data for event in events if isinstance(event.data, ReceiptIssued)]
 
 
 def as_numbers(position: str | None) -> tuple[int, int]:
@@ -846,3 +873,99 @@ class EventStoreContract:
     ) -> None:
         await factory.empty()
         await check_interleavings(factory.open(), capacity, plan)
+
+    # Numbering: a number taken inside the append
+
+    async def test_a_numbering_takes_the_next_number_and_writes_it_into_the_events(
+        self, store: EventStorePort
+    ) -> None:
+        first, second = basket(), basket()
+        one = await store.append(numbered(first, item("a"), ReceiptIssued(note="thanks")))
+        two = await store.append(numbered(second))
+        assert (one.number, two.number) == (1, 2)
+        assert receipts_of(one.events) == [
+            ReceiptIssued(sequence=1, number="R-0001", note="thanks")
+        ]
+        assert receipts_of(two.events) == [ReceiptIssued(sequence=2, number="R-0002")]
+        assert receipts_of(await store.read_stream(first)) == receipts_of(one.events)
+        assert receipts_of(await store.read_log(PARTITION)) == [
+            ReceiptIssued(sequence=1, number="R-0001", note="thanks"),
+            ReceiptIssued(sequence=2, number="R-0002"),
+        ]
+        counters = await store.read_counters(PARTITION, [RECEIPTS])
+        assert counters[RECEIPTS] == {"issued": 2}
+
+    async def test_a_refused_or_repeated_append_takes_no_number(
+        self, store: EventStorePort
+    ) -> None:
+        stream = basket()
+        await store.append(numbered(stream, idempotency_id="pay-1"))
+        with pytest.raises(ConcurrencyError):
+            await store.append(numbered(stream, expected_version=0))
+        with pytest.raises(GuardRejected):
+            await store.append(
+                numbered(basket(), counters=[CounterChange("stock", {"n": -1}, code="empty")])
+            )
+        await store.append(add(basket(), claims=[Claim("seat-1", "y", code="taken")]))
+        with pytest.raises(GuardRejected):
+            await store.append(numbered(basket(), claims=[Claim("seat-1", "x", code="taken")]))
+        repeat = await store.append(numbered(stream, idempotency_id="pay-1"))
+        assert repeat.duplicate
+        assert receipts_of(repeat.events) == [ReceiptIssued(sequence=1, number="R-0001")]
+        after = await store.append(numbered(basket()))
+        assert receipts_of(after.events) == [ReceiptIssued(sequence=2, number="R-0002")]
+        assert (await store.read_counters(PARTITION, [RECEIPTS]))[RECEIPTS] == {"issued": 2}
+
+    async def test_a_numbering_past_its_maximum_is_refused_and_writes_nothing(
+        self, store: EventStorePort
+    ) -> None:
+        await store.append(add(basket(), ReceiptIssued(), numbering=receipt_numbering(maximum=1)))
+        full = basket()
+        with pytest.raises(GuardRejected) as refused:
+            await store.append(add(full, ReceiptIssued(), numbering=receipt_numbering(maximum=1)))
+        assert (refused.value.code, refused.value.name) == ("receipts_exhausted", RECEIPTS)
+        assert await store.read_stream(full) == []
+        assert len(await store.read_log(PARTITION)) == 1
+
+    async def test_only_the_declared_fields_holding_the_placeholder_are_numbered(
+        self, store: EventStorePort
+    ) -> None:
+        # Text that merely looks like a placeholder (even with its key) stays as written.
+        note = 'R-0000 "sequence":0 "number":"R-0000"'
+        result = await store.append(numbered(basket(), ReceiptIssued(note=note), item("R-0000")))
+        assert receipts_of(result.events) == [ReceiptIssued(sequence=1, number="R-0001", note=note)]
+        assert [event.data for event in await store.read_log(PARTITION)] == [
+            ReceiptIssued(sequence=1, number="R-0001", note=note),
+            item("R-0000"),
+        ]
+
+    async def test_an_append_without_the_placeholder_is_refused_before_writing(
+        self, store: EventStorePort
+    ) -> None:
+        with pytest.raises(ValueError, match="placeholder"):
+            await store.append(numbered(basket(), ReceiptIssued(sequence=7, number="R-0007")))
+        assert await store.read_log(PARTITION) == []
+
+    async def test_concurrent_numbered_appends_take_gapless_numbers_and_refusals_take_none(
+        self, store: EventStorePort
+    ) -> None:
+        taken = basket()
+        await store.append(add(taken))
+        fresh = [basket() for _ in range(30)]
+
+        async def attempt(index: int) -> AppendResult | Exception:
+            # Every third append is refused (its stream is not new): it must take no number.
+            stream, expected = (taken, 0) if index % 3 == 0 else (fresh[index], 0)
+            try:
+                return await store.append(numbered(stream, expected_version=expected))
+            except ConcurrencyError as error:
+                return error
+
+        outcomes = await asyncio.gather(*(attempt(index) for index in range(30)))
+        written = [o for o in outcomes if isinstance(o, AppendResult)]
+        assert len(written) == 20
+        assert sorted(r.number or 0 for r in written) == list(range(1, 21))
+        numbers = [receipt.sequence for receipt in receipts_of(await store.read_log(PARTITION))]
+        assert sorted(numbers) == list(range(1, 21))
+        assert numbers == sorted(numbers), "numbers follow the log's order"
+        assert (await store.read_counters(PARTITION, [RECEIPTS]))[RECEIPTS] == {"issued": 20}

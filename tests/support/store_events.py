@@ -31,6 +31,16 @@ class BasketClosed(DomainEvent, frozen=True, kw_only=True):
     reason: str = ""
 
 
+@store_test_registry.event("ReceiptIssued", stream_kind="basket")
+class ReceiptIssued(DomainEvent, frozen=True, kw_only=True):
+    """A basket's receipt; a numbering append writes `sequence` and `number` (0 and
+    `R-0000` as decided)."""
+
+    sequence: int = 0
+    number: str = "R-0000"
+    note: str = ""
+
+
 old_registry = EventRegistry()
 """The same basket vocabulary as an older build wrote it (ItemAdded schema 1)."""
 

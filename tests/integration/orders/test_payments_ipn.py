@@ -354,6 +354,47 @@ async def test_invoice_numbers_are_gapless_per_event_under_concurrent_payments(
     assert (await orders.store.read_counters(partition, [counter]))[counter]["issued"] == 12
 
 
+async def test_a_refused_or_repeated_payment_append_takes_no_invoice_number(
+    orders: OrderService,
+    payments: PaymentService,
+    new_event: NewEvent,
+    clock: ManualClock,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    mongo_database_name: str,
+) -> None:
+    late = await pending_order(orders, new_event, quantity=2, capacity=2)
+    late_link = await payments.start(late.id, buyer_id="buyer-1", client_ip="127.0.0.1")
+    clock.advance(3_600)
+    await orders.expire(late.id)
+    rival = (
+        await orders.place(
+            buyer_id="buyer-2",
+            event_id=late.event_id,
+            items=[RequestedItem(ticket_type_id=late.items[0].ticket_type_id, quantity=2)],
+        )
+    ).order
+    # The late payment's first append (paid, with an invoice) is refused: sold out.
+    assert (await payments.handle_ipn(ipn_query(late_link.txn_ref, late.total_amount))).code == "00"
+    assert (await orders.get(late.id)).invoice_number is None
+    rival_link = await payments.start(rival.id, buyer_id="buyer-2", client_ip="127.0.0.1")
+    query = ipn_query(rival_link.txn_ref, rival.total_amount)
+    assert (await payments.handle_ipn(query)).code == "00"
+    assert (await payments.handle_ipn(query)).code == "02"
+    series = invoice_series(late.event_id, invoice_symbol(clock.now))
+    assert (await orders.get(rival.id)).invoice_number == invoice_number(series, 1)
+    partition = keys.partition_of(late.event_id, orders.partitions)
+    counter = invoice_series_counter(series)
+    assert (await orders.store.read_counters(partition, [counter]))[counter] == {"issued": 1}
+    # What was written through to the archive carries the number, not the placeholder.
+    archived = mongo_client[mongo_database_name][EVENTS_COLLECTION]
+    invoice = await archived.find_one({"stream": ORDERS.stream(rival.id), "type": "InvoiceIssued"})
+    assert invoice is not None
+    assert (invoice["data"]["sequence"], invoice["data"]["number"]) == (
+        1,
+        invoice_number(series, 1),
+    )
+
+
 async def test_ipn_racing_a_cancel_and_an_expiry_settles_the_order_once(
     orders: OrderService, payments: PaymentService, new_event: NewEvent, clock: ManualClock
 ) -> None:
