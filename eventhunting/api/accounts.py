@@ -20,6 +20,7 @@ from eventhunting.domain import accounts as rules
 from eventhunting.domain.accounts import (
     ADMIN,
     ChangeRoles,
+    ChooseInvoiceLetters,
     DisableAccount,
     EnableAccount,
     GrantStaff,
@@ -28,7 +29,7 @@ from eventhunting.domain.accounts import (
 )
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.projections.accounts import AccountQuery, ListedAccount
-from eventhunting.services.accounts import AccountService
+from eventhunting.services.accounts import AccountService, InvoiceSeriesChoice
 from eventhunting.settings import SettingsError
 
 # Generous bounds that only stop absurd bodies; the real rules answer with clear messages.
@@ -77,6 +78,18 @@ class AccountRolesUpdate(msgspec.Struct, frozen=True, kw_only=True):
 class AccountDisabledUpdate(msgspec.Struct, frozen=True, kw_only=True):
     disabled: bool
     reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+class InvoiceSeriesUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    letters: Annotated[
+        str,
+        msgspec.Meta(
+            pattern="^[A-Z]{2}$",
+            description="Two capital letters ending the e-invoice symbol (1K26T + letters),"
+            " as registered with the tax authority (Circular 78/2021/TT-BTC).",
+            examples=["EH"],
+        ),
+    ]
 
 
 class LoginCredentials(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +142,19 @@ class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token: str
     token_type: str
     expires_in: int
+
+
+class InvoiceSeries(msgspec.Struct, frozen=True, kw_only=True):
+    """An organizer's invoice series: the letters, and the symbol of invoices paid now."""
+
+    letters: str
+    symbol: str
+    chosen: bool
+    """False: the letters are the default (EVENTHUNTING_INVOICE_LETTERS)."""
+
+    @classmethod
+    def of(cls, choice: InvoiceSeriesChoice) -> InvoiceSeries:
+        return cls(letters=choice.letters, symbol=choice.symbol, chosen=choice.chosen)
 
 
 class StaffGrant(msgspec.Struct, frozen=True, kw_only=True):
@@ -217,6 +243,34 @@ class MeController(Controller):
     @get("", summary="The caller's account")
     async def me(self, accounts: AccountService, principal: Principal) -> Account:
         return Account.of(await accounts.get(principal.account_id))
+
+
+class InvoiceSeriesController(Controller):
+    """An organizer's invoice series. The letters apply to invoices of orders paid from the
+    change on; each invoice keeps the symbol it was issued with."""
+
+    path = "/api/v1/me/invoice-series"
+    tags = ["accounts"]
+    guards = [requires_roles(rules.ORGANIZER)]
+    dependencies = ACCOUNTS_DEPENDENCY
+
+    @get("", summary="The caller's invoice series (organizer)")
+    async def show(self, accounts: AccountService, principal: Principal) -> InvoiceSeries:
+        return InvoiceSeries.of(await accounts.invoice_series(principal.account_id))
+
+    @put(
+        "",
+        summary="Choose the letters of the caller's invoice series (organizer)",
+        description="422 `invalid_invoice_letters` unless two capital letters A-Z.",
+        opt={PROBLEM_STATUSES: ()},
+    )
+    async def choose(
+        self, data: InvoiceSeriesUpdate, accounts: AccountService, principal: Principal
+    ) -> InvoiceSeries:
+        command = ChooseInvoiceLetters(
+            account_id=principal.account_id, letters=data.letters, by=principal.actor
+        )
+        return InvoiceSeries.of(await accounts.choose_invoice_letters(command))
 
 
 class AdminAccountsController(Controller):
@@ -322,7 +376,13 @@ class EventStaffController(Controller):
         forget_account_state(request.app, account_id)
 
 
-ACCOUNT_ROUTES = [AuthController, MeController, AdminAccountsController, EventStaffController]
+ACCOUNT_ROUTES = [
+    AuthController,
+    MeController,
+    InvoiceSeriesController,
+    AdminAccountsController,
+    EventStaffController,
+]
 
 
 async def create_bootstrap_admin(services: Services) -> None:

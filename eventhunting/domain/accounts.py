@@ -11,6 +11,7 @@ import msgspec
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     RateLimited,
@@ -18,6 +19,7 @@ from eventhunting.domain.errors import (
 )
 from eventhunting.domain.events import Command, DomainEvent, RecordedEvent, registry
 from eventhunting.domain.events import fold as fold_history
+from eventhunting.domain.payments import clean_invoice_letters
 
 STREAM_KIND = "account"
 
@@ -135,6 +137,14 @@ class AccountStaffRevoked(DomainEvent, frozen=True, kw_only=True):
     event_id: str
 
 
+@registry.event("InvoiceLettersChanged", stream_kind=STREAM_KIND)
+class InvoiceLettersChanged(DomainEvent, frozen=True, kw_only=True):
+    """The organizer's invoices paid from now on end their symbol with `letters` (1K26T..)."""
+
+    account_id: str
+    letters: str
+
+
 AccountEvent = (
     AccountRegistered
     | AccountRolesChanged
@@ -142,6 +152,7 @@ AccountEvent = (
     | AccountEnabled
     | AccountStaffGranted
     | AccountStaffRevoked
+    | InvoiceLettersChanged
 )
 
 
@@ -158,6 +169,8 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     roles: frozenset[str]
     staff_events: frozenset[str] = frozenset()
     disabled: bool = False
+    invoice_letters: str | None = None
+    """Chosen by an organizer for their invoices' symbols; None: the default setting."""
     version: int = 0
 
 
@@ -209,6 +222,8 @@ def _applied(state: Account | None, event: DomainEvent, version: int) -> Account
         return msgspec.structs.replace(
             state, staff_events=state.staff_events - {event.event_id}, version=version
         )
+    if isinstance(event, InvoiceLettersChanged):
+        return msgspec.structs.replace(state, invoice_letters=event.letters, version=version)
     # Events this version does not know still count towards the stream version.
     return msgspec.structs.replace(state, version=version)
 
@@ -347,6 +362,14 @@ class RevokeStaff(Command, frozen=True, kw_only=True):
     by: Actor
 
 
+class ChooseInvoiceLetters(Command, frozen=True, kw_only=True):
+    """An organizer sets the two letters ending their invoices' series symbol."""
+
+    account_id: str
+    letters: str
+    by: Actor
+
+
 # --- decisions ----------------------------------------------------------------------------
 
 
@@ -462,3 +485,16 @@ def roles_from_flags(flags: dict[str, int]) -> tuple[frozenset[str], frozenset[s
         elif name.startswith(STAFF_FLAG_PREFIX):
             staff.add(name.removeprefix(STAFF_FLAG_PREFIX))
     return frozenset(roles), frozenset(staff), flags.get(DISABLED_FLAG, 0) > 0
+
+
+def decide_choose_invoice_letters(
+    state: Account | None, command: ChooseInvoiceLetters
+) -> list[DomainEvent]:
+    """An organizer's invoice letters; no event when they are the ones chosen already."""
+    account = require_account(state)
+    if ORGANIZER not in account.roles:
+        raise Forbidden("Only organizers issue invoices.", code="not_an_organizer")
+    letters = clean_invoice_letters(command.letters)
+    if letters == account.invoice_letters:
+        return []
+    return [InvoiceLettersChanged(account_id=account.account_id, letters=letters)]

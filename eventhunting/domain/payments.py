@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from eventhunting.domain.errors import Conflict, NotFound
+from eventhunting.domain.errors import Conflict, InvalidInput, NotFound
 from eventhunting.domain.events import Command
 from eventhunting.domain.orders import (
     InvoiceIssued,
@@ -92,6 +92,20 @@ UNNUMBERED = 0
 series and writes it over this placeholder (`services/orders.py: invoice_numbering`), so
 the number is never read before deciding and a refused append takes none."""
 VIETNAM = timezone(timedelta(hours=7))
+
+
+class InvalidInvoiceLetters(InvalidInput):
+    code = "invalid_invoice_letters"
+
+
+def clean_invoice_letters(raw: str) -> str:
+    """A seller's two letters of the symbol: two capital letters A-Z (Circular 78, art. 4)."""
+    letters = raw.strip()
+    if len(letters) != 2 or not all("A" <= letter <= "Z" for letter in letters):
+        raise InvalidInvoiceLetters(
+            "The invoice series letters are two capital letters A-Z, e.g. EH.", field="letters"
+        )
+    return letters
 
 
 def invoice_symbol(issued_at: datetime, letters: str = DEFAULT_INVOICE_LETTERS) -> str:

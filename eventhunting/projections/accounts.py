@@ -17,6 +17,7 @@ from eventhunting.domain.accounts import (
     AccountRolesChanged,
     AccountStaffGranted,
     AccountStaffRevoked,
+    InvoiceLettersChanged,
 )
 from eventhunting.projections.base import Projection
 from eventhunting.projections.query_page import QueryPage
@@ -52,6 +53,8 @@ def update_of(data: object) -> dict[str, Any] | None:
         return {"$addToSet": {"staff_events": data.event_id}}
     if isinstance(data, AccountStaffRevoked):
         return {"$pull": {"staff_events": data.event_id}}
+    if isinstance(data, InvoiceLettersChanged):
+        return {"$set": {"invoice_letters": data.letters}}
     return None
 
 
@@ -68,6 +71,7 @@ class AccountsProjection(Projection):
             "AccountEnabled",
             "AccountStaffGranted",
             "AccountStaffRevoked",
+            "InvoiceLettersChanged",
         }
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from eventhunting.domain import accounts as domain
 from eventhunting.domain.accounts import (
     Account,
     ChangeRoles,
+    ChooseInvoiceLetters,
     DisableAccount,
     DisabledAccount,
     EmailTaken,
@@ -28,6 +30,7 @@ from eventhunting.domain.accounts import (
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.domain.events import DomainEvent
+from eventhunting.domain.payments import DEFAULT_INVOICE_LETTERS, invoice_symbol
 from eventhunting.projections.accounts import AccountQuery, ListedAccount, search_accounts
 from eventhunting.projections.query_page import QueryPage
 from eventhunting.services.login_throttle import LoginThrottle
@@ -42,7 +45,7 @@ from eventhunting.services.repository import (
 )
 from eventhunting.settings import Settings
 from eventhunting.store import keys
-from eventhunting.store.append import Claim, CounterChange, CounterSet, EventStore
+from eventhunting.store.append import Claim, CounterChange, CounterSet, EventStore, utc_now
 from eventhunting.store.claims import email_claim
 from eventhunting.store.counters import account_flags_counter
 from eventhunting.store.errors import GuardRejected
@@ -114,6 +117,16 @@ def flag_effects(before: Account | None, events: Sequence[DomainEvent]) -> Effec
     )
 
 
+@dataclass(frozen=True, slots=True)
+class InvoiceSeriesChoice:
+    """An organizer's invoice letters (`chosen`: by them; otherwise the default setting) and
+    the symbol they give invoices paid now."""
+
+    letters: str
+    symbol: str
+    chosen: bool
+
+
 class AccountService:
     """Everything that reads or writes accounts, on the event store and Redis."""
 
@@ -130,7 +143,11 @@ class AccountService:
         partitions: int,
         fingerprint_key: bytes,
         ensure_manages_event: EventManagement,
+        invoice_letters: str = DEFAULT_INVOICE_LETTERS,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        self.invoice_letters = invoice_letters
+        self.clock = clock
         self.store = store
         self.redis = redis
         self.database = database
@@ -353,6 +370,28 @@ class AccountService:
             command.account_id, lambda state: domain.decide_revoke_staff(state, command), command.by
         )
 
+    # --- an organizer's settings ---------------------------------------------------------------
+
+    async def choose_invoice_letters(self, command: ChooseInvoiceLetters) -> InvoiceSeriesChoice:
+        """Set the letters ending the symbol of the organizer's invoices paid from now on."""
+        account = await self.decided(
+            command.account_id,
+            lambda state: domain.decide_choose_invoice_letters(state, command),
+            command.by,
+        )
+        return self.invoice_series_of(account)
+
+    async def invoice_series(self, account_id: str) -> InvoiceSeriesChoice:
+        return self.invoice_series_of(await self.get(account_id))
+
+    def invoice_series_of(self, account: Account) -> InvoiceSeriesChoice:
+        letters = account.invoice_letters or self.invoice_letters
+        return InvoiceSeriesChoice(
+            letters=letters,
+            symbol=invoice_symbol(self.clock(), letters),
+            chosen=account.invoice_letters is not None,
+        )
+
     async def decided(
         self,
         account_id: str,
@@ -398,4 +437,6 @@ def build_account_service(
         partitions=settings.sales.partitions,
         fingerprint_key=registration_fingerprint_key(auth.jwt_secret),
         ensure_manages_event=ensure_manages_event,
+        invoice_letters=settings.invoice_letters,
+        clock=clock,
     )

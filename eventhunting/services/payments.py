@@ -379,7 +379,9 @@ class PaymentService:
         event_terms = await self.orders.event_terms(order.event_id, fresh=False)
         partition = keys.partition_of(order.id, self.orders.partitions)
         recorded_at = self.orders.now()
-        symbol = invoice_symbol(recorded_at, self.invoice_letters)
+        symbol = invoice_symbol(
+            recorded_at, await self.invoice_letters_of(event_terms.organizer_id)
+        )
         series = invoice_series(order.event_id, symbol)
         refund_id = keys.new_id_in_partition(partition, self.orders.partitions)
         stock_gone = False
@@ -424,6 +426,14 @@ class PaymentService:
         )
         assert saved is not None, "a result always records something"
         return saved
+
+    async def invoice_letters_of(self, organizer_id: str) -> str:
+        """The organizer's invoice letters as they are now (read when the payment is recorded,
+        so the series is the one in force at that moment), or the default setting."""
+        organizer = None if self.find_account is None else await self.find_account(organizer_id)
+        if organizer is None or organizer.invoice_letters is None:
+            return self.invoice_letters
+        return organizer.invoice_letters
 
     async def outcome(self, query: QueryParameters) -> PaymentOutcome:
         """The return page's answer: read only, it never changes an order."""

@@ -39,8 +39,10 @@ def signed_ipn(system: RunningSystem, txn_ref: str, amount: int, code: str = "00
     return str(httpx.QueryParams(parameters))
 
 
-async def held_order(http: httpx.AsyncClient, system: RunningSystem) -> tuple[SignedIn, Any]:
-    organizer = await sign_up(http, system, roles=["organizer"])
+async def held_order(
+    http: httpx.AsyncClient, system: RunningSystem, organizer: SignedIn | None = None
+) -> tuple[SignedIn, Any]:
+    organizer = organizer or await sign_up(http, system, roles=["organizer"])
     event = await create_event(
         http, organizer, ticket_types=[ticket_type(price=180_000, quantity=5)]
     )
@@ -106,6 +108,39 @@ async def test_a_buyer_pays_through_the_ipn_and_reads_the_invoice(
                 assert item["invoice_number"] == invoice["number"]
                 break
             await asyncio.sleep(0.1)
+
+
+async def test_an_organizers_invoice_letters_name_the_series_of_orders_paid_afterwards(
+    http: httpx.AsyncClient, api_system: RunningSystem
+) -> None:
+    organizer = await sign_up(http, api_system, roles=["organizer"])
+    customer = await sign_up(http, api_system)
+    series_url = "/api/v1/me/invoice-series"
+    default = await http.get(series_url, headers=organizer.headers)
+    assert default.status_code == 200, default.text
+    assert (default.json()["letters"], default.json()["chosen"]) == ("EH", False)
+    for letters in ("ab", "A", "ABC", "Đ1"):
+        refused = await http.put(series_url, json={"letters": letters}, headers=organizer.headers)
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    assert (await http.get(series_url, headers=organizer.headers)).json() == default.json()
+    forbidden = await http.put(series_url, json={"letters": "AB"}, headers=customer.headers)
+    assert forbidden.status_code == 403, forbidden.text
+    chosen = await http.put(series_url, json={"letters": "AB"}, headers=organizer.headers)
+    assert chosen.status_code == 200, chosen.text
+    symbol = default.json()["symbol"][:-2] + "AB"
+    assert chosen.json() == {"letters": "AB", "symbol": symbol, "chosen": True}
+    assert (await http.get(series_url, headers=organizer.headers)).json() == chosen.json()
+
+    buyer, order = await held_order(http, api_system, organizer)
+    started = await http.post(f"/api/v1/orders/{order['id']}/payments/vnpay", headers=buyer.headers)
+    query = signed_ipn(api_system, started.json()["txn_ref"], order["total_amount"])
+    ipn = await http.get(f"/api/v1/payments/vnpay/ipn?{query}")
+    assert ipn.json()["RspCode"] == "00"
+    invoice_url = f"/api/v1/orders/{order['id']}/invoice"
+    invoice = (await http.get(invoice_url, headers=buyer.headers)).json()
+    assert invoice["symbol"] == symbol
+    assert invoice["number"] == f"{symbol}-{order['event_id']}-00000001"
 
 
 async def test_ipn_answers_exactly_two_fields_even_for_garbage(

@@ -16,14 +16,16 @@ from eventhunting.domain.accounts import (
     AccountStaffGranted,
     AccountStaffRevoked,
     ChangeRoles,
+    ChooseInvoiceLetters,
     DisableAccount,
     EnableAccount,
     GrantStaff,
+    InvoiceLettersChanged,
     RegisterAccount,
     RevokeStaff,
 )
 from eventhunting.domain.actors import Actor
-from eventhunting.domain.errors import InvalidInput
+from eventhunting.domain.errors import Forbidden, InvalidInput
 from eventhunting.domain.events import DomainEvent, registry
 
 ADMIN = Actor("admin-1", is_admin=True)
@@ -273,3 +275,36 @@ def test_a_registration_command_never_shows_its_password() -> None:
     command = RegisterAccount(email="ana@example.com", full_name="Ana", password=PASSWORD)
     assert PASSWORD not in repr(command)
     assert PASSWORD not in str(command)
+
+
+def choose_letters(state: accounts.Account, letters: str) -> list[DomainEvent]:
+    command = ChooseInvoiceLetters(
+        account_id=state.account_id, letters=letters, by=Actor(state.account_id)
+    )
+    return accounts.decide_choose_invoice_letters(state, command)
+
+
+def test_an_organizer_chooses_invoice_letters_once_and_again_changes_nothing() -> None:
+    organizer = registered(roles=("organizer",))
+    assert organizer.invoice_letters is None
+    events = choose_letters(organizer, "AB")
+    assert events == [InvoiceLettersChanged(account_id=organizer.account_id, letters="AB")]
+    chosen = evolve(organizer, events[0])
+    assert chosen.invoice_letters == "AB"
+    assert choose_letters(chosen, "AB") == []
+    assert choose_letters(chosen, "CD") == [
+        InvoiceLettersChanged(account_id=organizer.account_id, letters="CD")
+    ]
+
+
+@pytest.mark.parametrize("letters", ["ab", "A", "ABC", "A1", "ĐA", "", "A B"])
+def test_invoice_letters_other_than_two_capital_letters_are_refused(letters: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        choose_letters(registered(roles=("organizer",)), letters)
+    assert refused.value.code == "invalid_invoice_letters"
+
+
+def test_only_an_organizer_chooses_invoice_letters() -> None:
+    with pytest.raises(Forbidden) as refused:
+        choose_letters(registered(), "AB")
+    assert refused.value.code == "not_an_organizer"
