@@ -240,14 +240,24 @@ def reserve_load(
 
 @contextmanager
 def running_ipn_api(system: BenchSystem, *, separate: bool) -> Iterator[str]:
-    """Where the IPNs go: the API under load, or (`separate`) an API process of its own on
-    the same Redis and MongoDB, as when VNPAY's IPN URL names a host of its own."""
+    """Where the IPNs go: the API under load, or (`separate`) the payments-only API process
+    (`eventhunting api --only payments`) on the same Redis and MongoDB, as deployed when
+    VNPAY's IPN URL names it."""
     if not separate:
         yield system.api_url
         return
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "eventhunting.cli", "api", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "eventhunting.cli",
+            "api",
+            "--only",
+            "payments",
+            "--port",
+            str(port),
+        ],
         env=system.environment,
     )
     try:

@@ -42,7 +42,7 @@ def run_api(arguments: argparse.Namespace) -> int:
     from eventhunting.api.app import create_app, freeze_startup_heap
 
     settings = settings_or_exit(Settings)
-    app = create_app(settings)
+    app = create_app(settings, routes=arguments.only or "all")
     freeze_startup_heap()
     uvicorn.run(
         app,
@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     api.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    api.add_argument(
+        "--only",
+        choices=["payments"],
+        help="serve only these routes: `payments` = VNPAY's IPN and return page (and health),"
+        " for a process VNPAY's IPN URL names (docs/payments.md)",
+    )
     api.add_argument(
         "--no-fast-loop",
         dest="fast_loop",

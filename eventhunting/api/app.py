@@ -28,7 +28,7 @@ from eventhunting.api.health import HealthController
 from eventhunting.api.openapi import complete_document
 from eventhunting.api.orders import OrderController
 from eventhunting.api.pages import PAGE_ROUTES
-from eventhunting.api.payments import PaymentController
+from eventhunting.api.payments import PaymentController, VnpayGatewayController
 from eventhunting.api.refunds import AdminRefundController, RefundController
 from eventhunting.api.request_log import request_log_middleware
 from eventhunting.api.sales import SalesController
@@ -47,14 +47,24 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *TICKET_ROUTES,
     DeadLetterController,
     PaymentController,
+    VnpayGatewayController,
     RefundController,
     AdminRefundController,
     *PAGE_ROUTES,
 ]
 
+ROUTE_SETS: dict[str, list[ControllerRouterHandler]] = {
+    "all": ROUTE_HANDLERS,
+    # An API process of its own for VNPAY's calls (`eventhunting api --only payments`): the
+    # IPN never waits behind buyers' requests in a busy process (docs/payments.md).
+    "payments": [HealthController, VnpayGatewayController],
+}
 
-def create_app(settings: Settings, *, services: Services | None = None) -> Litestar:
-    """Build the app; clients are created on start-up, never at import."""
+
+def create_app(
+    settings: Settings, *, services: Services | None = None, routes: str = "all"
+) -> Litestar:
+    """Build the app with one of ROUTE_SETS; clients are created on start-up, never at import."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -78,7 +88,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Lites
                 await built.close()
 
     app = Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=ROUTE_SETS[routes],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_log_middleware],

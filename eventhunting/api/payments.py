@@ -301,50 +301,6 @@ class PaymentController(Controller):
         )
 
     @get(
-        "/payments/vnpay/ipn",
-        summary="VNPAY's IPN: records a payment result and answers VNPAY",
-        description=(
-            "Called by VNPAY with the signed result. Always 200 with exactly"
-            ' `{"RspCode", "Message"}`: 97 invalid signature, 01 order not found, 04 invalid'
-            " amount, 02 already confirmed, 00 recorded, 99 unexpected error (VNPAY retries)."
-        ),
-        opt={PROBLEM_STATUSES: (403,)},
-    )
-    async def ipn(self, request: Request[Any, Any, Any], payments: PaymentService) -> IpnReply:
-        payments.ensure_ipn_caller_allowed(peer_of(request), request.headers.get("x-forwarded-for"))
-        answer = await payments.handle_ipn(request.query_params.multi_items())
-        return IpnReply(RspCode=answer.code, Message=answer.message)
-
-    @get(
-        "/payments/vnpay/return",
-        summary="Where VNPAY sends the buyer back: the payment's outcome (display only)",
-        description=(
-            "An HTML page (vi/en by Accept-Language or `?lang=vi`); with"
-            " `Accept: application/json`, `{order_id, status, message}`. Never changes an order."
-        ),
-        media_type=MediaType.HTML,
-        opt={PROBLEM_STATUSES: (503,)},
-    )
-    async def return_page(
-        self, request: Request[Any, Any, Any], payments: PaymentService
-    ) -> Response[Any]:
-        outcome: PaymentOutcome = await payments.outcome(request.query_params.multi_items())
-        locale = page_locale(request)
-        message = outcome.message if locale == "en" else MESSAGES_VN[outcome.status]
-        if wants_json(request):
-            view = PaymentResultView(
-                order_id=outcome.order_id, status=outcome.status, message=message
-            )
-            return Response(msgspec.to_builtins(view), media_type=MediaType.JSON)
-        return render_page(
-            "payment_result.html",
-            outcome=outcome,
-            message=message,
-            locale=locale,
-            text=TEXTS[locale],
-        )
-
-    @get(
         "/orders/{order_id:str}/invoice",
         guards=[signed_in],
         summary="The invoice of a paid order (buyer, the event's organizer, admin)",
@@ -388,4 +344,57 @@ class PaymentController(Controller):
                 credit_note_view(note, seller.full_name if seller else None, party)
                 for note in issued.credit_notes
             ]
+        )
+
+
+class VnpayGatewayController(Controller):
+    """What VNPAY calls (the IPN) and where it sends the buyer back (the return page): the
+    routes of an API process that serves payments only (`eventhunting api --only payments`)."""
+
+    path = "/api/v1"
+    tags = ["payments"]
+    dependencies = {"payments": Provide(provide_payments, sync_to_thread=False)}
+
+    @get(
+        "/payments/vnpay/ipn",
+        summary="VNPAY's IPN: records a payment result and answers VNPAY",
+        description=(
+            "Called by VNPAY with the signed result. Always 200 with exactly"
+            ' `{"RspCode", "Message"}`: 97 invalid signature, 01 order not found, 04 invalid'
+            " amount, 02 already confirmed, 00 recorded, 99 unexpected error (VNPAY retries)."
+        ),
+        opt={PROBLEM_STATUSES: (403,)},
+    )
+    async def ipn(self, request: Request[Any, Any, Any], payments: PaymentService) -> IpnReply:
+        payments.ensure_ipn_caller_allowed(peer_of(request), request.headers.get("x-forwarded-for"))
+        answer = await payments.handle_ipn(request.query_params.multi_items())
+        return IpnReply(RspCode=answer.code, Message=answer.message)
+
+    @get(
+        "/payments/vnpay/return",
+        summary="Where VNPAY sends the buyer back: the payment's outcome (display only)",
+        description=(
+            "An HTML page (vi/en by Accept-Language or `?lang=vi`); with"
+            " `Accept: application/json`, `{order_id, status, message}`. Never changes an order."
+        ),
+        media_type=MediaType.HTML,
+        opt={PROBLEM_STATUSES: (503,)},
+    )
+    async def return_page(
+        self, request: Request[Any, Any, Any], payments: PaymentService
+    ) -> Response[Any]:
+        outcome: PaymentOutcome = await payments.outcome(request.query_params.multi_items())
+        locale = page_locale(request)
+        message = outcome.message if locale == "en" else MESSAGES_VN[outcome.status]
+        if wants_json(request):
+            view = PaymentResultView(
+                order_id=outcome.order_id, status=outcome.status, message=message
+            )
+            return Response(msgspec.to_builtins(view), media_type=MediaType.JSON)
+        return render_page(
+            "payment_result.html",
+            outcome=outcome,
+            message=message,
+            locale=locale,
+            text=TEXTS[locale],
         )

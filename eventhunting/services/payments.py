@@ -370,7 +370,7 @@ class PaymentService:
         except PaymentAlreadyRecorded:
             # Recorded without this key (cannot happen today); nothing to archive from here.
             return ALREADY_CONFIRMED
-        await archive_appended(self.redis, self.database, saved.events)
+        await archive_appended(self.redis, self.database, saved.events, saved.appended)
         return ALREADY_CONFIRMED if saved.repeated else CONFIRMED
 
     async def append_result(

@@ -18,6 +18,7 @@ from eventhunting.domain.events import Command, DomainEvent, RecordedEvent, fold
 from eventhunting.store import keys
 from eventhunting.store.append import (
     AppendRequest,
+    AppendResult,
     Claim,
     CounterChange,
     CounterSet,
@@ -96,6 +97,8 @@ class Saved(Generic[S]):
     state: S
     events: tuple[EventEnvelope, ...]
     repeated: bool = False
+    appended: AppendResult | None = None
+    """The store's result of this command's own append (None for a repeat)."""
 
 
 @dataclass(slots=True)
@@ -224,7 +227,7 @@ class Repository(Generic[S]):
                     )
                 state = self.kind.fold([*loaded.history, *result.events])
                 assert state is not None, "a decision's events always produce a state"
-                return Saved(state=state, events=result.events)
+                return Saved(state=state, events=result.events, appended=result)
             await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 

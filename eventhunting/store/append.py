@@ -137,6 +137,10 @@ class AppendResult:
     fingerprint: str | None = None
     number: int | None = None
     """The number a `Numbering` took (None without one, and for a repeat)."""
+    records: tuple[bytes, ...] = ()
+    """Each event as stored (field "e" of its entries; empty for a repeat)."""
+    effects_record: bytes | None = None
+    """The effects as stored with the last event's log entry (field "x"), if any."""
 
     @property
     def positions(self) -> tuple[str, ...]:
@@ -336,6 +340,8 @@ class PreparedAppend:
     events: tuple[PreparedEvent, ...]
     effects: AppendEffects | None
     """What the script gets besides the events (None: nothing)."""
+    effects_json: bytes
+    """ARGV[3] of append.lua, stored with the last log entry: the effects encoded, or b""."""
 
     def written(
         self,
@@ -350,16 +356,17 @@ class PreparedAppend:
         request = self.request
         data = list(request.events)
         numbering = self.effects.numbering if self.effects is not None else None
+        first_version = version - len(self.events) + 1
+        stored_at = from_epoch_ms(self.occurred_at_ms)  # exactly what a later read returns
+        records = tuple(prepared.record for prepared in self.events)
         if numbering is not None and number is not None:
-            for index, prepared in enumerate(self.events):
-                record = filled(prepared.record, numbering, number)
+            records = tuple(filled(record, numbering, number) for record in records)
+            for index, (prepared, record) in enumerate(zip(self.events, records, strict=True)):
                 if record != prepared.record:
                     stored = stored_event_decoder.decode(record)
                     data[index] = decode_payload(
                         event_registry, prepared.type_name, prepared.schema, bytes(stored.data)
                     )
-        first_version = version - len(self.events) + 1
-        stored_at = from_epoch_ms(self.occurred_at_ms)  # exactly what a later read returns
         envelopes = tuple(
             EventEnvelope(
                 event_id=prepared.event_id,
@@ -381,6 +388,8 @@ class PreparedAppend:
             version=version,
             events=envelopes,
             number=number,
+            records=records,
+            effects_record=self.effects_json or None,
         )
 
 
@@ -420,7 +429,11 @@ def prepare_append(
             if not any(placeholder in event.record for event in prepared):
                 raise ValueError(f"no event of the append holds the placeholder {fill.find}")
     return PreparedAppend(
-        request=request, occurred_at_ms=occurred_at_ms, events=tuple(prepared), effects=effects
+        request=request,
+        occurred_at_ms=occurred_at_ms,
+        events=tuple(prepared),
+        effects=effects,
+        effects_json=b"" if effects is None else effects_encoder.encode(effects),
     )
 
 
@@ -477,7 +490,7 @@ class EventStore:
             args=[
                 expected,
                 request.stream,
-                b"" if effects is None else effects_encoder.encode(effects),
+                prepared.effects_json,
                 *(event.record for event in prepared.events),
             ],
         )

@@ -14,7 +14,7 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.store import keys
-from eventhunting.store.append import text
+from eventhunting.store.append import AppendResult, text
 from eventhunting.store.consumer_groups import (
     ConsumerConfig,
     ConsumerGroup,
@@ -130,14 +130,18 @@ async def run_archiver(
 
 
 async def archive_appended(
-    redis: aioredis.Redis, database: AsyncDatabase[Document], events: Sequence[EventEnvelope]
+    redis: aioredis.Redis,
+    database: AsyncDatabase[Document],
+    events: Sequence[EventEnvelope],
+    appended: AppendResult | None = None,
 ) -> None:
     """Write the events of one append to the archive now, exactly as the archiver will.
 
     For money: a command that must survive a total loss of Redis (a payment VNPAY was told we
-    recorded) archives its own append before it answers. The entries are read back from the
-    partition log (one append's entries are consecutive there), so the documents are the
-    archiver's to the byte, and its later copy changes nothing.
+    recorded) archives its own append before it answers. The entries are the partition
+    log's to the byte, so the archiver's later copy changes nothing: taken from `appended`,
+    the append's own result (what it stored, where), or else read back from the log (one
+    append's entries are consecutive there).
     """
     if not events:
         return
@@ -145,16 +149,35 @@ async def archive_appended(
     positions = [event.position for event in events if event.position is not None]
     if partition is None or len(positions) != len(events):
         raise ValueError("only events read from or appended to a partition log can be archived")
-    wanted = set(positions)
-    raw: Any = await redis.xrange(keys.log_key(partition), positions[0], positions[-1])
-    entries = [
-        log_entry(partition, entry_id, fields)
-        for entry_id, fields in raw
-        if text(entry_id) in wanted
-    ]
-    if len(entries) != len(wanted):
-        raise LookupError("the appended events are not all in the partition log")
+    if appended is not None and appended.records:
+        entries = entries_of(appended)
+    else:
+        wanted = set(positions)
+        raw: Any = await redis.xrange(keys.log_key(partition), positions[0], positions[-1])
+        entries = [
+            log_entry(partition, entry_id, fields)
+            for entry_id, fields in raw
+            if text(entry_id) in wanted
+        ]
+        if len(entries) != len(wanted):
+            raise LookupError("the appended events are not all in the partition log")
     await Archiver(database).archive(entries)
+
+
+def entries_of(appended: AppendResult) -> list[LogEntry]:
+    """The partition-log entries an append wrote, from its own result."""
+    last = len(appended.events) - 1
+    return [
+        LogEntry(
+            partition=appended.partition,
+            position=event.position or "",
+            stream=appended.stream,
+            version=event.version,
+            record=record,
+            effects=appended.effects_record if index == last else None,
+        )
+        for index, (event, record) in enumerate(zip(appended.events, appended.records, strict=True))
+    ]
 
 
 def utc_from_document(moment: datetime) -> datetime:

@@ -16,6 +16,7 @@ from eventhunting.store.append import (
     CounterChange,
     CounterSet,
     EventStore,
+    Numbering,
     ScheduleChange,
 )
 from eventhunting.store.envelope import EventMeta
@@ -24,6 +25,7 @@ from tests.support.store_events import (
     BasketClosed,
     ItemAdded,
     ItemAddedV1,
+    ReceiptIssued,
     old_registry,
     store_test_registry,
 )
@@ -347,3 +349,37 @@ async def test_old_schema_events_are_upcast_on_read(store_redis: aioredis.Redis)
 async def test_an_append_without_events_is_refused(store: EventStore) -> None:
     with pytest.raises(ValueError, match="at least one event"):
         await store.append(AppendRequest(partition=1, stream=basket(), events=[]))
+
+
+async def test_an_appends_result_holds_its_log_entries_as_stored_numbered_or_not(
+    store: EventStore, store_redis: aioredis.Redis
+) -> None:
+    numbering = Numbering(
+        name="receipts",
+        field="issued",
+        maximum=99,
+        code="receipts_exhausted",
+        number_fields=("sequence",),
+        text_fields=("number",),
+        text_prefix="R-",
+        digits=4,
+    )
+    plain = await store.append(AppendRequest(partition=1, stream=basket(), events=[item()]))
+    numbered = await store.append(
+        AppendRequest(
+            partition=1,
+            stream=basket(),
+            events=[item("b"), ReceiptIssued(note='é "quoted" R-0000')],
+            counters=[CounterSet("stock", {"n": 3})],
+            numbering=numbering,
+        )
+    )
+    for result in (plain, numbered):
+        entries = await store_redis.xrange(
+            keys.log_key(1), result.positions[0], result.positions[-1]
+        )
+        assert [entry_id.decode() for entry_id, _ in entries] == list(result.positions)
+        assert [fields[b"e"] for _, fields in entries] == list(result.records)
+        assert [fields.get(b"x") for _, fields in entries][-1] == result.effects_record
+    assert plain.effects_record is None
+    assert b'"number":"R-0001"' in numbered.records[1]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,8 +16,8 @@ import pytest
 from eventhunting.payments.vnpay_signing import sign_query
 from tests.support.accounts import SignedIn, sign_up
 from tests.support.catalog import create_event, publish, ticket_type
-from tests.support.servers import running_redis
-from tests.support.system import RunningSystem, running_system
+from tests.support.servers import free_port, running_redis, wait_for_port
+from tests.support.system import RunningSystem, running_system, stop_process
 
 pytestmark = pytest.mark.system
 
@@ -141,6 +143,52 @@ async def test_an_organizers_invoice_letters_name_the_series_of_orders_paid_afte
     invoice = (await http.get(invoice_url, headers=buyer.headers)).json()
     assert invoice["symbol"] == symbol
     assert invoice["number"] == f"{symbol}-{order['event_id']}-00000001"
+
+
+@pytest.fixture(scope="module")
+def payments_only_api(api_system: RunningSystem) -> Iterator[str]:
+    """`eventhunting api --only payments` beside the system's API, on its stores."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eventhunting.cli",
+            "api",
+            "--only",
+            "payments",
+            "--port",
+            str(port),
+        ],
+        env=api_system.environment,
+    )
+    try:
+        wait_for_port(port, timeout=30, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+async def test_a_payments_only_api_records_the_ipn_and_serves_nothing_else(
+    http: httpx.AsyncClient, api_system: RunningSystem, payments_only_api: str
+) -> None:
+    buyer, order = await held_order(http, api_system)
+    started = await http.post(f"/api/v1/orders/{order['id']}/payments/vnpay", headers=buyer.headers)
+    query = signed_ipn(api_system, started.json()["txn_ref"], order["total_amount"])
+    async with httpx.AsyncClient(base_url=payments_only_api, timeout=20) as gateway:
+        ipn = await gateway.get(f"/api/v1/payments/vnpay/ipn?{query}")
+        assert ipn.json() == {"RspCode": "00", "Message": "Confirm Success"}
+        back = await gateway.get(
+            f"/api/v1/payments/vnpay/return?{query}", headers={"Accept": "application/json"}
+        )
+        assert back.json()["status"] == "paid"
+        assert (await gateway.get("/health/ready")).status_code == 200
+        order_url = f"/api/v1/orders/{order['id']}"
+        assert (await gateway.get(order_url, headers=buyer.headers)).status_code == 404
+        assert (await gateway.post("/api/v1/auth/login", json={})).status_code == 404
+    paid = (await http.get(f"/api/v1/orders/{order['id']}", headers=buyer.headers)).json()
+    assert paid["status"] == "paid"
+    assert (await http.get(f"/api/v1/payments/vnpay/ipn?{query}")).json()["RspCode"] == "02"
 
 
 async def test_ipn_answers_exactly_two_fields_even_for_garbage(
