@@ -238,13 +238,44 @@ def reserve_load(
     )
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one IPN costs, counted over the idle phase (nothing else runs then)."""
+
+    redis_calls_per_ipn: dict[str, float]
+    """Redis commands per IPN by name (INFO commandstats; a script's own calls are counted
+    too, under their names, beside its `evalsha`)."""
+    server_cpu_ms_per_ipn: float
+    """CPU time (user + system) of the API process serving the IPNs."""
+
+
+def redis_commands(redis_url: str) -> Counter[str]:
+    """Commands Redis has executed so far, by name (INFO commandstats)."""
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(redis_url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return Counter(
+        {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def running_ipn_api(system: BenchSystem, *, separate: bool) -> Iterator[str]:
+def running_ipn_api(system: BenchSystem, *, separate: bool) -> Iterator[tuple[str, int]]:
     """Where the IPNs go: the API under load, or (`separate`) the payments-only API process
     (`eventhunting api --only payments`) on the same Redis and MongoDB, as deployed when
     VNPAY's IPN URL names it."""
     if not separate:
-        yield system.api_url
+        yield system.api_url, system.processes[0].pid
         return
     port = free_port()
     process = subprocess.Popen(
@@ -262,7 +293,7 @@ def running_ipn_api(system: BenchSystem, *, separate: bool) -> Iterator[str]:
     )
     try:
         wait_for_port(port, timeout=30, process=process)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         stop_process(process)
 
@@ -279,7 +310,7 @@ async def measure(
     warmup = round(rate * WARMUP_SECONDS)
     with (
         running_bench_system(fsync=arguments.fsync, hello=False, overrides=overrides) as system,
-        running_ipn_api(system, separate=arguments.ipn_api == "separate") as ipn_url,
+        running_ipn_api(system, separate=arguments.ipn_api == "separate") as (ipn_url, ipn_pid),
         ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
         loop = asyncio.get_running_loop()
@@ -289,7 +320,19 @@ async def measure(
         payments = await started_payments(system, warmup + 2 * per_phase, arguments.events)
         requests = ipn_requests(ipn_url, payments, hash_secret)
         await open_loop("warmup", ipn_url, requests[:warmup], rate)
+        redis_url = system.environment["EVENTHUNTING_REDIS_URL"]
+        commands_before, cpu_before = redis_commands(redis_url), cpu_seconds(ipn_pid)
         idle = await open_loop("idle", ipn_url, requests[warmup:][:per_phase], rate)
+        commands = redis_commands(redis_url) - commands_before
+        commands["info"] -= 1
+        cost = Cost(
+            redis_calls_per_ipn={
+                name: round(calls / idle.sent, 2)
+                for name, calls in sorted(commands.items())
+                if calls > 0
+            },
+            server_cpu_ms_per_ipn=(cpu_seconds(ipn_pid) - cpu_before) * 1000 / idle.sent,
+        )
         load = loop.run_in_executor(
             pool,
             reserve_load,
@@ -319,6 +362,8 @@ async def measure(
         "idle": {**asdict(idle), "errors": idle.errors},
         "loaded": {**asdict(loaded), "errors": loaded.errors},
         "reserve": asdict(reserve),
+        "cost": asdict(cost),
+        "load_average": os.getloadavg(),
         "p99_ratio_loaded_to_idle": ratio,
         "targets": {"p99_ms_under_load": TARGET_P99_MS},
         "met": loaded.p99_ms <= TARGET_P99_MS,
@@ -362,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         loop.close()
 
     idle, loaded, reserve = report["idle"], report["loaded"], report["reserve"]
+    cost = report["cost"]
+    assert isinstance(cost, dict)
     assert isinstance(idle, dict)
     assert isinstance(loaded, dict)
     assert isinstance(reserve, dict)
@@ -382,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"reserve load: {reserve['rate']:.0f} orders/s, p50 {reserve['p50_ms']:.1f} ms,"
         f" p99 {reserve['p99_ms']:.1f} ms, errors {reserve['errors'] or '-'}"
+    )
+    print(
+        f"per IPN (idle phase): Redis {cost['redis_calls_per_ipn']},"
+        f" {cost['server_cpu_ms_per_ipn']:.2f} ms CPU of the API process serving it;"
+        f" load average at the end {report['load_average']}"
     )
     print(
         f"IPN p99 under load {loaded['p99_ms']:.1f} ms (target <= {TARGET_P99_MS:g} ms),"
