@@ -209,7 +209,15 @@ class PaymentService:
         loaded = await self.order_tickets.load(outcome.order_id)
         if loaded.state is None:
             raise OrderNotFound(f"There is no order {outcome.order_id!r}.")
-        symbol = invoice_symbol(recorded_at, self.invoice_letters)
+        # A credit note is issued in the organizer's series in force now (their letters, this
+        # year's symbol); only an invoiced order gets one.
+        invoice = loaded.state.order.invoice
+        letters = (
+            self.invoice_letters
+            if invoice is None
+            else await self.invoice_letters_of(invoice.organizer_id)
+        )
+        symbol = invoice_symbol(recorded_at, letters)
         series = invoice_series(loaded.state.order.event_id, symbol)
 
         def decide(state: OrderTickets | None) -> list[DomainEvent]:

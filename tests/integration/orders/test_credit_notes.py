@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
+from eventhunting.domain.accounts import Account
 from eventhunting.domain.catalog import CatalogEvent
 from eventhunting.domain.orders import (
     CreditNoteIssued,
@@ -404,3 +405,41 @@ async def credited_together(database: Database, order: Order) -> None:
     refund = await database[REFUNDS_COLLECTION].find_one({"order_id": order.id})
     assert refund is not None
     assert refund["status"] == "completed"
+
+
+async def test_the_organizers_letters_in_force_name_the_series_of_each_document(
+    orders: OrderService,
+    payments: PaymentService,
+    refunds: RefundService,
+    new_event: NewEvent,
+    clock: ManualClock,
+) -> None:
+    chosen: dict[str, str | None] = {ORGANIZER.account_id: None}
+
+    async def find_account(account_id: str) -> Account | None:
+        return Account(
+            account_id=account_id,
+            email=f"{account_id}@example.com",
+            full_name="Organizer",
+            password_hash="-",
+            roles=frozenset({"customer", "organizer"}),
+            invoice_letters=chosen.get(account_id),
+        )
+
+    payments.find_account = find_account
+    event = await new_event(ODD)
+    order = await paid(orders, payments, event, [2])
+    assert order.invoice is not None
+    default = invoice_symbol(clock.now)
+    assert (order.invoice.symbol, order.invoice.series) == (default, f"{default}-{event.id}")
+    # The organizer chooses other letters: the invoice keeps its symbol, the credit note of
+    # a refund completed afterwards starts the new series at 1.
+    chosen[ORGANIZER.account_id] = "AB"
+    requested = await refunds.request(order.id, by=ORGANIZER, reason="changed plans")
+    assert await payments.record_refund(outcome(order.id, requested.refund.id, clock))
+    after = await orders.get(order.id)
+    [note] = after.credit_notes
+    symbol = invoice_symbol(clock.now, "AB")
+    assert (note.symbol, note.series) == (symbol, invoice_series(event.id, symbol))
+    assert (note.sequence, note.number) == (1, f"{symbol}-{event.id}-00000001")
+    assert after.invoice == order.invoice
