@@ -261,7 +261,10 @@ class InvoiceSeriesController(Controller):
     @put(
         "",
         summary="Choose the letters of the caller's invoice series (organizer)",
-        description="422 `invalid_invoice_letters` unless two capital letters A-Z.",
+        description=(
+            "Two capital letters A-Z (422 `invalid_input` otherwise). Invoices and credit"
+            " notes issued from now on take them; issued ones keep their symbol."
+        ),
         opt={PROBLEM_STATUSES: ()},
     )
     async def choose(

@@ -125,6 +125,7 @@ async def test_an_organizers_invoice_letters_name_the_series_of_orders_paid_afte
         refused = await http.put(series_url, json={"letters": letters}, headers=organizer.headers)
         assert refused.status_code == 422, refused.text
         assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "invalid_input"
     assert (await http.get(series_url, headers=organizer.headers)).json() == default.json()
     forbidden = await http.put(series_url, json={"letters": "AB"}, headers=customer.headers)
     assert forbidden.status_code == 403, forbidden.text
