@@ -17,6 +17,7 @@ from eventhunting.store.append import (
     CounterChange,
     CounterSet,
     EventStore,
+    Numbering,
     ScheduleChange,
     stream_range,
 )
@@ -37,7 +38,12 @@ from eventhunting.store.envelope import EventMeta
 from eventhunting.store.errors import GuardRejected
 from eventhunting.store.restore import RedisNotEmpty, restore
 from tests.support.redis_snapshot import event_store_snapshot
-from tests.support.store_events import BasketClosed, ItemAdded, store_test_registry
+from tests.support.store_events import (
+    BasketClosed,
+    ItemAdded,
+    ReceiptIssued,
+    store_test_registry,
+)
 
 PARTITIONS = 3
 FAST = ConsumerConfig(block_ms=50, count=50, lease_ms=2_000, max_deliveries=3, retry_delay_ms=20)
@@ -103,7 +109,29 @@ async def write_history(store: EventStore) -> int:
             except GuardRejected:
                 continue
             written += len(result.events)
+        for _ in range(3):
+            numbered = await store.append(
+                AppendRequest(
+                    partition=partition,
+                    stream=basket(partition),
+                    events=[ReceiptIssued()],
+                    numbering=RECEIPTS,
+                )
+            )
+            written += len(numbered.events)
     return written
+
+
+RECEIPTS = Numbering(
+    name="receipts",
+    field="issued",
+    maximum=99,
+    code="receipts_exhausted",
+    number_fields=("sequence",),
+    text_fields=("number",),
+    text_prefix="R-",
+    digits=4,
+)
 
 
 async def archive_everything(store_redis: aioredis.Redis, database: Database, total: int) -> None:
@@ -186,6 +214,12 @@ async def test_restore_from_the_archive_gives_identical_streams_and_counters(
     assert again.fingerprint == "body"
     infos = await store_redis.xinfo_groups(keys.log_key(0))
     assert infos[0]["lag"] == 0
+    # ... and numbers go on from the restored counter, gapless.
+    numbered = await store.append(
+        AppendRequest(partition=0, stream=basket(0), events=[ReceiptIssued()], numbering=RECEIPTS)
+    )
+    assert numbered.number == 4
+    assert numbered.events[0].data == ReceiptIssued(sequence=4, number="R-0004")
 
 
 async def test_restore_refuses_to_write_over_a_non_empty_store(
