@@ -349,8 +349,8 @@ def decide_refund_resolution(
 ) -> list[DomainEvent]:
     """An admin's resolution of a failed refund (`decide_resolve_refund`). A `settled` one
     completes the refund in the same append, as a gateway's success would: RefundCompleted
-    and, for the order's invoiced payment, its credit note in `series` (the append numbers it; the buyer gets
-    the refund mail as for any completed refund)."""
+    and, for the order's invoiced payment, its credit note in `series` (the append numbers
+    it; the buyer gets the refund mail as for any completed refund)."""
     resolved = decide_resolve_refund(None if state is None else state.order, command, now=now)
     if not resolved or command.resolution is RefundResolution.RETRY:
         return list(resolved)

@@ -209,19 +209,9 @@ class PaymentService:
         loaded = await self.order_tickets.load(outcome.order_id)
         if loaded.state is None:
             raise OrderNotFound(f"There is no order {outcome.order_id!r}.")
-        # A credit note is issued in the organizer's series in force now (their letters, this
-        # year's symbol); only an invoiced order gets one.
-        invoice = loaded.state.order.invoice
-        letters = (
-            self.invoice_letters
-            if invoice is None
-            else await self.invoice_letters_of(invoice.organizer_id)
-        )
-        symbol = invoice_symbol(recorded_at, letters)
-        series = invoice_series(loaded.state.order.event_id, symbol)
+        in_series = await self.credit_note_series(loaded.state.order, recorded_at)
 
         def decide(state: OrderTickets | None) -> list[DomainEvent]:
-            in_series = CreditNoteSeries(series=series, symbol=symbol)
             return decide_refund_settled(state, outcome, series=in_series)
 
         return await append_numbered(
@@ -233,6 +223,19 @@ class PaymentService:
             loaded=loaded,
         )
 
+    async def credit_note_series(self, order: Order, at: datetime) -> CreditNoteSeries:
+        """The series a credit note of `order` issued at `at` takes its number in: the
+        organizer's series in force then (their letters, that year's symbol); only an
+        invoiced order gets a credit note."""
+        invoice = order.invoice
+        letters = (
+            self.invoice_letters
+            if invoice is None
+            else await self.invoice_letters_of(invoice.organizer_id)
+        )
+        symbol = invoice_symbol(at, letters)
+        return CreditNoteSeries(series=invoice_series(order.event_id, symbol), symbol=symbol)
+
     async def resolve_refund(self, command: ResolveRefund) -> Saved[OrderTickets] | None:
         """Append an admin's resolution of a failed refund; a `settled` one completes it with
         its credit note (the series' next number) in the same append. None for a repeat."""
@@ -240,11 +243,9 @@ class PaymentService:
         loaded = await self.order_tickets.load(command.order_id)
         if loaded.state is None:
             raise RefundNotFound(f"There is no refund {command.refund_id!r}.")
-        symbol = invoice_symbol(now, self.invoice_letters)
-        series = invoice_series(loaded.state.order.event_id, symbol)
+        in_series = await self.credit_note_series(loaded.state.order, now)
 
         def decide(state: OrderTickets | None) -> list[DomainEvent]:
-            in_series = CreditNoteSeries(series=series, symbol=symbol)
             return decide_refund_resolution(state, command, now=now, series=in_series)
 
         return await append_numbered(
