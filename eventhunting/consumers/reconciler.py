@@ -365,7 +365,6 @@ class Reconciler:
             response_code=response_code,
             message=message,
             transaction_no=transaction_no,
-            recorded_at=self.now(),
             attempt=refund.attempt,
             outcome_unknown=outcome_unknown,
             retry_at=None if completed or outcome_unknown else self.retry_at(refund),

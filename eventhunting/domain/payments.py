@@ -134,38 +134,28 @@ class StartPayment(Command, frozen=True, kw_only=True):
 
     order_id: str
     buyer_id: str
-    started_at: datetime
     bank_code: str | None = None
     locale: str | None = None
 
 
 class RecordPaymentResult(Command, frozen=True, kw_only=True):
-    """What the gateway said about an attempt (IPN or querydr), to be recorded exactly once.
-
-    `invoice_series` is the series an invoice would take its number from; the number itself
-    is taken by the append (see `UNNUMBERED`). `stock_gone` is set when a first try to take
-    released tickets again was refused.
-    """
+    """What the gateway said about an attempt (IPN or querydr), to be recorded exactly once."""
 
     txn_ref: str
     amount: int
     succeeded: bool
     details: PaymentDetails
-    recorded_at: datetime
-    organizer_id: str
-    invoice_series: str
-    invoice_symbol: str
-    refund_id: str
-    stock_gone: bool = False
 
 
-def decide_start_payment(order: Order | None, command: StartPayment) -> list[OrderEvent]:
+def decide_start_payment(
+    order: Order | None, command: StartPayment, *, now: datetime
+) -> list[OrderEvent]:
     """A new attempt for a pending order whose hold has not run out; never past the hold."""
     order = require_order(order, command.order_id)
     if command.buyer_id != order.buyer_id:
         raise OrderNotFound(f"There is no order {order.id!r}.")
     require_pending(order)
-    if command.started_at >= order.expires_at:
+    if now >= order.expires_at:
         raise HoldExpired(f"The hold of order {order.id!r} has run out.")
     attempt = len(order.payments) + 1
     if attempt > MAX_PAYMENT_ATTEMPTS:
@@ -177,16 +167,30 @@ def decide_start_payment(order: Order | None, command: StartPayment) -> list[Ord
             gateway=GATEWAY,
             amount=order.total_amount,
             currency=order.currency,
-            started_at=command.started_at,
-            expires_at=min(order.expires_at, command.started_at + PAYMENT_WINDOW),
+            started_at=now,
+            expires_at=min(order.expires_at, now + PAYMENT_WINDOW),
             bank_code=command.bank_code,
             locale=command.locale,
         )
     ]
 
 
-def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> list[OrderEvent]:
+def decide_payment_result(
+    order: Order | None,
+    command: RecordPaymentResult,
+    *,
+    now: datetime,
+    organizer_id: str,
+    invoice_series: str,
+    invoice_symbol: str,
+    refund_id: str,
+    stock_gone: bool = False,
+) -> list[OrderEvent]:
     """Record a gateway result once, in VNPAY's order of checks.
+
+    The server supplies the event's organizer, the invoice series (and its symbol) an
+    invoice would take its number from, the id a refund would take, and `stock_gone` when a
+    first try to take released tickets again was refused.
 
     Unknown attempt -> `PaymentNotFound`; another amount -> `PaymentAmountMismatch`; a result
     already recorded -> `PaymentAlreadyRecorded`. A failure is recorded and the hold stays.
@@ -215,7 +219,7 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
                 amount=command.amount,
                 currency=order.currency,
                 details=command.details,
-                recorded_at=command.recorded_at,
+                recorded_at=now,
             )
         ]
     succeeded = PaymentSucceeded(
@@ -224,15 +228,16 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
         amount=command.amount,
         currency=order.currency,
         details=command.details,
-        recorded_at=command.recorded_at,
+        recorded_at=now,
     )
-    if order.status is OrderStatus.PAID or command.stock_gone:
+    if order.status is OrderStatus.PAID or stock_gone:
         reason = REFUND_DUPLICATE_PAYMENT if order.status is OrderStatus.PAID else REFUND_STOCK_GONE
-        return [succeeded, refund_in_full(order, command, reason)]
+        return [succeeded, refund_in_full(order, command, reason, refund_id=refund_id, now=now)]
     if order.status not in (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.CANCELLED):
-        return [succeeded, refund_in_full(order, command, REFUND_STOCK_GONE)]
-    paid_at = command.details.pay_date or command.recorded_at
-    series = command.invoice_series
+        refund = refund_in_full(order, command, REFUND_STOCK_GONE, refund_id=refund_id, now=now)
+        return [succeeded, refund]
+    paid_at = command.details.pay_date or now
+    series = invoice_series
     number = invoice_number(series, UNNUMBERED)
     lines = tuple(invoice_line(line) for line in order.items)
     paid = OrderPaid(
@@ -252,14 +257,14 @@ def decide_payment_result(order: Order | None, command: RecordPaymentResult) -> 
         order_id=order.id,
         event_id=order.event_id,
         buyer_id=order.buyer_id,
-        organizer_id=command.organizer_id,
+        organizer_id=organizer_id,
         series=series,
         sequence=UNNUMBERED,
         number=number,
-        issued_at=command.recorded_at,
+        issued_at=now,
         lines=lines,
         total_amount=order.total_amount,
-        symbol=command.invoice_symbol,
+        symbol=invoice_symbol,
         vat_amount=sum(line.vat_amount for line in lines),
         amount_before_vat=sum(line.amount_before_vat for line in lines),
         currency=order.currency,
@@ -293,16 +298,18 @@ class InvoiceSeriesExhausted(Conflict):
     code = "invoice_series_exhausted"
 
 
-def refund_in_full(order: Order, command: RecordPaymentResult, reason: str) -> RefundRequested:
+def refund_in_full(
+    order: Order, command: RecordPaymentResult, reason: str, *, refund_id: str, now: datetime
+) -> RefundRequested:
     return RefundRequested(
         order_id=order.id,
-        refund_id=command.refund_id,
+        refund_id=refund_id,
         txn_ref=command.txn_ref,
         amount=command.amount,
         currency=order.currency,
         reason=reason,
         full=True,
-        requested_at=command.recorded_at,
+        requested_at=now,
         requested_by=SYSTEM_ACTOR,
     )
 
@@ -317,14 +324,15 @@ class RecordRefundResult(Command, frozen=True, kw_only=True):
     response_code: str
     message: str
     transaction_no: str | None = None
-    recorded_at: datetime
     attempt: int | None = None
     """The refund's attempt the call was; a result of another attempt changes nothing."""
     outcome_unknown: bool = False
     retry_at: datetime | None = None
 
 
-def decide_refund_result(order: Order | None, command: RecordRefundResult) -> list[OrderEvent]:
+def decide_refund_result(
+    order: Order | None, command: RecordRefundResult, *, now: datetime
+) -> list[OrderEvent]:
     """Complete the refund once, or fail its current attempt once.
 
     The money going back is recorded whatever attempt said so (it is what happened); a
@@ -352,7 +360,7 @@ def decide_refund_result(order: Order | None, command: RecordRefundResult) -> li
                 amount=refund.amount,
                 currency=order.currency,
                 transaction_no=command.transaction_no,
-                completed_at=command.recorded_at,
+                completed_at=now,
                 attempt=command.attempt,
             )
         ]
@@ -362,7 +370,7 @@ def decide_refund_result(order: Order | None, command: RecordRefundResult) -> li
             refund_id=refund.id,
             response_code=command.response_code,
             message=command.message,
-            failed_at=command.recorded_at,
+            failed_at=now,
             attempt=command.attempt,
             outcome_unknown=command.outcome_unknown,
             retry_at=None if command.outcome_unknown else command.retry_at,

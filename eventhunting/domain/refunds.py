@@ -188,7 +188,11 @@ def takes_credit_note(state: OrderTickets | None, refund_id: str) -> bool:
 
 
 def decide_refund_settled(
-    state: OrderTickets | None, command: RecordRefundResult, *, series: CreditNoteSeries
+    state: OrderTickets | None,
+    command: RecordRefundResult,
+    *,
+    series: CreditNoteSeries,
+    now: datetime,
 ) -> list[DomainEvent]:
     """RefundCompleted (with its credit note) or RefundFailed, once; nothing when settled.
 
@@ -198,7 +202,7 @@ def decide_refund_settled(
     """
     if state is None:
         raise OrderNotFound(f"There is no order {command.order_id!r}.")
-    settled: list[DomainEvent] = list(decide_refund_result(state.order, command))
+    settled: list[DomainEvent] = list(decide_refund_result(state.order, command, now=now))
     completed = next((e for e in settled if isinstance(e, RefundCompleted)), None)
     if completed is None or not takes_credit_note(state, completed.refund_id):
         return settled
@@ -360,6 +364,5 @@ def decide_refund_resolution(
         completed=True,
         response_code="00",
         message="settled outside VNPAY",
-        recorded_at=now,
     )
-    return [*resolved, *decide_refund_settled(state, settled, series=series)]
+    return [*resolved, *decide_refund_settled(state, settled, series=series, now=now)]

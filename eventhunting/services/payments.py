@@ -205,14 +205,14 @@ class PaymentService:
         """Record what the gateway said about a refund, once: RefundCompleted with its credit
         note (the next number of the event's invoice series, in the same append) or
         RefundFailed; None when the refund was settled already."""
-        recorded_at = outcome.recorded_at
+        recorded_at = self.orders.now()
         loaded = await self.order_tickets.load(outcome.order_id)
         if loaded.state is None:
             raise OrderNotFound(f"There is no order {outcome.order_id!r}.")
         in_series = await self.credit_note_series(loaded.state.order, recorded_at)
 
         def decide(state: OrderTickets | None) -> list[DomainEvent]:
-            return decide_refund_settled(state, outcome, series=in_series)
+            return decide_refund_settled(state, outcome, series=in_series, now=recorded_at)
 
         return await append_numbered(
             self.order_tickets,
@@ -309,13 +309,12 @@ class PaymentService:
         command = StartPayment(
             order_id=order_id,
             buyer_id=buyer_id,
-            started_at=self.orders.now(),
             bank_code=bank_code,
             locale=locale,
         )
         saved = await self.repository.decide_and_append(
             order_id,
-            lambda order: list(decide_start_payment(order, command)),
+            lambda order: list(decide_start_payment(order, command, now=self.orders.now())),
             effects=lambda order, events: order_effects(events),
             actor=buyer_id,
         )
@@ -395,20 +394,26 @@ class PaymentService:
         refund_id = keys.new_id_in_partition(partition, self.orders.partitions)
         stock_gone = False
 
+        command = RecordPaymentResult(
+            txn_ref=result.txn_ref,
+            amount=result.amount,
+            succeeded=result.paid,
+            details=details_of(result),
+        )
+
         def decide(state: Order | None) -> list[DomainEvent]:
-            command = RecordPaymentResult(
-                txn_ref=result.txn_ref,
-                amount=result.amount,
-                succeeded=result.paid,
-                details=details_of(result),
-                recorded_at=recorded_at,
-                organizer_id=event_terms.organizer_id,
-                invoice_series=series,
-                invoice_symbol=symbol,
-                refund_id=refund_id,
-                stock_gone=stock_gone,
+            return list(
+                decide_payment_result(
+                    state,
+                    command,
+                    now=recorded_at,
+                    organizer_id=event_terms.organizer_id,
+                    invoice_series=series,
+                    invoice_symbol=symbol,
+                    refund_id=refund_id,
+                    stock_gone=stock_gone,
+                )
             )
-            return list(decide_payment_result(state, command))
 
         def effects(state: Order | None, events: list[DomainEvent]) -> Effects:
             return order_effects(events, buyer_limit=event_terms.max_tickets_per_customer)

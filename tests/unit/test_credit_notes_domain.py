@@ -96,12 +96,12 @@ def paid_with_tickets(lines: list[tuple[int, int]]) -> list[DomainEvent]:
             amount=total,
             succeeded=True,
             details=DETAILS,
-            recorded_at=NOW,
-            organizer_id="organizer",
-            invoice_series=SERIES,
-            invoice_symbol=SYMBOL,
-            refund_id="unused",
         ),
+        now=NOW,
+        organizer_id="organizer",
+        invoice_series=SERIES,
+        invoice_symbol=SYMBOL,
+        refund_id="unused",
     )
     tickets = [
         IssuedTicket(
@@ -150,9 +150,9 @@ def settle(events: list[DomainEvent], refund_id: str, *, completed: bool = True)
             completed=completed,
             response_code="00" if completed else "94",
             message="",
-            recorded_at=NOW,
         ),
         series=CreditNoteSeries(series=SERIES, symbol=SYMBOL),
+        now=NOW,
     )
 
 

@@ -239,7 +239,6 @@ def result(attempt: int | None, *, completed: bool) -> RecordRefundResult:
         completed=completed,
         response_code="00" if completed else "99",
         message="",
-        recorded_at=NOW,
         attempt=attempt,
         retry_at=None if completed else NOW + timedelta(minutes=1),
     )
@@ -247,25 +246,27 @@ def result(attempt: int | None, *, completed: bool) -> RecordRefundResult:
 
 def test_a_failure_counts_an_attempt_and_a_stale_attempts_failure_changes_nothing():
     requested = refund(paid())
-    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False))
+    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False), now=NOW)
     assert isinstance(failed, RefundFailed)
     assert (failed.attempt, failed.retry_at) == (1, NOW + timedelta(minutes=1))
     after = paid(requested, failed).order
     assert (after.refunds[0].status, after.refunds[0].attempt) == ("failed", 2)
-    assert decide_refund_result(after, result(1, completed=False)) == []
-    [again] = decide_refund_result(after, result(2, completed=False))
+    assert decide_refund_result(after, result(1, completed=False), now=NOW) == []
+    [again] = decide_refund_result(after, result(2, completed=False), now=NOW)
     assert isinstance(again, RefundFailed)
 
 
 def test_the_money_going_back_is_recorded_whatever_attempt_reports_it_and_only_once():
     requested = refund(paid())
-    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False))
-    [completed] = decide_refund_result(paid(requested, failed).order, result(1, completed=True))
+    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False), now=NOW)
+    [completed] = decide_refund_result(
+        paid(requested, failed).order, result(1, completed=True), now=NOW
+    )
     assert isinstance(completed, RefundCompleted)
     done = paid(requested, failed, completed).order
     assert done.refunds[0].status == "completed"
-    assert decide_refund_result(done, result(2, completed=True)) == []
-    assert decide_refund_result(done, result(2, completed=False)) == []
+    assert decide_refund_result(done, result(2, completed=True), now=NOW) == []
+    assert decide_refund_result(done, result(2, completed=False), now=NOW) == []
 
 
 def resolve(state: OrderTickets, resolution: RefundResolution, *, by: Actor = ADMIN) -> list:
@@ -277,7 +278,7 @@ def resolve(state: OrderTickets, resolution: RefundResolution, *, by: Actor = AD
 
 def test_an_admin_retries_or_settles_only_a_failed_refund_and_a_repeat_changes_nothing():
     requested = refund(paid())
-    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False))
+    [failed] = decide_refund_result(paid(requested).order, result(1, completed=False), now=NOW)
     with pytest.raises(RefundNotFailed):
         resolve(paid(requested), RefundResolution.SETTLED)
     with pytest.raises(RefundNotFound):

@@ -93,9 +93,7 @@ async def paid(
     return await orders.get(placement.order.id)
 
 
-def outcome(
-    order_id: str, refund_id: str, clock: ManualClock, *, completed: bool = True
-) -> RecordRefundResult:
+def outcome(order_id: str, refund_id: str, *, completed: bool = True) -> RecordRefundResult:
     return RecordRefundResult(
         order_id=order_id,
         refund_id=refund_id,
@@ -103,7 +101,6 @@ def outcome(
         response_code="00" if completed else "94",
         message="ok" if completed else "refused",
         transaction_no="77001122" if completed else None,
-        recorded_at=clock.now,
     )
 
 
@@ -146,14 +143,14 @@ async def test_partial_refunds_then_the_rest_get_credit_notes_that_cancel_the_in
     rest = await refunds.request(order.id, by=ORGANIZER, reason="the rest")
 
     # A refused refund gets no credit note and takes no number.
-    assert await payments.record_refund(outcome(order.id, one.refund.id, clock, completed=False))
+    assert await payments.record_refund(outcome(order.id, one.refund.id, completed=False))
     assert (await orders.get(order.id)).credit_notes == ()
     # Completed out of order: the rest first, then the refused one that went through later.
     for refund in (rest, one, two):
         clock.advance(60)
-        assert await payments.record_refund(outcome(order.id, refund.refund.id, clock))
+        assert await payments.record_refund(outcome(order.id, refund.refund.id))
     # Settled already: nothing more is written.
-    assert await payments.record_refund(outcome(order.id, rest.refund.id, clock)) is None
+    assert await payments.record_refund(outcome(order.id, rest.refund.id)) is None
 
     refunded = await orders.get(order.id)
     invoice = refunded.invoice
@@ -201,7 +198,7 @@ async def test_a_refund_of_money_we_could_not_keep_gets_no_credit_note(
     for link in links:
         assert (await payments.handle_ipn(ipn(link.txn_ref, order.total_amount))).code == "00"
     duplicate = (await orders.get(order.id)).refunds[-1]
-    assert await payments.record_refund(outcome(order.id, duplicate.id, clock))
+    assert await payments.record_refund(outcome(order.id, duplicate.id))
     after = await orders.get(order.id)
     assert after.invoice is not None
     assert after.credit_notes == ()
@@ -250,7 +247,7 @@ async def test_numbers_stay_gapless_across_invoices_and_credit_notes_of_racing_p
     services = (payments, rival)
     await asyncio.gather(
         *(
-            services[i % 2].record_refund(outcome(r.order_id, r.refund.id, clock))
+            services[i % 2].record_refund(outcome(r.order_id, r.refund.id))
             for i, r in enumerate(requested)
         ),
         *(
@@ -322,7 +319,7 @@ async def refunded_order_entries(
     partition = keys.partition_of(order.id, orders.partitions)
     before = await orders.store.read_log(partition, count=1000)
     await projector(before, lease_of(before))
-    await payments.record_refund(outcome(order.id, requested.refund.id, clock))
+    await payments.record_refund(outcome(order.id, requested.refund.id))
     completing = await orders.store.read_log(
         partition, after=before[-1].position or "0", count=1000
     )
@@ -436,7 +433,7 @@ async def test_the_organizers_letters_in_force_name_the_series_of_each_document(
     # a refund completed afterwards starts the new series at 1.
     chosen[ORGANIZER.account_id] = "AB"
     requested = await refunds.request(order.id, by=ORGANIZER, reason="changed plans")
-    assert await payments.record_refund(outcome(order.id, requested.refund.id, clock))
+    assert await payments.record_refund(outcome(order.id, requested.refund.id))
     after = await orders.get(order.id)
     [note] = after.credit_notes
     symbol = invoice_symbol(clock.now, "AB")
