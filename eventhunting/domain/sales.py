@@ -186,6 +186,8 @@ class SalesTally:
     ) -> None:
         self.organizers: dict[str, str] = dict(organizers or {})
         self.orders: dict[str, OrderRecord] = dict(orders or {})
+        self.earlier_orders = frozenset(self.orders)
+        """Orders this tally was given (recorded by earlier batches); the others it placed."""
         self.changed_orders: dict[str, OrderRecord] = {}
         self.sets: dict[str, dict[str, Any]] = {}
         self.increments: dict[str, dict[str, int]] = {}

@@ -61,6 +61,12 @@ class Projection(ABC):
                             session=session,
                         )
 
+    The projector and `eventhunting replay` both hand a projection its events through
+    `apply_batch` (the wanted events of one delivered batch, or of one replay page). By
+    default it applies them one by one with `apply`; a projection that can fold many
+    events at once (`sales`) overrides it and writes what the whole batch added in a few
+    bulk writes.
+
     Rules that keep the projector correct and `eventhunting replay` equal to it:
 
     - Pass `session` to every read and write: the batch and the checkpoint commit together.
@@ -87,6 +93,30 @@ class Projection(ABC):
     @abstractmethod
     async def apply(self, event: EventEnvelope, db: Database, session: AsyncClientSession) -> None:
         """Fold one event into the read model, writing with `session`."""
+
+    async def apply_batch(
+        self, events: Sequence[EventEnvelope], db: Database, session: AsyncClientSession
+    ) -> None:
+        """Fold wanted events (in log order per partition, none applied before) at once."""
+        for event in events:
+            await self.apply(event, db, session)
+
+
+async def apply_wanted(
+    projection: Projection,
+    events: Sequence[EventEnvelope],
+    db: Database,
+    session: AsyncClientSession,
+) -> int:
+    """Hand `projection` the events of `events` it wants in one `apply_batch`; how many.
+
+    The one way events reach a projection, live (a delivered batch, in the projector's
+    transaction) and in a replay (a page).
+    """
+    wanted = [event for event in events if projection.wants(event)]
+    if wanted:
+        await projection.apply_batch(wanted, db, session)
+    return len(wanted)
 
 
 def checkpoint_id(projection: str, partition: int) -> str:
@@ -157,13 +187,8 @@ class Projector:
             if int(checkpoint.get("fence", 0)) > lease.token:
                 raise LeaseLost(partition)
             done = position_key(checkpoint.get("position", "0-0"))
-            count = 0
-            for event in batch:
-                if position_key(event.position or "0-0") <= done:
-                    continue
-                if projection.wants(event):
-                    await projection.apply(event, self.database, session)
-                    count += 1
+            fresh = [event for event in batch if position_key(event.position or "0-0") > done]
+            count = await apply_wanted(projection, fresh, self.database, session)
             newest = max(done, position_key(batch[-1].position or "0-0"))
             await self.checkpoints.update_one(
                 {"_id": identifier},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO, runtime_checkable
+from typing import Any, TextIO
 
 import redis.asyncio as aioredis
 from pymongo import ASCENDING
@@ -16,6 +16,7 @@ from eventhunting.projections.base import (
     Database,
     Document,
     Projection,
+    apply_wanted,
     checkpoint_document,
     checkpoint_id,
 )
@@ -130,34 +131,19 @@ async def events_from_logs(
             start = "(" + (last.decode() if isinstance(last, bytes) else last)
 
 
-@runtime_checkable
-class AppliesBatches(Protocol):
-    """A projection that can fold many events at once (fewer round trips while replaying)."""
-
-    async def apply_batch(
-        self, events: Sequence[EventEnvelope], db: Database, session: AsyncClientSession
-    ) -> None: ...
-
-
 async def apply_page(
     projections: Sequence[Projection],
     page: Sequence[EventEnvelope],
     scratch: Database,
     session: AsyncClientSession,
 ) -> None:
-    """Apply a page of events (in log order per partition) to every projection.
+    """Apply a page of events (in log order per partition) to every projection, as the
+    projector applies a delivered batch (`apply_wanted`).
 
     At most REPLAY_PAGE events are held at a time, so memory does not grow with the log.
     """
-    if not page:
-        return
     for projection in projections:
-        if isinstance(projection, AppliesBatches):
-            await projection.apply_batch(page, scratch, session)
-            continue
-        for event in page:
-            if projection.wants(event):
-                await projection.apply(event, scratch, session)
+        await apply_wanted(projection, page, scratch, session)
 
 
 async def replay(

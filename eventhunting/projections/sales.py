@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from eventhunting.domain.catalog import EventDrafted
@@ -63,10 +63,11 @@ class SalesProjection(Projection):
     """Folds catalog and order events with the domain's `SalesTally`, the same fold that
     answers `as_of` queries, and writes what a batch added with $set and $inc.
 
-    Each call reads what the batch needs from earlier ones (organizers of events whose
-    orders it places, records of orders it moves on) in two queries, folds the batch in
-    memory, and writes one update per touched event, bucket and order: replay pages of a
-    thousand events cost a handful of round trips, not one per event.
+    Each call (a batch the projector was delivered, or a replay page) reads what the batch
+    needs from earlier ones (organizers of events whose orders it places, records of orders
+    it moves on) in two queries, folds the batch in memory, and writes one update per
+    touched event, bucket and order: a batch costs a handful of round trips, not several
+    per event.
     """
 
     name = "sales"
@@ -166,8 +167,12 @@ async def write_tally(tally: SalesTally, db: Database, session: AsyncClientSessi
         )
         for (event_id, granularity, start), counters in tally.buckets.items()
     ]
-    order_writes = [
-        ReplaceOne({"_id": record.order_id}, order_document(record), upsert=True)
+    # An order placed in this batch was never applied before (the checkpoint says so), so it
+    # is inserted; an earlier order's record only ever changes its status.
+    order_writes: list[InsertOne[Document] | UpdateOne] = [
+        UpdateOne({"_id": record.order_id}, {"$set": {"status": record.status}})
+        if record.order_id in tally.earlier_orders
+        else InsertOne(order_document(record))
         for record in tally.changed_orders.values()
     ]
     if event_updates:

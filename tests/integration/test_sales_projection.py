@@ -12,6 +12,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
 
 from eventhunting.domain import catalog
 from eventhunting.domain.catalog import (
@@ -136,6 +142,62 @@ async def test_replay_from_logs_and_archive_builds_what_the_projector_built(
         progress=io.StringIO(),
     )
     assert await read_models(rebuilt) == built
+
+
+class WriteCommands(CommandListener):
+    """The write commands a client sends (the driver's own command monitoring)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update", "delete"):
+            self.names.append(f"{event.command_name} {event.command[event.command_name]}")
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+
+async def test_the_projector_writes_a_delivered_batch_at_once_with_its_checkpoint(
+    store: EventStore,
+    clock: SteppedClock,
+    mongodb_url: str,
+    databases: tuple[Database, Database],
+) -> None:
+    expected, _ = databases
+    sale = await open_sale(store, clock)
+    await first_half(sale)
+    await second_half(sale)
+    batch = await store.read_log(PARTITION, "0", count=1_000)
+    assert len(batch) > 20
+    await project_live(store, expected)
+
+    writes = WriteCommands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongodb_url, event_listeners=[writes]
+    )
+    try:
+        database = client[f"{expected.name}_batch"]
+        projection = SalesProjection()
+        await projection.create_indexes(database)
+        writes.names.clear()
+        await Projector(database, [projection])(batch, lease_of(batch))
+        built = await read_models(database)
+    finally:
+        await client.drop_database(f"{expected.name}_batch")
+        await client.close()
+
+    # One write per collection for the whole batch, not several per event.
+    assert sorted(writes.names) == [
+        "insert sales_orders",
+        "update projection_checkpoints",
+        "update sales_events",
+        "update sales_timeline",
+    ]
+    assert built == await read_models(expected)
 
 
 async def event_of(store: EventStore, event_id: str) -> CatalogEvent:
