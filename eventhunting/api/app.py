@@ -20,7 +20,11 @@ from eventhunting import __version__
 from eventhunting.api.accounts import ACCOUNT_ROUTES, create_bootstrap_admin
 from eventhunting.api.auth import AUTH_DEPENDENCIES, SECURITY_COMPONENTS, declare_security
 from eventhunting.api.bodies import StrictJSONBody
-from eventhunting.api.catalog import CatalogController, create_catalog_indexes_at_startup
+from eventhunting.api.catalog import (
+    CatalogController,
+    OrganizerEventsController,
+    create_catalog_indexes_at_startup,
+)
 from eventhunting.api.checkins import CheckinController
 from eventhunting.api.dead_letters import DeadLetterController
 from eventhunting.api.errors import EXCEPTION_HANDLERS
@@ -41,6 +45,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     HealthController,
     *ACCOUNT_ROUTES,
     CatalogController,
+    OrganizerEventsController,
     OrderController,
     SalesController,
     CheckinController,

@@ -36,6 +36,7 @@ from eventhunting.domain.catalog import (
     CatalogEvent,
     ChangeTicketType,
     CreateEvent,
+    EventStatus,
     NewTicketType,
     PublishEvent,
     UpdateEvent,
@@ -43,7 +44,11 @@ from eventhunting.domain.catalog import (
 from eventhunting.domain.errors import InvalidInput
 from eventhunting.domain.provinces import PROVINCE_DIRECTORY
 from eventhunting.domain.slugs import slugify
-from eventhunting.projections.catalog import CatalogQuery, create_catalog_indexes
+from eventhunting.projections.catalog import (
+    CatalogQuery,
+    OrganizerEventsQuery,
+    create_catalog_indexes,
+)
 from eventhunting.services.catalog import CatalogService, EventWithAvailability
 
 # RFC 3339 with an offset; a time without one is refused rather than guessed.
@@ -422,3 +427,34 @@ class CatalogController(Controller):
         )
         ticket_type, available = await catalog.change_ticket_type(command)
         return TicketType.of(ticket_type, available)
+
+
+class OrganizerEventsController(Controller):
+    """`/api/v1/me/events`: the caller's own events, drafts included."""
+
+    path = "/api/v1/me/events"
+    tags = ["events"]
+    guards = [requires_roles(ORGANIZER)]
+    dependencies = {"catalog": Provide(provide_catalog, sync_to_thread=False)}
+
+    @get("", summary="The caller's own events in every state (read model; may lag a moment)")
+    async def list_own_events(
+        self,
+        catalog: CatalogService,
+        principal: Principal,
+        status: EventStatus | None = None,
+        page: PageNumber = 1,
+        page_size: PageSize = DEFAULT_PAGE_SIZE,
+    ) -> Annotated[Page[Event], page_schema("EventPage")]:
+        """Events the caller organizes (drafts, published and cancelled), soonest first."""
+        found = await catalog.events_of_organizer(
+            OrganizerEventsQuery(
+                organizer_id=principal.account_id, status=status, page=page, page_size=page_size
+            )
+        )
+        return Page(
+            items=[Event.of(event) for event in found.items],
+            total=found.total,
+            page=found.page,
+            page_size=found.page_size,
+        )

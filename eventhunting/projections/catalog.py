@@ -13,7 +13,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain import catalog
-from eventhunting.domain.catalog import CatalogEvent
+from eventhunting.domain.catalog import CatalogEvent, EventStatus
 from eventhunting.domain.events import registry
 from eventhunting.domain.slugs import fold
 from eventhunting.projections.base import Database, Projection
@@ -109,6 +109,10 @@ async def create_catalog_indexes(db: AsyncDatabase[dict[str, Any]]) -> None:
                 name="listed_topics_starts_at",
             ),
             IndexModel([("organizer_id", ASCENDING)], name="organizer_id"),
+            IndexModel(
+                [("organizer_id", ASCENDING), ("starts_at", ASCENDING), ("_id", ASCENDING)],
+                name="organizer_starts_at",
+            ),
         ]
     )
 
@@ -158,6 +162,35 @@ async def search_catalog(
     """Listed events matching `query`, soonest first, one page of them and the total."""
     collection = db[COLLECTION]
     conditions = filter_of(query)
+    total = await collection.count_documents(conditions)
+    cursor = (
+        collection.find(conditions)
+        .sort([("starts_at", ASCENDING), ("_id", ASCENDING)])
+        .skip((query.page - 1) * query.page_size)
+        .limit(query.page_size)
+    )
+    items = [event_of(document) async for document in cursor]
+    return QueryPage(items=items, total=total, page=query.page, page_size=query.page_size)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrganizerEventsQuery:
+    """An organizer's own events in every state (drafts included), or in one `status`."""
+
+    organizer_id: str
+    status: EventStatus | None = None
+    page: int = 1
+    page_size: int = 20
+
+
+async def events_of_organizer(
+    db: AsyncDatabase[dict[str, Any]], query: OrganizerEventsQuery
+) -> QueryPage[CatalogEvent]:
+    """The organizer's events matching `query`, soonest first, one page of them and the total."""
+    collection = db[COLLECTION]
+    conditions: dict[str, Any] = {"organizer_id": query.organizer_id}
+    if query.status is not None:
+        conditions["status"] = query.status.value
     total = await collection.count_documents(conditions)
     cursor = (
         collection.find(conditions)

@@ -26,7 +26,12 @@ from eventhunting.domain.catalog import (
 )
 from eventhunting.domain.errors import Conflict
 from eventhunting.domain.events import DomainEvent
-from eventhunting.projections.catalog import CatalogQuery, search_catalog
+from eventhunting.projections.catalog import (
+    CatalogQuery,
+    OrganizerEventsQuery,
+    events_of_organizer,
+    search_catalog,
+)
 from eventhunting.projections.query_page import QueryPage
 from eventhunting.services.repository import (
     Effects,
@@ -144,6 +149,10 @@ class CatalogService:
     async def search(self, query: CatalogQuery) -> QueryPage[CatalogEvent]:
         """Published (and cancelled, marked) events from the catalog read model."""
         return await search_catalog(self.database, query)
+
+    async def events_of_organizer(self, query: OrganizerEventsQuery) -> QueryPage[CatalogEvent]:
+        """An organizer's own events, drafts included, from the catalog read model."""
+        return await events_of_organizer(self.database, query)
 
     # --- commands -----------------------------------------------------------------------
 

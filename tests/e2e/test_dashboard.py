@@ -18,7 +18,7 @@ from eventhunting.payments.vnpay_signing import sign_query
 from tests.e2e.conftest import PageProblems
 from tests.e2e.staff_system import StaffSystem
 from tests.support.accounts import SignedIn, sign_up
-from tests.support.catalog import published_event, ticket_type
+from tests.support.catalog import create_event, published_event, ticket_type
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system, pytest.mark.timeout(240)]
 
@@ -41,6 +41,12 @@ async def eventually(read: Callable[[], Awaitable[T]], done: Callable[[T], bool]
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: still {value!r} after {SETTLE_SECONDS:g} s")
         await asyncio.sleep(0.5)
+
+
+async def own_event_ids(http: httpx.AsyncClient, organizer: SignedIn) -> set[str]:
+    response = await http.get("/api/v1/me/events", headers=organizer.headers)
+    assert response.status_code == 200, response.text
+    return {item["id"] for item in response.json()["items"]}
 
 
 async def place_order(
@@ -204,6 +210,7 @@ async def test_an_organizer_sees_the_sale_charted_with_the_api_figures_and_kept_
         ],
     )
     someone_elses = await published_event(http, other_organizer, title="Not yours")
+    draft = await create_event(http, organizer, title="Next season (draft)")
     # Two Standard tickets paid through VNPAY's IPN, three free ones paid at once, and one
     # Standard ticket held but not paid: 2 of 3 orders paid, 5 of 6 tickets sold.
     paid = await place_order(http, buyer, event, 0, 2)
@@ -216,11 +223,21 @@ async def test_an_organizer_sees_the_sale_charted_with_the_api_figures_and_kept_
         "the sales read model",
     )
 
+    await eventually(
+        lambda: own_event_ids(http, organizer),
+        lambda ids: {event["id"], draft["id"]} <= ids,
+        "the organizer's events in the catalog read model",
+    )
+
     await sign_in_on_the_dashboard(page, staff_system.api.base_url, organizer)
 
-    # The organizer's published events are listed; another organizer's are not.
+    # The organizer's events are listed, the draft too; another organizer's are not.
     listed = f'#events button[data-event-id="{event["id"]}"]'
     await page.wait_for_selector(listed)
+    listed_draft = page.locator(f'#events button[data-event-id="{draft["id"]}"]')
+    assert await listed_draft.count() == 1
+    assert "Next season (draft)" in await listed_draft.inner_text()
+    assert (await listed_draft.locator(".status").inner_text()).endswith("· draft")
     assert await page.locator(f'#events [data-event-id="{someone_elses["id"]}"]').count() == 0
 
     await page.click(listed)

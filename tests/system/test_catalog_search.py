@@ -186,3 +186,80 @@ async def test_the_default_page_is_the_first_twenty(http: httpx.AsyncClient) -> 
     body = await listing(http)
     assert (body["page"], body["page_size"]) == (1, 20)
     assert len(body["items"]) <= 20
+
+
+async def own_events(http: httpx.AsyncClient, caller: SignedIn, **params: Any) -> httpx.Response:
+    return await http.get("/api/v1/me/events", params=params, headers=caller.headers)
+
+
+async def own_events_when(
+    http: httpx.AsyncClient, caller: SignedIn, ready: Callable[[Body], bool], **params: Any
+) -> Body:
+    """The caller's own events once `ready` holds for them (the projector has caught up)."""
+    async with asyncio.timeout(LISTING_TIMEOUT_SECONDS):
+        while True:
+            response = await own_events(http, caller, **params)
+            assert response.status_code == 200, response.text
+            body: Body = response.json()
+            if ready(body):
+                return body
+            await asyncio.sleep(0.05)
+
+
+async def test_an_organizer_lists_their_own_drafts_published_and_cancelled_events(
+    http: httpx.AsyncClient, api_system: RunningSystem, organizer: SignedIn, token: str
+) -> None:
+    other = await sign_up(http, api_system, roles=["organizer"])
+    draft = await create_event(http, organizer, title=f"Draft {token}", **starting_in(3))
+    live = await published_event(http, organizer, title=f"Live {token}", **starting_in(4))
+    gone = await published_event(http, organizer, title=f"Gone {token}", **starting_in(5))
+    cancelled = await http.post(f"/api/v1/events/{gone['id']}/cancel", headers=organizer.headers)
+    assert cancelled.status_code == 200, cancelled.text
+    await create_event(http, other, title=f"Theirs {token}")
+
+    body = await own_events_when(
+        http,
+        organizer,
+        lambda body: (
+            [item["status"] for item in body["items"]] == ["draft", "published", "cancelled"]
+        ),
+    )
+    assert [item["id"] for item in body["items"]] == [draft["id"], live["id"], gone["id"]]
+    assert (body["total"], body["page"], body["page_size"]) == (3, 1, 20)
+    drafts = (await own_events(http, organizer, status="draft")).json()
+    assert titles(drafts) == [f"Draft {token}"]
+    paged = (await own_events(http, organizer, page=2, page_size=2)).json()
+    assert (titles(paged), paged["total"]) == ([f"Gone {token}"], 3)
+    theirs = await own_events_when(http, other, lambda body: body["total"] >= 1)
+    assert titles(theirs) == [f"Theirs {token}"]
+    # The public list is unchanged: no drafts, whoever asks.
+    public = await listing_once_projected(http, 2, q=token)
+    assert sorted(titles(public)) == [f"Gone {token}", f"Live {token}"]
+
+
+async def test_own_events_need_an_organizer(
+    http: httpx.AsyncClient, api_system: RunningSystem
+) -> None:
+    anonymous = await http.get("/api/v1/me/events")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"].startswith("application/problem+json")
+    assert anonymous.json()["code"] == "unauthenticated"
+    customer = await sign_up(http, api_system)
+    refused = await own_events(http, customer)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["code"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"status": "archived"}, "status"), ({"page": 0}, "page"), ({"page_size": 101}, "page_size")],
+)
+async def test_bad_own_events_parameters_are_422_invalid_input(
+    http: httpx.AsyncClient, organizer: SignedIn, params: Body, field: str
+) -> None:
+    response = await own_events(http, organizer, **params)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "invalid_input"
+    assert field in [error["field"] for error in body["errors"]]

@@ -12,7 +12,7 @@
 
   const REFRESH_MS = 5000;
   const LIST_PAGE_SIZE = 100;
-  const MAX_LIST_PAGES = 10; // GET /api/v1/events has no organizer filter: see docs
+  const MAX_LIST_PAGES = 10;
   const MAX_FILLED_BUCKETS = 2000; // empty buckets drawn as 0 up to this many, sparse beyond
   const CHART_HEIGHT = 220;
   const BUCKET_SECONDS = { minute: 60, hour: 3600, day: 86400 };
@@ -47,28 +47,46 @@
 
   // --- the organizer's events -------------------------------------------------------------
 
-  async function listEvents() {
-    const admin = state.account.roles.includes("admin");
-    const mine = [];
+  // Every page of a list (at most MAX_LIST_PAGES of LIST_PAGE_SIZE): {items, total, read, problem}.
+  async function readList(path) {
+    const items = [];
     let total = 0;
-    let read = 0;
     for (let number = 1; number <= MAX_LIST_PAGES; number += 1) {
-      const answer = await state.session.request("GET", `/api/v1/events?page=${number}&page_size=${LIST_PAGE_SIZE}`);
+      const separator = path.includes("?") ? "&" : "?";
+      const answer = await state.session.request("GET", `${path}${separator}page=${number}&page_size=${LIST_PAGE_SIZE}`);
       if (answer.status !== 200) {
-        page.eventsNote.textContent = problemText(answer);
-        break;
+        return { items, total, problem: problemText(answer) };
       }
       total = answer.body.total;
-      read += answer.body.items.length;
-      mine.push(...answer.body.items.filter((event) => admin || event.organizer_id === state.account.id));
-      if (read >= total || answer.body.items.length === 0) {
+      items.push(...answer.body.items);
+      if (items.length >= total || answer.body.items.length === 0) {
         break;
       }
     }
-    showEvents(mine);
-    const unread = total > read ? ` Only the ${count.format(read)} soonest events were searched; open others by id.` : "";
-    page.eventsNote.textContent =
-      (mine.length ? "" : "No published events yet. ") + `Drafts are not listed: open them by id.${unread}`;
+    return { items, total, problem: null };
+  }
+
+  // The account's own events in every state (drafts included); an admin also sees every
+  // published event of the public list.
+  async function listEvents() {
+    const admin = state.account.roles.includes("admin");
+    const lists = [await readList("/api/v1/me/events")];
+    if (admin) {
+      lists.push(await readList("/api/v1/events"));
+    }
+    const byId = new Map();
+    for (const list of lists) {
+      for (const event of list.items) {
+        byId.set(event.id, event);
+      }
+    }
+    const events = [...byId.values()].sort((a, b) => a.starts_at.localeCompare(b.starts_at) || a.id.localeCompare(b.id));
+    showEvents(events);
+    const problem = lists.map((list) => list.problem).find((text) => text);
+    const unread = lists.some((list) => list.total > list.items.length)
+      ? ` Only the ${count.format(MAX_LIST_PAGES * LIST_PAGE_SIZE)} soonest are listed; open others by id.`
+      : "";
+    page.eventsNote.textContent = problem || (events.length ? "" : "No events yet.") + unread;
   }
 
   function showEvents(events) {

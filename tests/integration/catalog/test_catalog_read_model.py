@@ -7,9 +7,11 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from eventhunting.domain.actors import Actor
 from eventhunting.domain.catalog import (
     CancelEvent,
     ChangeTicketType,
+    EventStatus,
     PublishEvent,
     UpdateEvent,
 )
@@ -18,6 +20,8 @@ from eventhunting.projections.catalog import (
     COLLECTION,
     CatalogProjection,
     CatalogQuery,
+    OrganizerEventsQuery,
+    events_of_organizer,
     search_catalog,
 )
 from eventhunting.projections.replay import replay
@@ -176,3 +180,41 @@ async def test_replay_rebuilds_a_catalog_equal_to_the_live_one(
     assert len(live) == 3
     await replay(database, [CatalogProjection()], redis=store.redis, partitions=store.partitions)
     assert await database[COLLECTION].find({}).sort("_id").to_list() == live
+
+
+async def test_an_organizer_lists_their_own_events_in_every_state_and_no_one_elses(
+    catalog: CatalogService, store: EventStore, database: Database, clock: ManualClock
+) -> None:
+    def starting_in(days: int) -> dict[str, Any]:
+        starts_at = clock.now + timedelta(days=days)
+        return {"starts_at": starts_at, "ends_at": starts_at + timedelta(hours=3)}
+
+    other = Actor(account_id="organizer-2")
+    await catalog.create_event(event_draft(clock, title="Draft", **starting_in(3)))
+    live = await published(catalog, clock, title="Live", **starting_in(5))
+    gone = await published(catalog, clock, title="Gone", **starting_in(7))
+    await catalog.cancel_event(CancelEvent(event_id=gone, by=ORGANIZER))
+    await catalog.create_event(event_draft(clock, title="Someone else's draft", by=other))
+    await project_everything(store, database)
+
+    page = await events_of_organizer(
+        database, OrganizerEventsQuery(organizer_id=ORGANIZER.account_id)
+    )
+    assert [(e.title, e.status) for e in page.items] == [
+        ("Draft", EventStatus.DRAFT),
+        ("Live", EventStatus.PUBLISHED),
+        ("Gone", EventStatus.CANCELLED),
+    ]
+    assert page.total == 3
+    assert page.items[1].id == live
+
+    drafts = await events_of_organizer(
+        database, OrganizerEventsQuery(organizer_id=ORGANIZER.account_id, status=EventStatus.DRAFT)
+    )
+    assert [e.title for e in drafts.items] == ["Draft"]
+    second = await events_of_organizer(
+        database, OrganizerEventsQuery(organizer_id=ORGANIZER.account_id, page=2, page_size=2)
+    )
+    assert ([e.title for e in second.items], second.total) == (["Gone"], 3)
+    theirs = await events_of_organizer(database, OrganizerEventsQuery(organizer_id="organizer-2"))
+    assert [e.title for e in theirs.items] == ["Someone else's draft"]
