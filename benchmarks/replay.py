@@ -37,7 +37,7 @@ from eventhunting.domain.orders import (
 from eventhunting.domain.sales import SalesTally
 from eventhunting.projections.base import Database
 from eventhunting.projections.registry import load_projections
-from eventhunting.projections.replay import REPLAY_PAGE, events_from_logs, replay
+from eventhunting.projections.replay import REPLAY_PAGE, heap_frozen, pages_from_logs, replay
 from eventhunting.projections.sales import SalesProjection
 from eventhunting.store import keys
 from eventhunting.store.append import AppendRequest, EventStore, stream_range
@@ -170,7 +170,13 @@ async def write_history(redis: aioredis.Redis, events: int, seed: int) -> int:
 
 
 async def raw_log_read(redis: aioredis.Redis) -> Measure:
-    """XRANGE every partition log in pages of REPLAY_PAGE, as replay does, decoding nothing."""
+    """XRANGE every partition log in pages of REPLAY_PAGE, as replay does, decoding nothing,
+    with the heap frozen as replay freezes it (like for like)."""
+    with heap_frozen():
+        return await read_logs_raw(redis)
+
+
+async def read_logs_raw(redis: aioredis.Redis) -> Measure:
     started = time.perf_counter()
     count = 0
     for partition in range(PARTITIONS):
@@ -190,19 +196,28 @@ async def raw_log_read(redis: aioredis.Redis) -> Measure:
 async def fold_in_memory(redis: aioredis.Redis) -> Measure:
     """Read, decode and fold every log entry with the sales fold, writing nothing: the
     client-side ceiling of a rebuild, and the per-entry cost of an `as_of` query."""
+    with heap_frozen():
+        return await fold_logs(redis)
+
+
+async def fold_logs(redis: aioredis.Redis) -> Measure:
     started = time.perf_counter()
     count = 0
-    projections = [SalesProjection()]
     tally = SalesTally()
-    async for _, _, envelope in events_from_logs(redis, PARTITIONS, registry, projections):
-        count += 1
-        if envelope is not None:
+    async for page in pages_from_logs(redis, PARTITIONS, registry, SalesProjection.handles):
+        count += page.read
+        for envelope in page.events:
             tally.apply(envelope.data, envelope.occurred_at)
     return Measure("sales fold in memory", count, time.perf_counter() - started)
 
 
 async def raw_archive_read(database: Database) -> Measure:
-    """A plain find over the archive in replay's order and batch size."""
+    """A plain find over the archive in replay's order and batch size (heap frozen too)."""
+    with heap_frozen():
+        return await find_archive_raw(database)
+
+
+async def find_archive_raw(database: Database) -> Measure:
     started = time.perf_counter()
     count = 0
     cursor = database[EVENTS_COLLECTION].find(

@@ -42,7 +42,7 @@ class EventStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class Venue(msgspec.Struct, frozen=True, kw_only=True):
+class Venue(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     name: str
     address: str
 

@@ -73,7 +73,7 @@ class RequestedItem(msgspec.Struct, frozen=True, kw_only=True):
     quantity: int
 
 
-class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
+class OrderLine(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One ticket type of an order with the price frozen at the moment of ordering."""
 
     ticket_type_id: str
@@ -83,7 +83,7 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     amount: int
 
 
-class ItemQuantity(msgspec.Struct, frozen=True, kw_only=True):
+class ItemQuantity(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """How many tickets of a ticket type an event moves between held, sold and free."""
 
     ticket_type_id: str

@@ -90,7 +90,7 @@ class TicketsVoid(Conflict):
 # --- events --------------------------------------------------------------------------------
 
 
-class IssuedTicket(msgspec.Struct, frozen=True, kw_only=True):
+class IssuedTicket(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One seat: its id, ticket type, holder, short door code and signed QR text."""
 
     ticket_id: str

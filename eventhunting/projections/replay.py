@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -21,7 +24,7 @@ from eventhunting.projections.base import (
     checkpoint_id,
 )
 from eventhunting.store import keys
-from eventhunting.store.append import field_of, stream_range
+from eventhunting.store.append import StreamEntry, field_of, stream_range, text
 from eventhunting.store.archive import EVENTS_COLLECTION, utc_from_document
 from eventhunting.store.envelope import (
     EventEnvelope,
@@ -33,8 +36,12 @@ from eventhunting.store.envelope import (
 from eventhunting.store.progress import ProgressBar
 from eventhunting.store.restore import archive_json_encoder
 
-# Events read per round trip from Redis or MongoDB.
-REPLAY_PAGE = 1_000
+REPLAY_PAGE = 5_000
+"""Log entries per XRANGE (archived events per cursor batch), and the most events applied at
+once: memory holds a few pages, however long the history."""
+
+READ_AHEAD = 2
+"""Pages read and decoded ahead while the one before them is applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,60 +82,140 @@ def envelope_of_document(event_registry: EventRegistry, document: Document) -> E
     )
 
 
-def wanted_by_any(projections: Sequence[Projection], type_name: str) -> bool:
-    return any(p.handles is None or type_name in p.handles for p in projections)
+@dataclass(frozen=True, slots=True)
+class ReplayPage:
+    """One read of one partition: the events a projection wants, in log order, and how far
+    the partition was read (`read` entries up to `last_position`, wanted or not)."""
+
+    partition: int
+    last_position: str
+    read: int
+    events: list[EventEnvelope]
 
 
-async def events_from_archive(
-    database: Database, event_registry: EventRegistry, projections: Sequence[Projection]
-) -> AsyncIterator[tuple[int, str, EventEnvelope | None]]:
-    """(partition, position, envelope or None when no projection wants its type)."""
+def wanted_types(projections: Sequence[Projection]) -> frozenset[str] | None:
+    """Event types any of `projections` handles; None when one of them handles all."""
+    wanted: set[str] = set()
+    for projection in projections:
+        if projection.handles is None:
+            return None
+        wanted |= projection.handles
+    return frozenset(wanted)
+
+
+def decode_log_page(
+    event_registry: EventRegistry,
+    partition: int,
+    entries: Sequence[StreamEntry],
+    wanted: frozenset[str] | None,
+) -> list[EventEnvelope]:
+    """The envelopes of the wanted log entries. The envelope's compact record is decoded
+    first (the payload stays raw JSON); a payload is decoded only for a wanted type."""
+    events: list[EventEnvelope] = []
+    for entry_id, fields in entries:
+        stored = stored_event_decoder.decode(fields.get(b"e") or field_of(fields, "e"))
+        if wanted is not None and stored.type not in wanted:
+            continue
+        events.append(
+            decode_stored_event(
+                event_registry,
+                stored,
+                stream=text(fields.get(b"s") or field_of(fields, "s")),
+                version=int(fields.get(b"v") or field_of(fields, "v")),
+                partition=partition,
+                position=text(entry_id),
+            )
+        )
+    return events
+
+
+async def pages_from_logs(
+    redis: aioredis.Redis,
+    partitions: int,
+    event_registry: EventRegistry,
+    wanted: frozenset[str] | None,
+) -> AsyncIterator[ReplayPage]:
+    """Every partition log, a page of REPLAY_PAGE entries per XRANGE, partition by partition."""
+    for partition in range(partitions):
+        start = "-"
+        while entries := await stream_range(
+            redis, keys.log_key(partition), start, "+", count=REPLAY_PAGE
+        ):
+            last = text(entries[-1][0])
+            yield ReplayPage(
+                partition=partition,
+                last_position=last,
+                read=len(entries),
+                events=decode_log_page(event_registry, partition, entries, wanted),
+            )
+            if len(entries) < REPLAY_PAGE:
+                break
+            start = "(" + last
+
+
+async def pages_from_archive(
+    database: Database, event_registry: EventRegistry, wanted: frozenset[str] | None
+) -> AsyncIterator[ReplayPage]:
+    """The archive in log order per partition, a page of at most REPLAY_PAGE events at a time."""
     cursor = database[EVENTS_COLLECTION].find(
         {},
         sort=[("partition", ASCENDING), ("position_ms", ASCENDING), ("position_seq", ASCENDING)],
         batch_size=REPLAY_PAGE,
     )
+    partition, last, read = -1, "", 0
+    events: list[EventEnvelope] = []
     async for document in cursor:
-        wanted = wanted_by_any(projections, document["type"])
-        envelope = envelope_of_document(event_registry, document) if wanted else None
-        yield int(document["partition"]), document["position"], envelope
+        if int(document["partition"]) != partition or read >= REPLAY_PAGE:
+            if read:
+                yield ReplayPage(partition, last, read, events)
+            partition, read, events = int(document["partition"]), 0, []
+        last = document["position"]
+        read += 1
+        if wanted is None or document["type"] in wanted:
+            events.append(envelope_of_document(event_registry, document))
+    if read:
+        yield ReplayPage(partition, last, read, events)
 
 
-async def events_from_logs(
-    redis: aioredis.Redis,
-    partitions: int,
-    event_registry: EventRegistry,
-    projections: Sequence[Projection],
-) -> AsyncIterator[tuple[int, str, EventEnvelope | None]]:
-    """(partition, position, envelope or None when no projection wants its type)."""
-    for partition in range(partitions):
-        start = "-"
-        while True:
-            entries = await stream_range(
-                redis, keys.log_key(partition), start, "+", count=REPLAY_PAGE
-            )
-            for entry_id, fields in entries:
-                position = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                stored = stored_event_decoder.decode(field_of(fields, "e"))
-                if wanted_by_any(projections, stored.type):
-                    yield (
-                        partition,
-                        position,
-                        decode_stored_event(
-                            event_registry,
-                            stored,
-                            stream=field_of(fields, "s").decode(),
-                            version=int(field_of(fields, "v")),
-                            partition=partition,
-                            position=position,
-                        ),
-                    )
-                else:
-                    yield partition, position, None
-            if len(entries) < REPLAY_PAGE:
-                break
-            last = entries[-1][0]
-            start = "(" + (last.decode() if isinstance(last, bytes) else last)
+@contextlib.contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Keep the objects that exist now out of the garbage collector's sight until the block
+    ends (`gc.freeze`).
+
+    A replay allocates pages of entries that live long enough to reach the oldest
+    generation, so full collections come every few thousand entries, and each walked the
+    whole heap of the process (the app's modules, clients, ...): a third of the time spent
+    reading a log. Frozen objects are not walked; they are handed back afterwards, so
+    nothing that became garbage in between is kept for good.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+async def read_ahead(pages: AsyncIterator[ReplayPage]) -> AsyncIterator[ReplayPage]:
+    """`pages`, read and decoded by a task of their own up to READ_AHEAD pages ahead, so the
+    next pages are fetched and decoded while the database applies the current one."""
+    queue: asyncio.Queue[ReplayPage | None] = asyncio.Queue(maxsize=READ_AHEAD)
+
+    async def read() -> None:
+        async for page in pages:
+            await queue.put(page)
+        await queue.put(None)
+
+    reader = asyncio.create_task(read())
+    try:
+        while (page := await queue.get()) is not None:
+            yield page
+        await reader
+    finally:
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
 
 async def apply_page(
@@ -174,31 +261,27 @@ async def replay(
             await scratch.create_collection(collection)
         await projection.create_indexes(scratch)
 
+    wanted = wanted_types(projections)
     if from_archive:
         total = await database[EVENTS_COLLECTION].count_documents({})
-        source = events_from_archive(database, event_registry, projections)
+        pages = pages_from_archive(database, event_registry, wanted)
     else:
         assert redis is not None
         total = 0
         for partition in range(partitions):
             total += int(await redis.xlen(keys.log_key(partition)))
-        source = events_from_logs(redis, partitions, event_registry, projections)
+        pages = pages_from_logs(redis, partitions, event_registry, wanted)
 
     bar = ProgressBar("replay", total, stream=progress)
     last_positions: dict[int, str] = {}
     count = 0
-    page: list[EventEnvelope] = []
-    async with database.client.start_session() as session:
-        async for partition, position, event in source:
-            if event is not None:
-                page.append(event)
-                if len(page) >= REPLAY_PAGE:
-                    await apply_page(projections, page, scratch, session)
-                    page = []
-            last_positions[partition] = position
-            count += 1
-            bar.advance()
-        await apply_page(projections, page, scratch, session)
+    with heap_frozen():
+        async with database.client.start_session() as session:
+            async for page in read_ahead(pages):
+                await apply_page(projections, page.events, scratch, session)
+                last_positions[page.partition] = page.last_position
+                count += page.read
+                bar.advance(page.read)
     bar.finish()
 
     admin: Any = database.client.admin

@@ -87,17 +87,18 @@ class SalesProjection(Projection):
         await db[SALES_ORDERS].create_index([("event_id", ASCENDING)], name="event")
 
     async def apply(self, event: EventEnvelope, db: Database, session: AsyncClientSession) -> None:
-        await self.apply_batch([event], db, session)
+        if self.wants(event):
+            await self.apply_batch([event], db, session)
 
     async def apply_batch(
         self, events: Sequence[EventEnvelope], db: Database, session: AsyncClientSession
     ) -> None:
-        """Fold `events` (in log order per partition) and write what they add at once."""
-        wanted = [event for event in events if self.wants(event)]
-        if not wanted:
+        """Fold `events` (wanted ones, in log order per partition) and write what they add
+        at once."""
+        if not events:
             return
-        tally = await self.tally_for(wanted, db, session)
-        for event in wanted:
+        tally = await self.tally_for(events, db, session)
+        for event in events:
             tally.apply(event.data, event.occurred_at)
             if isinstance(event.data, EventDrafted) and event.position is not None:
                 tally.set(event.data.event_id, first_position=event.position)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,8 +10,11 @@ import msgspec
 
 from eventhunting.domain.events import DomainEvent, EventRegistry
 
+# Envelopes and stored records are values, like the events they carry (see DomainEvent):
+# the garbage collector does not track them.
 
-class EventMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+
+class EventMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Why an event happened: the command, the conversation it belongs to, and who asked."""
 
     command_id: str | None = None
@@ -19,7 +23,7 @@ class EventMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     actor: str | None = None
 
 
-class EventEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+class EventEnvelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One stored event. `partition` and `position` are set when it was read from a log."""
 
     event_id: str
@@ -34,7 +38,7 @@ class EventEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     position: str | None = None
 
 
-class StoredMeta(msgspec.Struct, frozen=True, array_like=True):
+class StoredMeta(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """EventMeta as a JSON array, so field names are not repeated in every stream entry."""
 
     command_id: str | None
@@ -43,7 +47,7 @@ class StoredMeta(msgspec.Struct, frozen=True, array_like=True):
     actor: str | None
 
 
-class StoredEvent(msgspec.Struct, frozen=True, array_like=True):
+class StoredEvent(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """The `e` field of a stream entry: everything but the stream name and version.
 
     `data` stays raw JSON in the schema it was written with; it is upcast only on decode.
@@ -67,6 +71,9 @@ def to_epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+# Events of one append share their millisecond, and a log is read in time order, so the
+# same instants come again and again while a log is read: each is made once.
+@functools.lru_cache(maxsize=4_096)
 def from_epoch_ms(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
@@ -91,13 +98,20 @@ def encode_stored_event(
     return stored_event_encoder.encode(stored)
 
 
+@functools.cache
+def payload_decoder(payload: type[DomainEvent]) -> msgspec.json.Decoder[DomainEvent]:
+    """One decoder per payload type, made on first use (a decoder per call costs as much
+    as the decoding of a small payload)."""
+    return msgspec.json.Decoder(payload, strict=False)
+
+
 def decode_payload(
-    registry: EventRegistry, type_name: str, schema: int, data: bytes
+    registry: EventRegistry, type_name: str, schema: int, data: bytes | msgspec.Raw
 ) -> DomainEvent:
     """Decode stored payload JSON into the registered type, upcasting an older schema."""
     described = registry.by_name.get(type_name)
     if described is not None and described.schema == schema:
-        return msgspec.json.decode(data, type=described.payload, strict=False)
+        return payload_decoder(described.payload).decode(data)
     raw: dict[str, Any] = msgspec.json.decode(data, type=dict[str, Any])
     return registry.decode(type_name, schema, raw)
 
@@ -111,7 +125,7 @@ def decode_stored_event(
     partition: int | None = None,
     position: str | None = None,
 ) -> EventEnvelope:
-    data = decode_payload(registry, stored.type, stored.schema, bytes(stored.data))
+    data = decode_payload(registry, stored.type, stored.schema, stored.data)
     return EventEnvelope(
         event_id=stored.event_id,
         stream=stream,

@@ -112,6 +112,7 @@ def test_every_page_and_page_size_has_the_same_bounds(document: dict[str, Any]) 
     }
     assert {key[0] for key in bounds} == {
         "GET /api/v1/events",
+        "GET /api/v1/me/events",
         "GET /api/v1/orders",
         "GET /api/v1/admin/accounts",
         "GET /api/v1/admin/dead-letters",
