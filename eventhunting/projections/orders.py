@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -301,77 +302,142 @@ class OrdersProjection(Projection):
         database: AsyncDatabase[dict[str, Any]],
         session: AsyncClientSession,
     ) -> None:
-        collection = database[ORDERS_COLLECTION]
+        await self.apply_batch([event], database, session)
+
+    async def apply_batch(
+        self,
+        events: Sequence[EventEnvelope],
+        database: AsyncDatabase[dict[str, Any]],
+        session: AsyncClientSession,
+    ) -> None:
+        """Write what `events` change in one ordered bulk write per collection.
+
+        An order placed in the batch is written once, as it stands after the batch's later
+        events of it (they are folded into its document in memory, under the same version
+        rule); the other writes are those one event at a time would make, in the same order.
+        """
+        writes = OrderWrites()
+        for event in events:
+            writes.add(event)
+        for collection, operations in writes.by_collection().items():
+            if operations:
+                await database[collection].bulk_write(operations, session=session)
+
+
+class OrderWrites:
+    """The writes of a batch of order events, per collection, in event order."""
+
+    def __init__(self) -> None:
+        self.placed: dict[str, dict[str, Any]] = {}
+        self.orders: list[UpdateOne | dict[str, Any]] = []
+        self.invoices: list[UpdateOne] = []
+        self.refunds: list[UpdateOne] = []
+        self.credit_notes: list[UpdateOne] = []
+
+    def add(self, event: EventEnvelope) -> None:
         data = event.data
         if isinstance(data, InvoiceIssued):
-            await database[INVOICES_COLLECTION].update_one(
-                {"_id": data.number},
-                {"$setOnInsert": invoice_document(data)},
-                upsert=True,
-                session=session,
+            self.invoices.append(
+                UpdateOne(
+                    {"_id": data.number}, {"$setOnInsert": invoice_document(data)}, upsert=True
+                )
             )
             return
         if isinstance(data, CreditNoteIssued):
-            await collection.update_one(
-                {"_id": data.order_id, "version": {"$lt": event.version}},
-                {
-                    "$set": {"version": event.version},
-                    "$push": {"credit_notes": data.number},
-                    "$inc": {"credited_amount": -data.total_amount},
-                },
-                session=session,
-            )
-            await database[CREDIT_NOTES_COLLECTION].update_one(
-                {"_id": data.number},
-                {"$setOnInsert": credit_note_document(data)},
-                upsert=True,
-                session=session,
+            self.credit(data, event.version)
+            self.credit_notes.append(
+                UpdateOne(
+                    {"_id": data.number},
+                    {"$setOnInsert": credit_note_document(data)},
+                    upsert=True,
+                )
             )
             return
         if isinstance(data, RefundRequested):
             # Refunds of an event are counted by status (GET /events/{id}/refunds); admins
             # list the failed ones of every order (GET /admin/refunds).
-            await database[REFUNDS_COLLECTION].update_one(
-                {"_id": data.refund_id},
-                {"$setOnInsert": refund_document(data)},
-                upsert=True,
-                session=session,
+            self.refunds.append(
+                UpdateOne(
+                    {"_id": data.refund_id}, {"$setOnInsert": refund_document(data)}, upsert=True
+                )
             )
         if isinstance(data, RefundCompleted):
-            await database[REFUNDS_COLLECTION].update_one(
-                {"_id": data.refund_id},
-                {
-                    "$set": {
-                        "status": "completed",
-                        "completed_at": data.completed_at,
-                        "vnpay_transaction_no": data.transaction_no,
-                    }
-                },
-                session=session,
+            self.refunds.append(
+                UpdateOne(
+                    {"_id": data.refund_id},
+                    {
+                        "$set": {
+                            "status": "completed",
+                            "completed_at": data.completed_at,
+                            "vnpay_transaction_no": data.transaction_no,
+                        }
+                    },
+                )
             )
             return
         if isinstance(data, RefundFailed | RefundResolved):
-            await database[REFUNDS_COLLECTION].update_one(
-                {"_id": data.refund_id, "status": {"$ne": "completed"}},
-                {"$set": refund_changes(data)},
-                session=session,
+            self.refunds.append(
+                UpdateOne(
+                    {"_id": data.refund_id, "status": {"$ne": "completed"}},
+                    {"$set": refund_changes(data)},
+                )
             )
             return
         if isinstance(data, OrderPlaced):
-            await collection.update_one(
-                {"_id": data.order_id},
-                {"$setOnInsert": placed_document(data, event.version)},
-                upsert=True,
-                session=session,
-            )
+            document = placed_document(data, event.version)
+            self.placed[data.order_id] = document
+            # Written where it was placed, once the whole batch is folded into it.
+            self.orders.append(document)
             return
         changes = changes_of(data)
         if changes is None or not isinstance(
             data, OrderPaid | OrderCancelled | OrderExpired | RefundRequested
         ):
             return
-        await collection.update_one(
-            {"_id": data.order_id, "version": {"$lt": event.version}},
-            {"$set": {**changes, "version": event.version}},
-            session=session,
+        placed = self.placed.get(data.order_id)
+        if placed is not None:
+            if placed["version"] < event.version:
+                placed.update(changes, version=event.version)
+            return
+        self.orders.append(
+            UpdateOne(
+                {"_id": data.order_id, "version": {"$lt": event.version}},
+                {"$set": {**changes, "version": event.version}},
+            )
         )
+
+    def credit(self, note: CreditNoteIssued, version: int) -> None:
+        """The order document lists the credit note and takes its amount off."""
+        placed = self.placed.get(note.order_id)
+        if placed is not None:
+            if placed["version"] < version:
+                placed["version"] = version
+                placed.setdefault("credit_notes", []).append(note.number)
+                placed["credited_amount"] = placed.get("credited_amount", 0) - note.total_amount
+            return
+        self.orders.append(
+            UpdateOne(
+                {"_id": note.order_id, "version": {"$lt": version}},
+                {
+                    "$set": {"version": version},
+                    "$push": {"credit_notes": note.number},
+                    "$inc": {"credited_amount": -note.total_amount},
+                },
+            )
+        )
+
+    def by_collection(self) -> dict[str, list[UpdateOne]]:
+        # An order placed in the batch did not exist before it (the projector applies each
+        # event once); $setOnInsert keeps a redelivery from writing it twice all the same.
+        orders = [
+            write
+            if isinstance(write, UpdateOne)
+            else UpdateOne({"_id": write["_id"]}, {"$setOnInsert": write}, upsert=True)
+            for write in self.orders
+        ]
+        return {
+            ORDERS_COLLECTION: orders,
+            INVOICES_COLLECTION: self.invoices,
+            REFUNDS_COLLECTION: self.refunds,
+            CREDIT_NOTES_COLLECTION: self.credit_notes,
+        }

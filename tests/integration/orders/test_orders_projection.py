@@ -97,3 +97,45 @@ async def test_applying_an_event_again_changes_nothing(
     document = await database[ORDERS_COLLECTION].find_one({"_id": order.id})
     assert document is not None
     assert (document["status"], document["version"]) == ("cancelled", 2)
+
+
+async def test_a_whole_batch_builds_what_one_event_at_a_time_builds(
+    orders: OrderService,
+    store: EventStore,
+    new_event: NewEvent,
+    clock: ManualClock,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    mongo_database_name: str,
+) -> None:
+    event = await new_event(TicketTypeSpec("A", 1000, 20))
+    paid_later = (await orders.place(buyer_id="b", event_id=event.id, items=one(event))).order
+    paid = (await orders.place(buyer_id="b", event_id=event.id, items=one(event, 2))).order
+    await orders.mark_paid(paid.id, amount=paid.total_amount, method="test")
+    cancelled = (await orders.place(buyer_id="c", event_id=event.id, items=one(event))).order
+    await orders.cancel(cancelled.id, by="c")
+    clock.advance(HOLD_SECONDS + 1)
+    await orders.mark_paid(paid_later.id, amount=paid_later.total_amount, method="test")
+    partition = keys.partition_of(event.id, store.partitions)
+    log = await store.read_log(partition, "0", count=1_000)
+    # The first order's OrderPlaced alone in the first batch, everything else in the second.
+    first = next(i for i, e in enumerate(log) if e.stream == f"order-{paid_later.id}") + 1
+
+    async def build(name: str, batches: list[list[Any]]) -> dict[str, list[dict[str, Any]]]:
+        database = mongo_client[f"{mongo_database_name}_{name}"]
+        projection = OrdersProjection()
+        await projection.create_indexes(database)
+        projector = Projector(database, [projection])
+        for batch in batches:
+            await projector(batch, lease_of(batch))
+        built = {
+            name: await database[name].find({}).sort("_id").to_list()
+            for name in projection.collections
+        }
+        await mongo_client.drop_database(database.name)
+        return built
+
+    one_by_one = await build("single", [[envelope] for envelope in log])
+    batched = await build("batched", [log[:first], log[first:]])
+    assert batched == one_by_one
+    statuses = {d["_id"]: d["status"] for d in batched[ORDERS_COLLECTION]}
+    assert statuses == {paid_later.id: "paid", paid.id: "paid", cancelled.id: "cancelled"}
