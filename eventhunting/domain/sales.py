@@ -220,7 +220,17 @@ class SalesTally:
 
     def apply(self, data: DomainEvent, occurred_at: datetime) -> None:
         """Fold one event (in log order); events that do not change sales are ignored."""
-        match data:
+        match data:  # the frequent types first: each case is a type check
+            case OrderPlaced():
+                self.placed(data, occurred_at)
+            case OrderPaid():
+                self.paid(data, occurred_at)
+            case OrderCancelled():
+                self.released(data.order_id, "cancelled", occurred_at)
+            case OrderExpired():
+                self.released(data.order_id, "expired", occurred_at)
+            case TicketCheckedIn():
+                self.checked_in(data, occurred_at)
             case EventDrafted():
                 self.organizers[data.event_id] = data.organizer_id
                 self.set(
@@ -246,16 +256,6 @@ class SalesTally:
                         f"{prefix}.quantity": data.quantity,
                     },
                 )
-            case OrderPlaced():
-                self.placed(data, occurred_at)
-            case OrderPaid():
-                self.paid(data, occurred_at)
-            case OrderCancelled():
-                self.released(data.order_id, "cancelled", occurred_at)
-            case OrderExpired():
-                self.released(data.order_id, "expired", occurred_at)
-            case TicketCheckedIn():
-                self.checked_in(data, occurred_at)
             case _:
                 pass
 

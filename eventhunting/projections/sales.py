@@ -114,12 +114,12 @@ class SalesProjection(Projection):
         order_ids: set[str] = set()
         for event in events:
             data = event.data
-            if isinstance(data, EventDrafted):
-                drafted.add(data.event_id)
-            elif isinstance(data, OrderPlaced):
+            if isinstance(data, OrderPlaced):
                 placed.add(data.order_id)
                 if data.event_id not in drafted:
                     event_ids.add(data.event_id)
+            elif isinstance(data, EventDrafted):
+                drafted.add(data.event_id)
             elif isinstance(data, TicketCheckedIn):
                 if data.event_id not in drafted:
                     event_ids.add(data.event_id)
