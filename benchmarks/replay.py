@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from pymongo import ASCENDING, AsyncMongoClient
 
 from benchmarks.harness import machine_description, running_bench_redis
+from benchmarks.store_append import cpu_seconds_of
 from eventhunting.domain.catalog import EventDrafted, EventPublished, TicketTypeAdded, Venue
 from eventhunting.domain.events import DomainEvent, registry
 from eventhunting.domain.orders import (
@@ -57,6 +59,9 @@ class Measure:
     name: str
     events: int
     seconds: float
+    cpu_us_per_event: dict[str, float] | None = None
+    """CPU per event of this process, Redis and the MongoDB stand-in (less sensitive to the
+    other work on a shared machine than the rates)."""
 
     @property
     def per_second(self) -> float:
@@ -260,6 +265,34 @@ async def rebuild(
     return Measure(name, report.events, time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class Processes:
+    """The processes a measure makes work: this one, Redis and the MongoDB stand-in."""
+
+    redis_pid: int
+    mongo_pid: int
+
+    def cpu_seconds(self) -> dict[str, float]:
+        return {
+            "client": time.process_time(),
+            "redis": cpu_seconds_of(self.redis_pid),
+            "mongo": cpu_seconds_of(self.mongo_pid),
+        }
+
+
+def pid_of_command(*words: str) -> int:
+    """The process whose command line holds all `words` (the stand-in, by its port)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if all(word in command.split() for word in words):
+                return int(entry.name)
+    raise LookupError(f"no process runs {' '.join(words)}")
+
+
 def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -284,9 +317,22 @@ async def run(redis_url: str, mongodb_url: str, events: int, seed: int) -> dict[
             # Last: it keeps every order in one tally, which would hide what replay holds.
             lambda: fold_in_memory(redis),
         ]
+        server: dict[str, Any] = await redis.info("server")
+        processes = Processes(
+            redis_pid=int(server["process_id"]),
+            mongo_pid=pid_of_command(
+                "eventhunting.standins.mongo", str(urlsplit(mongodb_url).port)
+            ),
+        )
         rss_after: dict[str, float] = {}
         for step in steps:
+            before = processes.cpu_seconds()
             measure = await step()
+            after = processes.cpu_seconds()
+            measure.cpu_us_per_event = {
+                name: round((after[name] - before[name]) / max(measure.events, 1) * 1e6, 2)
+                for name in after
+            }
             measures.append(measure)
             rss_after[measure.name] = round(max_rss_mib(), 1)
         by_name = {m.name: m for m in measures}
@@ -348,7 +394,8 @@ def main() -> None:
     print(f"{report['events']:,} events in {PARTITIONS} partitions; archive {archive_rate:,}/s")
     for measure in report["measures"]:
         rate, seconds = measure["per_second"], measure["seconds"]
-        print(f"  {measure['name']:<32} {rate:>10,} events/s ({seconds:.2f} s)")
+        cpu = ", ".join(f"{name} {us}" for name, us in measure["cpu_us_per_event"].items())
+        print(f"  {measure['name']:<32} {rate:>10,} events/s ({seconds:.2f} s; CPU µs/event {cpu})")
     for name, ratio in report["ratios"].items():
         print(f"  {name:<36} {ratio:.3f}")
     met = report["ratios"]["sales_from_logs_vs_raw_xrange"] >= TARGET_RATIO
