@@ -93,7 +93,11 @@ def order_events(
         expires_at=now + timedelta(minutes=15),
     )
     items = (ItemQuantity(ticket_type_id=ticket_type_id, quantity=quantity),)
-    common = {"order_id": order_id, "event_id": event_id, "buyer_id": placed.buyer_id}
+    common: dict[str, Any] = {
+        "order_id": order_id,
+        "event_id": event_id,
+        "buyer_id": placed.buyer_id,
+    }
     paid = OrderPaid(**common, items=items, amount=placed.total_amount, method="bench", paid_at=now)
     if price == 0:
         return order_id, [[placed, paid]]
