@@ -25,6 +25,7 @@ from eventhunting.domain.catalog import (
 )
 from eventhunting.domain.errors import Forbidden
 from eventhunting.domain.sales import Granularity, fold_sales
+from eventhunting.projections import replay as replay_module
 from eventhunting.projections.base import Projector
 from eventhunting.projections.replay import replay
 from eventhunting.projections.sales import (
@@ -101,12 +102,18 @@ async def archive_everything(store_redis: aioredis.Redis, database: Database) ->
         await archiver.archive([log_entry(partition, i, fields) for i, fields in entries])
 
 
+@pytest.mark.parametrize("page", [replay_module.REPLAY_PAGE, 2])
 async def test_replay_from_logs_and_archive_builds_what_the_projector_built(
     store: EventStore,
     store_redis: aioredis.Redis,
     clock: SteppedClock,
     databases: tuple[Database, Database],
+    monkeypatch: pytest.MonkeyPatch,
+    page: int,
 ) -> None:
+    # Pages of two entries split every order's events across pages (and the archive's
+    # cursor batches within a partition): what a page needs of earlier ones is read back.
+    monkeypatch.setattr(replay_module, "REPLAY_PAGE", page)
     live, rebuilt = databases
     sale = await open_sale(store, clock)
     await first_half(sale)
@@ -129,6 +136,9 @@ async def test_replay_from_logs_and_archive_builds_what_the_projector_built(
     assert report.events == sum(
         [await store_redis.xlen(keys.log_key(p)) for p in range(PARTITIONS)]
     )
+    for partition, position in report.last_positions.items():
+        [(last, _)] = await store_redis.xrevrange(keys.log_key(partition), count=1)
+        assert position == last.decode()
     assert await read_models(rebuilt) == built
 
     await archive_everything(store_redis, rebuilt)
