@@ -254,6 +254,16 @@ class MailSettings(msgspec.Struct, frozen=True, kw_only=True):
             le=600,
         ),
     ] = 30.0
+    smtp_connections: Annotated[
+        int,
+        setting(
+            "SMTP_CONNECTIONS",
+            "SMTP connections a mailer process keeps open and sends over at once (each"
+            " authenticated once, reused across messages and batches).",
+            ge=1,
+            le=64,
+        ),
+    ] = 4
 
     def __post_init__(self) -> None:
         if self.smtp_url is not None:

@@ -283,12 +283,12 @@ class Mailer:
         return self.renderer.tickets_message(mail, message_id=self.message_id(order.id, purpose))
 
 
-def build_mailer(services: Services) -> Mailer:
+def build_mailer(services: Services, sender: MailSender) -> Mailer:
     settings = services.settings
     return Mailer(
         tickets=services.tickets,
         ledger=MailLedger(services.database),
-        sender=SmtpMailer.from_settings(settings.mail),
+        sender=sender,
         renderer=MailRenderer(sender=settings.mail.mail_from),
         signing_ring=signing_key_ring(settings.qr),
         clock=services.clock,
@@ -299,7 +299,9 @@ async def run(services: Services, stop: asyncio.Event) -> None:
     """`eventhunting worker mailer`: issue and mail tickets until `stop`."""
     from eventhunting.consumers.dead_letter_retries import DeadLetterRetries
 
-    mailer = build_mailer(services)
+    # One sender for the life of the process: its SMTP connections outlive the batches.
+    smtp = SmtpMailer.from_settings(services.settings.mail)
+    mailer = build_mailer(services, smtp)
     group: ConsumerGroup[EventEnvelope] = ConsumerGroup(
         services.redis,
         MAILER_GROUP,
@@ -315,3 +317,4 @@ async def run(services: Services, stop: asyncio.Event) -> None:
     finally:
         retries_stop.set()
         await retrying
+        await smtp.aclose()

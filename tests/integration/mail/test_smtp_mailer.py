@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
@@ -50,13 +51,17 @@ def plain_message(subject: str = "Your tickets") -> EmailMessage:
     return message
 
 
-def mailer(url: str, attempts: int = 4) -> SmtpMailer:
+def mailer(
+    url: str, attempts: int = 4, connections: int = 1, clock: Callable[[], float] = time.monotonic
+) -> SmtpMailer:
     return SmtpMailer(
         parse_smtp_url(url),
         attempts=attempts,
         retry_initial_seconds=0.05,
         retry_max_seconds=0.2,
         timeout_seconds=5.0,
+        connections=connections,
+        clock=clock,
     )
 
 
@@ -83,6 +88,96 @@ async def test_a_message_is_delivered_once_with_its_message_id(
     detail = (await sink_api.get(f"/api/messages/{listed['id']}")).json()
     assert {h["name"]: h["value"] for h in detail["headers"]}["Message-ID"] == sent.message_id
     assert listed["to"] == [BUYER]
+
+
+async def test_messages_in_sequence_share_one_connection(
+    sink: SmtpSink, sink_api: httpx.AsyncClient
+) -> None:
+    smtp = mailer(sink.smtp_url)
+    for number in range(10):
+        sent = await smtp.send(plain_message(f"message {number}"))
+        assert sent.attempts == 1
+    assert smtp.connections_opened == 1
+    assert sorted(await subjects(sink_api)) == sorted(f"message {n}" for n in range(10))
+    await smtp.aclose()
+
+
+async def test_concurrent_messages_use_at_most_the_configured_connections(
+    sink: SmtpSink, sink_api: httpx.AsyncClient
+) -> None:
+    smtp = mailer(sink.smtp_url, connections=3)
+    await asyncio.gather(*(smtp.send(plain_message(f"message {n}")) for n in range(24)))
+    assert 1 <= smtp.connections_opened <= 3
+    assert sorted(await subjects(sink_api)) == sorted(f"message {n}" for n in range(24))
+    assert (await counters(sink_api))["accepted"] == 24
+    await smtp.aclose()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "drop", "count": 1, "at": "rcpt"},
+        {"kind": "drop", "count": 1, "at": "data"},
+        {"kind": "refuse", "count": 1, "code": 421, "at": "rcpt"},
+    ],
+    ids=["dropped at RCPT", "dropped at DATA", "421 closing"],
+)
+async def test_a_kept_connection_the_server_let_go_is_replaced_within_the_same_attempt(
+    sink: SmtpSink, sink_api: httpx.AsyncClient, fault: dict[str, object]
+) -> None:
+    smtp = mailer(sink.smtp_url)
+    await smtp.send(plain_message("first"))
+    await inject(sink_api, fault)
+    sent = await smtp.send(plain_message("second"))
+    assert sent.attempts == 1  # no backoff wait: a new connection took over at once
+    assert smtp.connections_opened == 2
+    assert sorted(await subjects(sink_api)) == ["first", "second"]
+    assert (await counters(sink_api))["accepted"] == 2
+    await smtp.aclose()
+
+
+async def test_the_servers_restart_between_messages_costs_a_new_connection_only(
+    sink: SmtpSink, sink_api: httpx.AsyncClient
+) -> None:
+    smtp = mailer(sink.smtp_url)
+    await smtp.send(plain_message("before"))
+    await inject(sink_api, {"kind": "down", "seconds": 0.2})
+    await asyncio.sleep(0.5)
+    sent = await smtp.send(plain_message("after"))
+    assert sent.attempts == 1
+    assert smtp.connections_opened == 2
+    assert sorted(await subjects(sink_api)) == ["after", "before"]
+    await smtp.aclose()
+
+
+async def test_a_connection_idle_past_the_limit_is_not_reused(
+    sink: SmtpSink, sink_api: httpx.AsyncClient
+) -> None:
+    now = [1_000.0]
+    smtp = mailer(sink.smtp_url, clock=lambda: now[0])
+    await smtp.send(plain_message("first"))
+    now[0] += smtp.idle_seconds - 1
+    await smtp.send(plain_message("soon after"))
+    assert smtp.connections_opened == 1
+    now[0] += smtp.idle_seconds
+    await smtp.send(plain_message("much later"))
+    assert smtp.connections_opened == 2
+    assert sorted(await subjects(sink_api)) == ["first", "much later", "soon after"]
+    await smtp.aclose()
+
+
+async def test_a_failed_connection_is_never_reused(
+    sink: SmtpSink, sink_api: httpx.AsyncClient
+) -> None:
+    smtp = mailer(sink.smtp_url)
+    await inject(sink_api, {"kind": "refuse", "count": 1, "code": 451})
+    sent = await smtp.send(plain_message("after a refusal"))
+    assert sent.attempts == 2
+    assert smtp.connections_opened == 2
+    await smtp.send(plain_message("next"))
+    assert smtp.connections_opened == 2
+    assert sorted(await subjects(sink_api)) == ["after a refusal", "next"]
+    await smtp.aclose()
 
 
 async def test_two_4xx_refusals_then_acceptance_deliver_exactly_one_message(
