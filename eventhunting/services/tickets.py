@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from eventhunting.domain import tickets as rules
 from eventhunting.domain.actors import Actor
-from eventhunting.domain.catalog import CatalogEvent, EventStatus
+from eventhunting.domain.catalog import CatalogEvent, EventNotFound, EventStatus
 from eventhunting.domain.errors import RateLimited
 from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import OrderNotFound
@@ -35,8 +35,16 @@ from eventhunting.services.accounts import ACCOUNTS
 from eventhunting.services.catalog import EVENTS
 from eventhunting.services.repository import Effects, Repository, StreamKind
 from eventhunting.store import keys
-from eventhunting.store.append import Claim, EventStore, StreamVersion
+from eventhunting.store.append import Claim, CounterChange, EventStore, StreamVersion
 from eventhunting.store.claims import ticket_claim, ticket_code_claim
+from eventhunting.store.counters import (
+    CHECKED_IN_FIELD,
+    GATE_FIELD_PREFIX,
+    TICKET_TYPE_FIELD_PREFIX,
+    checkin_deltas,
+    checkins_counter,
+    inventory_counter,
+)
 from eventhunting.tickets.qr_codes import TicketCode, sign_ticket_code, verify_ticket_code
 from eventhunting.tickets.qr_keys import JsonWebKeySet, QrKeyRing
 
@@ -49,6 +57,8 @@ TICKETS = StreamKind(rules.TICKET_STREAM_KIND, rules.evolve_checked_in)
 CODE_TAKEN = "ticket_code_taken"
 # Refused because the order moved on (a refund) between reading it and checking in.
 ORDER_CHANGED = "order_changed"
+# A check-in only adds to its event's counter, so this guard never refuses one.
+CHECKIN_COUNT_GUARD = "checkin_count"
 RESEND_LIMIT = 3
 RESEND_WINDOW_SECONDS = 3_600
 RESEND_SCRIPT = resources.files("eventhunting.services").joinpath("resend_throttle.lua").read_text()
@@ -79,6 +89,14 @@ class DoorStaff:
     def may_check_in_somewhere(self) -> bool:
         return self.is_admin or self.is_organizer or bool(self.staff_events)
 
+    def may_check_in_at(self, event_id: str, event: CatalogEvent | None) -> bool:
+        """Whether these are door staff of the event: its staff, its organizer or an admin."""
+        return (
+            self.is_admin
+            or event_id in self.staff_events
+            or (event is not None and event.organizer_id == self.account_id)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TicketState:
@@ -94,6 +112,25 @@ class CheckedIn:
     ticket_id: str
     checked_in_at: datetime
     repeated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TicketTypeCheckins:
+    ticket_type_id: str
+    name: str
+    checked_in: int
+    tickets: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinSummary:
+    """How many of an event's tickets have let someone in, from the write-side counters."""
+
+    event_id: str
+    checked_in: int
+    tickets: int
+    by_ticket_type: list[TicketTypeCheckins]
+    by_gate: dict[str | None, int]
 
 
 class TicketService:
@@ -317,11 +354,7 @@ class TicketService:
             )
         ticket_id, event_id, ticket_type_id = await self.identify(qr, code, door_event_id)
         event = await self.events.find(event_id)
-        may_check_in = (
-            staff.is_admin
-            or event_id in staff.staff_events
-            or (event is not None and event.organizer_id == staff.account_id)
-        )
+        may_check_in = staff.may_check_in_at(event_id, event)
         order_id = await self.order_of_ticket(ticket_id)
         command = CheckIn(
             ticket_id=ticket_id,
@@ -349,8 +382,19 @@ class TicketService:
             state = read[-1]
             assert state is not None
             stream = ORDER_TICKETS.stream(state.order.id)
+            # The event's count moves in the same append as the check-in: exact, never lagging.
+            counters = [
+                CounterChange(
+                    checkins_counter(checked.event_id),
+                    checkin_deltas(checked.ticket_type_id, checked.gate),
+                    code=CHECKIN_COUNT_GUARD,
+                )
+                for checked in events
+                if isinstance(checked, TicketCheckedIn)
+            ]
             return Effects(
-                stream_versions=[StreamVersion(stream, state.version, code=ORDER_CHANGED)]
+                counters=counters,
+                stream_versions=[StreamVersion(stream, state.version, code=ORDER_CHANGED)],
             )
 
         saved = await self.tickets.decide_and_append(
@@ -364,6 +408,47 @@ class TicketService:
         checked = saved.events[0].data
         assert isinstance(checked, TicketCheckedIn)
         return CheckedIn(ticket_id=ticket_id, checked_in_at=checked.checked_in_at)
+
+    async def checkin_summary(self, staff: DoorStaff, event_id: str) -> CheckinSummary:
+        """The event's check-ins so far, in all, per ticket type and per gate, beside its
+        tickets sold and not refunded; for its door staff (404 `event_not_found` to those
+        who may not see the event, 403 `not_door_staff` to others).
+
+        Both come from the counters the appends move (a check-in and its count are one
+        append), so the figures are exact the moment a scan is answered.
+        """
+        event = await self.events.find(event_id)
+        if event is None:
+            raise EventNotFound(f"no event {event_id}")
+        if not staff.may_check_in_at(event_id, event):
+            event.ensure_visible_to(staff.account_id, is_admin=staff.is_admin)
+            raise NotDoorStaff("Only the event's staff, its organizer or an admin see its doors.")
+        names = [checkins_counter(event_id)] + [
+            inventory_counter(ticket_type.id) for ticket_type in event.ticket_types
+        ]
+        counters = await self.store.read_counters(self.partition_of(event_id), names)
+        checkins = counters[checkins_counter(event_id)]
+        by_ticket_type = [
+            TicketTypeCheckins(
+                ticket_type_id=ticket_type.id,
+                name=ticket_type.name,
+                checked_in=checkins.get(TICKET_TYPE_FIELD_PREFIX + ticket_type.id, 0),
+                tickets=counters[inventory_counter(ticket_type.id)].get("sold", 0),
+            )
+            for ticket_type in event.ticket_types
+        ]
+        by_gate = {
+            field.removeprefix(GATE_FIELD_PREFIX) or None: count
+            for field, count in sorted(checkins.items())
+            if field.startswith(GATE_FIELD_PREFIX)
+        }
+        return CheckinSummary(
+            event_id=event_id,
+            checked_in=checkins.get(CHECKED_IN_FIELD, 0),
+            tickets=sum(line.tickets for line in by_ticket_type),
+            by_ticket_type=by_ticket_type,
+            by_gate=by_gate,
+        )
 
     async def identify(
         self, qr: str | None, code: str | None, door_event_id: str | None

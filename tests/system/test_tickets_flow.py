@@ -318,6 +318,67 @@ async def test_of_fifty_concurrent_scans_of_one_ticket_exactly_one_is_let_in(
     }
 
 
+async def test_the_checkin_summary_counts_concurrent_scans_exactly_for_door_staff_only(
+    http: httpx.AsyncClient,
+    tickets_system: RunningSystem,
+    organizer: SignedIn,
+    sink_api: httpx.AsyncClient,
+) -> None:
+    event = await free_event(http, organizer)
+    staff = await sign_up(http, tickets_system)
+    await grant_staff(http, organizer, event["id"], staff.account_id)
+    orders = [await buy(http, await sign_up(http, tickets_system), event, 3) for _ in range(3)]
+    codes: list[str] = []
+    for order in orders:
+
+        async def issued(order_id: str = order["id"]) -> bool:
+            found = await http.get(f"/api/v1/orders/{order_id}/tickets", headers=organizer.headers)
+            return bool(found.json()["items"])
+
+        await wait_for(issued)
+        found = await http.get(f"/api/v1/orders/{order['id']}/tickets", headers=organizer.headers)
+        codes.extend(item["qr"] for item in found.json()["items"])
+    summary_url = f"/api/v1/events/{event['id']}/checkins/summary"
+
+    # Eight of the nine tickets, each scanned four times at once at two gates.
+    answers = await asyncio.gather(
+        *(
+            check_in(http, staff, qr, gate=("Cổng A", "Cổng B")[n % 2])
+            for qr in codes[:8]
+            for n in range(4)
+        )
+    )
+    summary = await http.get(summary_url, headers=staff.headers)
+
+    assert Counter(answer.status_code for answer in answers) == {200: 8, 409: 24}
+    assert summary.status_code == 200, summary.text
+    body = summary.json()
+    assert (body["event_id"], body["checked_in"], body["tickets"]) == (event["id"], 8, 9)
+    [line] = body["by_ticket_type"]
+    assert (line["ticket_type_id"], line["checked_in"], line["tickets"]) == (
+        event["ticket_types"][0]["id"],
+        8,
+        9,
+    )
+    assert sum(gate["checked_in"] for gate in body["by_gate"]) == 8
+    assert {gate["gate"] for gate in body["by_gate"]} <= {"Cổng A", "Cổng B"}
+    admin = await sign_in_admin(http, tickets_system)
+    for allowed in (organizer, admin):
+        seen = await http.get(summary_url, headers=allowed.headers)
+        assert seen.json()["checked_in"] == 8
+    stranger = await sign_up(http, tickets_system)
+    refused = await http.get(summary_url, headers=stranger.headers)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["code"] == "not_door_staff"
+    assert (await http.get(summary_url)).status_code == 401
+    missing = await http.get(
+        "/api/v1/events/01JNOSUCHEVENT0000000000000/checkins/summary", headers=admin.headers
+    )
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "event_not_found"
+
+
 async def test_resending_sends_a_new_mail_until_the_hourly_limit_answers_429(
     http: httpx.AsyncClient,
     tickets_system: RunningSystem,

@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from eventhunting.domain.actors import Actor
+from eventhunting.domain.catalog import EventNotFound
 from eventhunting.domain.errors import RateLimited
 from eventhunting.domain.orders import OrderStatus, RefundRequested, RequestedItem
 from eventhunting.domain.tickets import (
@@ -109,6 +110,73 @@ async def test_of_fifty_concurrent_scans_of_one_ticket_exactly_one_succeeds(
         for outcome in outcomes
         if isinstance(outcome, BaseException)
     )
+
+
+async def test_the_checkin_count_is_exact_after_concurrent_scans_of_many_tickets(
+    tickets: TicketService,
+    signing_ring: QrKeyRing,
+    buyer: Buyer,
+    free_order: PaidOrder,
+    new_event: NewEvent,
+) -> None:
+    event = await new_event(
+        TicketTypeSpec(name="Standing", price=0, quantity=50),
+        TicketTypeSpec(name="Seated", price=0, quantity=50),
+    )
+    issued = []
+    for number, quantity in enumerate((3, 4, 2)):
+        _, order = await free_order(
+            await buyer(email=f"b{number}@example.test"), quantity=quantity, event=event
+        )
+        issued.extend(await tickets.issue(order.id, signing_ring))
+    admitted = issued[:7]
+    before = await tickets.checkin_summary(ADMIN, event.id)
+
+    # Each admitted ticket scanned five times at once, at two gates: one scan of each wins.
+    outcomes = await asyncio.gather(
+        *(
+            tickets.check_in(ADMIN, qr=ticket.qr, gate=("Cổng A", "Cổng B", None)[n % 3])
+            for ticket in admitted
+            for n in range(5)
+        ),
+        return_exceptions=True,
+    )
+    summary = await tickets.checkin_summary(ADMIN, event.id)
+
+    assert (before.checked_in, before.tickets) == (0, 9)
+    wins = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+    assert len(wins) == 7
+    assert all(isinstance(o, AlreadyCheckedIn) for o in outcomes if isinstance(o, BaseException))
+    assert (summary.checked_in, summary.tickets) == (7, 9)
+    assert [(line.name, line.checked_in, line.tickets) for line in summary.by_ticket_type] == [
+        ("Standing", 7, 9),
+        ("Seated", 0, 0),
+    ]
+    assert sum(summary.by_gate.values()) == 7
+    assert set(summary.by_gate) <= {"Cổng A", "Cổng B", None}
+    assert {win.ticket_id for win in wins} == {ticket.ticket_id for ticket in admitted}
+
+
+async def test_the_checkin_count_is_for_the_events_door_staff_only(
+    tickets: TicketService, buyer: Buyer, free_order: PaidOrder, new_event: NewEvent
+) -> None:
+    event, _ = await free_order(await buyer(), quantity=1)
+    other, _ = await free_order(await buyer(email="o@example.test"), quantity=1)
+    draft = await new_event(TicketTypeSpec(name="Later", price=0, quantity=5), publish=False)
+
+    staff = DoorStaff(account_id="staff-1", staff_events=frozenset({event.id}))
+    organizer = DoorStaff(account_id=ORGANIZER.account_id, is_organizer=True)
+    for allowed in (staff, organizer, ADMIN):
+        assert (await tickets.checkin_summary(allowed, event.id)).tickets == 1
+    with pytest.raises(NotDoorStaff):
+        await tickets.checkin_summary(staff, other.id)
+    with pytest.raises(NotDoorStaff):
+        await tickets.checkin_summary(DoorStaff(account_id="customer-1"), event.id)
+    with pytest.raises(EventNotFound):
+        await tickets.checkin_summary(staff, draft.id)
+    with pytest.raises(EventNotFound):
+        await tickets.checkin_summary(ADMIN, "01JNOSUCHEVENT0000000000000")
+    assert (await tickets.checkin_summary(organizer, draft.id)).checked_in == 0
 
 
 async def test_a_ticket_is_checked_in_by_its_door_code_and_the_event(
