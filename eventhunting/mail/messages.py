@@ -8,7 +8,7 @@ import msgspec
 
 
 class Recipient(msgspec.Struct, frozen=True, kw_only=True):
-    """Who the mail is for; `locale` picks the language (see `local_formats.mail_locale`)."""
+    """Who the mail is for; `locale` picks the language (see `languages.choice.language_of`)."""
 
     name: str
     email: str

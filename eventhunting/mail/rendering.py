@@ -10,30 +10,20 @@ from typing import Any
 
 import jinja2
 
-from eventhunting.mail.local_formats import (
-    MailLocale,
-    format_event_time,
-    format_local_date,
-    format_refund_reason,
-    format_vnd,
-    mail_locale,
-)
+from eventhunting.languages.catalogs import Language, catalog
+from eventhunting.languages.choice import language_of
+from eventhunting.languages.templates import install_languages
 from eventhunting.mail.messages import RefundCompletedMail, TicketsMail
 from eventhunting.tickets.qr_images import qr_png
 
-SUBJECTS: dict[tuple[str, MailLocale], str] = {
-    ("tickets", "vi"): "Vé của bạn: {title}",
-    ("tickets", "en"): "Your tickets: {title}",
-    ("refund_completed", "vi"): "Đã hoàn tiền: {title}",
-    ("refund_completed", "en"): "Refund completed: {title}",
-}
 CONTENT_ID_DOMAIN = "eventhunting"
 # Control characters (line breaks above all) must never reach a header.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def template_environment() -> jinja2.Environment:
-    """Templates under `mail/templates`: HTML ones escape every value, text ones do not."""
+    """Templates under `mail/templates`: HTML ones escape every value, text ones do not; both
+    take their words from the language catalogs (`t`, `eventhunting.languages`)."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("eventhunting.mail", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
@@ -42,11 +32,7 @@ def template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters["vnd"] = format_vnd
-    environment.filters["event_time"] = format_event_time
-    environment.filters["local_date"] = format_local_date
-    environment.filters["refund_reason"] = format_refund_reason
-    return environment
+    return install_languages(environment)
 
 
 def qr_content_id(ticket_id: str) -> str:
@@ -71,13 +57,13 @@ class MailRenderer:
 
     def tickets_message(self, mail: TicketsMail, *, message_id: str | None = None) -> EmailMessage:
         """The "your tickets" mail: each ticket's QR code as an inline PNG shown by cid:."""
-        locale = mail_locale(mail.buyer.locale)
+        language = language_of(mail.buyer.locale)
         tickets = [
             {"ticket": ticket, "content_id": qr_content_id(ticket.ticket_id)}
             for ticket in mail.tickets
         ]
         message = self._message(
-            "tickets", locale, mail, {"mail": mail, "tickets": tickets}, message_id
+            "tickets", language, mail, {"mail": mail, "tickets": tickets}, message_id
         )
         html_part = message.get_body(preferencelist=("html",))
         assert isinstance(html_part, EmailMessage)
@@ -96,26 +82,27 @@ class MailRenderer:
         self, mail: RefundCompletedMail, *, message_id: str | None = None
     ) -> EmailMessage:
         """The "refund completed" mail: amount, refunded tickets, order, credit note."""
-        locale = mail_locale(mail.buyer.locale)
-        return self._message("refund_completed", locale, mail, {"mail": mail}, message_id)
+        language = language_of(mail.buyer.locale)
+        return self._message("refund_completed", language, mail, {"mail": mail}, message_id)
 
     def _message(
         self,
         purpose: str,
-        locale: MailLocale,
+        language: Language,
         mail: TicketsMail | RefundCompletedMail,
         context: dict[str, Any],
         message_id: str | None,
     ) -> EmailMessage:
-        context = {**context, "locale": locale}
-        text = self.templates.get_template(f"{purpose}.{locale}.txt").render(context)
-        html = self.templates.get_template(f"{purpose}.{locale}.html").render(context)
+        context = {**context, "language": language}
+        text = self.templates.get_template(f"{purpose}.txt").render(context)
+        html = self.templates.get_template(f"{purpose}.html").render(context)
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = Address(
             display_name=header_text(mail.buyer.name), addr_spec=mail.buyer.email
         )
-        message["Subject"] = header_text(SUBJECTS[(purpose, locale)].format(title=mail.event.title))
+        subject = catalog(language).text(f"mail.{purpose}.subject", title=mail.event.title)
+        message["Subject"] = header_text(subject)
         message["Message-ID"] = message_id or make_msgid(
             purpose.replace("_", "-"), domain=self.message_id_domain
         )
@@ -123,5 +110,5 @@ class MailRenderer:
         message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
         message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
         # After the body: add_alternative moves every Content-* header into the first part.
-        message["Content-Language"] = locale
+        message["Content-Language"] = language
         return message

@@ -14,11 +14,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 from ulid import ULID
 
-from eventhunting.mail.local_formats import (
-    format_event_time,
-    format_vnd,
-    mail_locale,
-)
 from eventhunting.mail.messages import (
     EventDetails,
     MailedTicket,
@@ -239,37 +234,6 @@ def test_a_title_with_line_breaks_cannot_add_headers() -> None:
     message = render(tickets_mail("en", title="Gala\r\nBcc: victim@example.test"))
     assert message["Bcc"] is None
     assert message["Subject"] == "Your tickets: Gala Bcc: victim@example.test"
-
-
-@pytest.mark.parametrize(
-    ("tag", "expected"),
-    [
-        (None, "vi"),
-        ("vi", "vi"),
-        ("vi-VN", "vi"),
-        ("vn", "vi"),
-        ("en", "en"),
-        ("en-US", "en"),
-        ("EN_gb", "en"),
-        ("fr", "vi"),
-        ("", "vi"),
-    ],
-)
-def test_the_mail_language_follows_the_locale_and_falls_back_to_vietnamese(
-    tag: str | None, expected: str
-) -> None:
-    assert mail_locale(tag) == expected
-
-
-def test_money_and_times_are_written_as_each_language_expects() -> None:
-    assert format_vnd(0, "vi") == "0 ₫"
-    assert format_vnd(1_250_000, "vi") == "1.250.000 ₫"
-    assert format_vnd(1_250_000, "en") == "VND 1,250,000"
-    late = datetime(2026, 12, 31, 17, 30, tzinfo=UTC)  # already 1 January in Vietnam
-    assert format_event_time(late, "vi") == "00:30, Thứ Sáu, 01/01/2027 (GMT+7)"
-    assert format_event_time(late, "en") == "Friday, 1 January 2027, 00:30 (GMT+7)"
-    with pytest.raises(ValueError, match="offset"):
-        format_event_time(datetime(2026, 1, 1), "vi")
 
 
 @pytest.mark.parametrize(
