@@ -12,9 +12,10 @@ from litestar.di import Provide
 
 from eventhunting.api.auth import Principal, signed_in
 from eventhunting.api.openapi import PROBLEM_STATUSES
-from eventhunting.api.pages import render_page
+from eventhunting.api.pages import page_language, render_page
 from eventhunting.bootstrap import Services
 from eventhunting.domain.orders import CreditNoteIssued, InvoiceIssued
+from eventhunting.languages.catalogs import catalog
 from eventhunting.payments.vnpay import BANK_CODE_PATTERN
 from eventhunting.services.payments import PaymentOutcome, PaymentService
 
@@ -141,44 +142,6 @@ class CreditNote(msgspec.Struct, frozen=True, kw_only=True):
 
 class CreditNoteList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[CreditNote]
-
-
-TEXTS: dict[str, dict[str, str]] = {
-    "en": {
-        "title": "Payment result",
-        "order": "Order",
-        "paid": "Paid",
-        "failed": "Payment failed",
-        "processing": "Confirming your payment",
-        "refunding": "Payment will be refunded",
-        "invalid": "Invalid payment result",
-        "unknown": "Order not found",
-    },
-    "vn": {
-        "title": "Kết quả thanh toán",
-        "order": "Đơn hàng",
-        "paid": "Đã thanh toán",
-        "failed": "Thanh toán không thành công",
-        "processing": "Đang xác nhận thanh toán",
-        "refunding": "Khoản thanh toán sẽ được hoàn lại",
-        "invalid": "Kết quả thanh toán không hợp lệ",
-        "unknown": "Không tìm thấy đơn hàng",
-    },
-}
-
-MESSAGES_VN: dict[str, str] = {
-    "paid": "Đã nhận thanh toán. Cảm ơn bạn!",
-    "failed": "Thanh toán không thành công; bạn có thể thử lại.",
-    "processing": "Đã nhận thanh toán; chúng tôi đang xác nhận với VNPAY.",
-    "refunding": "Đã nhận thanh toán nhưng khoản này sẽ được hoàn lại.",
-    "invalid": "Kết quả thanh toán không có chữ ký hợp lệ của VNPAY.",
-    "unknown": "Không có đơn hàng này.",
-}
-
-
-def page_locale(request: Request[Any, Any, Any]) -> str:
-    wanted = str(request.query_params.get("lang") or request.headers.get("accept-language") or "")
-    return "vn" if wanted.lower().startswith(("vi", "vn")) else "en"
 
 
 def wants_json(request: Request[Any, Any, Any]) -> bool:
@@ -374,7 +337,8 @@ class VnpayGatewayController(Controller):
         "/payments/vnpay/return",
         summary="Where VNPAY sends the buyer back: the payment's outcome (display only)",
         description=(
-            "An HTML page (vi/en by Accept-Language or `?lang=vi`); with"
+            "An HTML page in Vietnamese or English (`?lang=vi|en`, else Accept-Language, else"
+            " Vietnamese); with"
             " `Accept: application/json`, `{order_id, status, message}`. Never changes an order."
         ),
         media_type=MediaType.HTML,
@@ -384,17 +348,13 @@ class VnpayGatewayController(Controller):
         self, request: Request[Any, Any, Any], payments: PaymentService
     ) -> Response[Any]:
         outcome: PaymentOutcome = await payments.outcome(request.query_params.multi_items())
-        locale = page_locale(request)
-        message = outcome.message if locale == "en" else MESSAGES_VN[outcome.status]
+        language = page_language(request)
+        message = catalog(language).text(f"pages.payment.message.{outcome.status}")
         if wants_json(request):
             view = PaymentResultView(
                 order_id=outcome.order_id, status=outcome.status, message=message
             )
             return Response(msgspec.to_builtins(view), media_type=MediaType.JSON)
         return render_page(
-            "payment_result.html",
-            outcome=outcome,
-            message=message,
-            locale=locale,
-            text=TEXTS[locale],
+            "payment_result.html", language=language, outcome=outcome, message=message
         )

@@ -130,7 +130,8 @@ class PaymentOutcome:
 
     order_id: str | None
     status: str
-    message: str
+    """`paid`, `failed`, `processing`, `refunding`, `invalid` or `unknown`; pages word it
+    from the language catalogs (`pages.payment.message.<status>`)."""
     signature_valid: bool
 
 
@@ -455,39 +456,29 @@ class PaymentService:
         try:
             verdict = verify_payment_callback(query, credentials.hash_secret)
         except InvalidVnpayMessage:
-            return PaymentOutcome(None, "invalid", "The payment result is unreadable.", False)
+            return PaymentOutcome(None, "invalid", False)
         if not verdict.signature_valid or verdict.result is None:
-            return PaymentOutcome(
-                None, "invalid", "The payment result is not signed by VNPAY.", False
-            )
+            return PaymentOutcome(None, "invalid", False)
         result = verdict.result
         order_id = order_id_of(result.txn_ref)
         order = None if order_id is None else await self.repository.find(order_id)
         if order is None or order_id is None:
-            return PaymentOutcome(order_id, "unknown", "There is no such order.", True)
+            return PaymentOutcome(order_id, "unknown", True)
         attempt = order.payment(result.txn_ref)
         refunded = any(refund.txn_ref == result.txn_ref for refund in order.refunds)
         if attempt is not None and attempt.status is PaymentStatus.SUCCEEDED and refunded:
-            return PaymentOutcome(
-                order.id, "refunding", "Payment received, but it will be refunded.", True
-            )
+            return PaymentOutcome(order.id, "refunding", True)
         if (
             order.status is OrderStatus.PAID
             and attempt is not None
             and (attempt.status is PaymentStatus.SUCCEEDED)
         ):
-            return PaymentOutcome(order.id, "paid", "Payment received. Thank you!", True)
+            return PaymentOutcome(order.id, "paid", True)
         if not result.paid:
-            return PaymentOutcome(
-                order.id, "failed", "The payment did not go through; you may try again.", True
-            )
+            return PaymentOutcome(order.id, "failed", True)
         if attempt is not None and attempt.status is PaymentStatus.SUCCEEDED:
-            return PaymentOutcome(
-                order.id, "refunding", "Payment received, but it will be refunded.", True
-            )
-        return PaymentOutcome(
-            order.id, "processing", "Payment received; we are confirming it with VNPAY.", True
-        )
+            return PaymentOutcome(order.id, "refunding", True)
+        return PaymentOutcome(order.id, "processing", True)
 
 
 def ipn_body(answer: IpnAnswer) -> Mapping[str, str]:

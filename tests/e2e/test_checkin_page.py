@@ -60,16 +60,29 @@ async def camera_browser(camera_video: Path) -> AsyncIterator[Browser]:
             await launched.close()
 
 
-@pytest.fixture
-async def door(camera_browser: Browser) -> AsyncIterator[tuple[Page, PageProblems]]:
+async def door_in(browser: Browser, locale: str) -> AsyncIterator[tuple[Page, PageProblems]]:
     """A fresh page in its own context, and what goes wrong in it (asserted empty by tests)."""
-    context = await camera_browser.new_context(locale="en-US")
+    context = await browser.new_context(locale=locale)
     page = await context.new_page()
     problems = PageProblems.watch(page)
     try:
         yield page, problems
     finally:
         await context.close()
+
+
+@pytest.fixture
+async def door(camera_browser: Browser) -> AsyncIterator[tuple[Page, PageProblems]]:
+    """A door whose browser asks for English (`Accept-Language: en-US`)."""
+    async for opened in door_in(camera_browser, "en-US"):
+        yield opened
+
+
+@pytest.fixture
+async def door_in_vietnamese(camera_browser: Browser) -> AsyncIterator[tuple[Page, PageProblems]]:
+    """A door whose browser asks for Vietnamese (`Accept-Language: vi-VN`)."""
+    async for opened in door_in(camera_browser, "vi-VN"):
+        yield opened
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,15 @@ async def answer_shown(page: Page, outcome: str, reason: str) -> str:
     return await page.inner_text("#result-reason")
 
 
+async def count_shown(page: Page, checked_in: int, tickets: int) -> str:
+    """Wait for the event's count on the page to be `checked_in` of `tickets`; its label."""
+    await page.wait_for_selector(
+        f'#checkin-count[data-count="{checked_in}"][data-tickets="{tickets}"]',
+        timeout=ANSWER_TIMEOUT_MS,
+    )
+    return await page.inner_text("#count-label")
+
+
 async def type_code(page: Page, code: str) -> None:
     await page.fill("#code", code)
     await page.click("#code-check")
@@ -210,7 +232,7 @@ async def test_staff_sign_in_and_get_their_event_and_codes_that_are_not_its_tick
     )
     assert other_event in await answer_shown(page, "rejected", "other_event")
 
-    assert await page.get_attribute("#checkin-count", "data-count") == "0"
+    assert "of 0 tickets" in await count_shown(page, 0, 0)
     assert problems.messages == []
 
 
@@ -258,14 +280,14 @@ async def test_scanning_a_ticket_lets_it_in_then_shows_it_already_checked_in(
     await page.click("#camera-start")
 
     assert "Checked in at" in await answer_shown(page, "accepted", "checked_in")
-    assert await page.get_attribute("#checkin-count", "data-count") == "1"
+    assert "of 1 tickets checked in" in await count_shown(page, 1, 1)
 
     # The ticket stays in front of the camera: nothing more happens until the next ticket.
     await page.click("#next-ticket")
     shown = await answer_shown(page, "rejected", "already_checked_in")
     assert "Already checked in at" in shown
     assert "Gate A" in shown
-    assert await page.get_attribute("#checkin-count", "data-count") == "1"
+    await count_shown(page, 1, 1)
 
     # The API agrees: the first scan was recorded once.
     again = await staff_http.post(
@@ -273,6 +295,22 @@ async def test_scanning_a_ticket_lets_it_in_then_shows_it_already_checked_in(
     )
     assert again.status_code == 409, again.text
     assert again.json()["code"] == "already_checked_in"
+
+    # The count is the event's, not this tab's: another door's check-in shows up here by
+    # itself (the page asks again every few seconds), as does a ticket sold meanwhile.
+    other_ticket = await issued_ticket(staff_http, staff_system, door_event)
+    elsewhere = await staff_http.post(
+        "/api/v1/checkins",
+        json={"qr": other_ticket["qr"], "gate": "Gate B"},
+        headers=door_event.organizer.headers,
+    )
+    assert elsewhere.status_code == 200, elsewhere.text
+    assert "of 2 tickets" in await count_shown(page, 2, 2)
+    summary = await staff_http.get(
+        f"/api/v1/events/{door_event.event_id}/checkins/summary",
+        headers=door_event.staff.headers,
+    )
+    assert (summary.json()["checked_in"], summary.json()["tickets"]) == (2, 2)
     assert problems.messages == []
 
 
@@ -292,5 +330,38 @@ async def test_a_typed_door_code_lets_its_ticket_in_once(
 
     await type_code(page, ticket["code"])
     assert "Already checked in at" in await answer_shown(page, "rejected", "already_checked_in")
-    assert await page.get_attribute("#checkin-count", "data-count") == "1"
+    await count_shown(page, 1, 1)
+    assert problems.messages == []
+
+
+async def test_a_browser_asking_for_vietnamese_gets_the_door_in_vietnamese(
+    staff_http: httpx.AsyncClient,
+    staff_system: StaffSystem,
+    door_in_vietnamese: tuple[Page, PageProblems],
+) -> None:
+    page, problems = door_in_vietnamese
+    door_event = await event_with_staff(staff_http, staff_system)
+    ticket = await issued_ticket(staff_http, staff_system, door_event)
+
+    await page.goto(f"{staff_system.api.base_url}/checkin")
+    assert await page.get_attribute("html", "lang") == "vi"
+    assert await page.inner_text("#sign-in-button") == "Đăng nhập"
+    await page.fill("#email", door_event.staff.email)
+    await page.fill("#password", "not the password")
+    await page.click("#sign-in-button")
+    await page.wait_for_selector("#sign-in-error:has-text('Sai email hoặc mật khẩu.')")
+
+    await sign_in_at_the_door(page, staff_system.api.base_url, door_event.staff)
+    await page.wait_for_selector("#scanning:not([hidden])")
+    assert await page.inner_text("#result-title") == "Sẵn sàng"
+    assert "trên 1 vé" in await count_shown(page, 0, 1)
+
+    await type_code(page, ticket["code"])
+    assert "Đã soát vé lúc" in await answer_shown(page, "accepted", "checked_in")
+    assert await page.inner_text("#result-title") == "Mời vào"
+    await count_shown(page, 1, 1)
+    await type_code(page, ticket["code"])
+    assert "Vé đã được soát lúc" in await answer_shown(page, "rejected", "already_checked_in")
+    await type_code(page, "EH1:THIS IS NOT BASE32!")
+    assert "Mã đã bị hỏng" in await answer_shown(page, "rejected", "malformed")
     assert problems.messages == []

@@ -4,29 +4,25 @@
 // Scanning uses the browser's BarcodeDetector where it reads QR codes, else jsQR (vendored)
 // on frames drawn into a canvas. A code whose answer is on screen is not sent again while
 // it stays in front of the camera; "Next ticket" clears the answer (and that memory).
+//
+// The count is the event's, every door's scans together: GET .../checkins/summary after each
+// answer and every few seconds (the API counts a check-in in the same write that records it).
 
 (() => {
   "use strict";
 
-  const { startStaffPage, readTicketCode, TicketKeys, TicketCodeRefused, problemText, vietnamTime } =
+  const { startStaffPage, readTicketCode, TicketKeys, TicketCodeRefused, problemText, vietnamTime, t, locale } =
     window.EventHunting;
 
   const SCAN_INTERVAL_MS = 150;
   const FRAME_WIDTH = 640;
   const KEYS_MAX_AGE_MS = 5 * 60 * 1000; // as long as the API lets them be cached
-  const COUNTS_KEY = "eventhunting.checkins";
+  const COUNT_REFRESH_MS = 5000;
   const GATE_KEY = "eventhunting.gate";
   const QR_PREFIX = "EH1:";
 
-  const REASONS = {
-    malformed: "Not a ticket code, or a damaged one.",
-    unknown_key: "Signed with a key this system does not accept.",
-    bad_signature: "Invalid signature: forged or altered.",
-    other_event: "This ticket is for another event.",
-    refunded: "The ticket was refunded.",
-    cancelled: "The event was cancelled.",
-    not_found: "No such ticket was issued.",
-  };
+  const REASONS = ["malformed", "unknown_key", "bad_signature", "other_event", "refunded", "cancelled", "not_found"];
+  const count = new Intl.NumberFormat(locale);
 
   const element = (id) => document.getElementById(id);
   const page = {
@@ -43,6 +39,8 @@
     resultTitle: element("result-title"),
     resultReason: element("result-reason"),
     count: element("checkin-count"),
+    countLabel: element("count-label"),
+    countStatus: element("count-status"),
     next: element("next-ticket"),
     video: element("camera"),
     canvas: element("frame"),
@@ -63,6 +61,9 @@
     stream: null,
     detector: null,
     timer: null,
+    countTimer: null,
+    countAsked: 0, // answers to older count requests than the last one shown are dropped
+    countShown: 0,
   };
 
   // --- the event ------------------------------------------------------------------------
@@ -90,12 +91,12 @@
     eventId = eventId.trim().toUpperCase();
     page.eventProblem.textContent = "";
     if (!eventId) {
-      page.eventProblem.textContent = "Choose an event or type its id.";
+      page.eventProblem.textContent = t("choose_event");
       return;
     }
     const answer = await state.session.request("GET", `/api/v1/events/${encodeURIComponent(eventId)}`);
     if (answer.status !== 200) {
-      page.eventProblem.textContent = answer.status === 404 ? "No such event." : problemText(answer);
+      page.eventProblem.textContent = answer.status === 404 ? t("no_such_event") : problemText(answer);
       return;
     }
     state.event = { id: answer.body.id, title: answer.body.title };
@@ -107,7 +108,8 @@
     page.eventTitle.dataset.eventId = state.event.id;
     page.scanning.hidden = false;
     page.eventPicker.open = false;
-    showCount();
+    showCount(null);
+    refreshCount();
     showIdle();
   }
 
@@ -125,28 +127,46 @@
 
   function showIdle() {
     state.shownCode = null;
-    show("idle", "Ready", "Scan a ticket or type its code.");
+    show("idle", t("ready"), t("scan_or_type"));
   }
 
-  function counts() {
-    try {
-      return JSON.parse(sessionStorage.getItem(COUNTS_KEY) || "{}");
-    } catch {
-      return {};
+  // --- the event's count ------------------------------------------------------------------
+
+  function showCount(summary) {
+    page.count.textContent = summary ? count.format(summary.checked_in) : "–";
+    page.count.dataset.count = summary ? String(summary.checked_in) : "";
+    page.count.dataset.tickets = summary ? String(summary.tickets) : "";
+    page.countLabel.textContent = summary ? t("count_of", { tickets: count.format(summary.tickets) }) : "";
+  }
+
+  async function refreshCount() {
+    clearTimeout(state.countTimer);
+    const event = state.event;
+    if (!event || document.hidden) {
+      return;
     }
-  }
-
-  function showCount() {
-    const count = (state.event && counts()[state.event.id]) || 0;
-    page.count.textContent = String(count);
-    page.count.dataset.count = String(count);
-  }
-
-  function countOne() {
-    const all = counts();
-    all[state.event.id] = (all[state.event.id] || 0) + 1;
-    sessionStorage.setItem(COUNTS_KEY, JSON.stringify(all));
-    showCount();
+    const asked = ++state.countAsked;
+    let answer = null;
+    try {
+      answer = await state.session.request("GET", `/api/v1/events/${encodeURIComponent(event.id)}/checkins/summary`);
+    } catch {
+      answer = null;
+    }
+    if (state.event !== event || asked < state.countShown) {
+      return; // another event was chosen, or a later answer is on screen already
+    }
+    state.countShown = asked;
+    if (answer?.status === 200) {
+      showCount(answer.body);
+      page.countStatus.dataset.state = "live";
+      page.countStatus.textContent = t("count_updated", { time: vietnamTime(answer.body.as_of) });
+    } else {
+      page.countStatus.dataset.state = "stale";
+      page.countStatus.textContent = answer ? problemText(answer) : t("count_stale");
+    }
+    if (state.event === event && asked === state.countAsked) {
+      state.countTimer = setTimeout(refreshCount, COUNT_REFRESH_MS);
+    }
   }
 
   // --- checking a code --------------------------------------------------------------------
@@ -172,7 +192,7 @@
         await keys.verify(code);
       }
       if (code.eventId !== state.event.id) {
-        throw new TicketCodeRefused("other_event", `This ticket is for another event (${code.eventId}).`);
+        throw new TicketCodeRefused("other_event", t("other_event_id", { event_id: code.eventId }));
       }
       return null;
     } catch (error) {
@@ -202,18 +222,21 @@
     }
     state.checking = true;
     state.shownCode = scanned;
-    show("checking", "Checking...", "");
+    show("checking", t("checking"), "");
     try {
       const body = checkinBody(scanned, typed);
       const refusal = body.qr === undefined ? null : await refusedHere(scanned);
       if (refusal) {
-        show("rejected", "Not valid", refusal.message, refusal.reason);
+        show("rejected", t("not_valid"), refusal.message, refusal.reason);
         return;
       }
       const answer = await state.session.request("POST", "/api/v1/checkins", body);
       showAnswer(answer);
+      if (answer.status === 200 || answer.status === 409) {
+        refreshCount();
+      }
     } catch {
-      show("error", "No answer", "The server cannot be reached. Scan again.", "unreachable");
+      show("error", t("no_answer"), t("unreachable"), "unreachable");
       state.shownCode = null;
     } finally {
       state.checking = false;
@@ -223,24 +246,24 @@
   function showAnswer(answer) {
     const body = answer.body || {};
     if (answer.status === 200 || answer.status === 201) {
-      countOne();
-      show("accepted", "Welcome in", `Checked in at ${vietnamTime(body.checked_in_at)}.`, "checked_in");
+      show("accepted", t("welcome"), t("checked_in_at", { time: vietnamTime(body.checked_in_at) }), "checked_in");
     } else if (body.code === "already_checked_in") {
-      const gate = body.gate ? ` at ${body.gate}` : "";
-      const when = body.checked_in_at ? vietnamTime(body.checked_in_at, true) : "an earlier time";
-      show("rejected", "Already checked in", `Already checked in at ${when}${gate}.`, "already_checked_in");
+      const time = body.checked_in_at ? vietnamTime(body.checked_in_at, true) : t("an_earlier_time");
+      const reason = body.gate ? t("already_checked_in_at_gate", { time, gate: body.gate }) : t("already_checked_in_at", { time });
+      show("rejected", t("already_checked_in"), reason, "already_checked_in");
     } else if (body.code === "invalid_ticket") {
       const reason = body.reason || "invalid";
-      show("rejected", "Not valid", REASONS[reason] || body.detail || reason.replaceAll("_", " "), reason);
+      const text = REASONS.includes(reason) ? t(`reasons.${reason}`) : body.detail || reason.replaceAll("_", " ");
+      show("rejected", t("not_valid"), text, reason);
     } else if (answer.status === 401) {
-      show("error", "Signed out", "Sign in again to check tickets.", "unauthenticated");
+      show("error", t("signed_out"), t("sign_in_again"), "unauthenticated");
       state.shownCode = null;
     } else if (answer.status === 403) {
-      show("rejected", "Not allowed", "This account may not check in tickets of this event.", body.code || "forbidden");
+      show("rejected", t("not_allowed"), t("not_door_staff"), body.code || "forbidden");
     } else if (answer.status === 422 && body.errors?.some((error) => error.field === "code")) {
-      show("rejected", "Not valid", "That is not a ticket's code (XXXX-XXXX) nor its QR text.", "malformed");
+      show("rejected", t("not_valid"), t("not_a_code"), "malformed");
     } else {
-      show("rejected", "Not valid", problemText(answer), body.code || String(answer.status));
+      show("rejected", t("not_valid"), problemText(answer), body.code || String(answer.status));
     }
   }
 
@@ -260,7 +283,7 @@
 
   async function startCamera() {
     if (!navigator.mediaDevices?.getUserMedia) {
-      page.cameraStatus.textContent = "This browser cannot use a camera here (it needs HTTPS). Type the code.";
+      page.cameraStatus.textContent = t("no_camera_here");
       return;
     }
     page.cameraStart.disabled = true;
@@ -271,7 +294,7 @@
       });
     } catch (error) {
       page.cameraStart.disabled = false;
-      page.cameraStatus.textContent = `No camera: ${error.message || error.name}. Type the code.`;
+      page.cameraStatus.textContent = t("no_camera", { error: error.message || error.name });
       return;
     }
     page.video.srcObject = state.stream;
@@ -280,7 +303,7 @@
     state.detector = await qrDetector();
     const decoder = state.detector ? "BarcodeDetector" : "jsQR";
     page.cameraStatus.dataset.decoder = decoder;
-    page.cameraStatus.textContent = `Camera on (${decoder}). Hold the ticket's QR code in view.`;
+    page.cameraStatus.textContent = t("camera_on", { decoder });
     page.cameraStart.hidden = true;
     page.cameraStop.hidden = false;
     page.cameraStart.disabled = false;
@@ -298,7 +321,7 @@
     page.video.hidden = true;
     page.cameraStart.hidden = false;
     page.cameraStop.hidden = true;
-    page.cameraStatus.textContent = "Camera off.";
+    page.cameraStatus.textContent = t("camera_off");
     page.cameraStatus.dataset.decoder = "";
   }
 
@@ -365,7 +388,18 @@
       check(typed, { typed: true });
     }
   });
-  page.next.addEventListener("click", showIdle);
+  page.next.addEventListener("click", () => {
+    showIdle();
+    refreshCount();
+  });
+  // A hidden tab stops asking for the count; it catches up as soon as it is seen again.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      clearTimeout(state.countTimer);
+    } else {
+      refreshCount();
+    }
+  });
   page.gate.value = sessionStorage.getItem(GATE_KEY) || "";
   page.gate.addEventListener("change", () => sessionStorage.setItem(GATE_KEY, page.gate.value.trim()));
   page.cameraStart.addEventListener("click", startCamera);
@@ -375,7 +409,7 @@
     refuse: (account) =>
       account.roles.includes("admin") || account.roles.includes("organizer") || (account.staff_events || []).length
         ? null
-        : "This account is not staff of any event.",
+        : t("not_staff"),
     onSignedIn: (session, account) => {
       state.session = session;
       page.door.hidden = false;
@@ -384,6 +418,7 @@
     },
     onSignedOut: () => {
       stopCamera();
+      clearTimeout(state.countTimer);
       state.event = null;
       page.door.hidden = true;
       page.scanning.hidden = true;

@@ -7,7 +7,7 @@
 (() => {
   "use strict";
 
-  const { startStaffPage, problemText } = window.EventHunting;
+  const { startStaffPage, problemText, t, locale } = window.EventHunting;
   const uPlot = window.uPlot;
 
   const REFRESH_MS = 5000;
@@ -41,8 +41,8 @@
   const state = { session: null, account: null, eventId: null, timer: null, charts: {}, refreshes: 0 };
 
   const money = new Intl.NumberFormat("vi-VN", { style: "currency", currency: "VND", maximumFractionDigits: 0 });
-  const count = new Intl.NumberFormat("en-US");
-  const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
+  const count = new Intl.NumberFormat(locale);
+  const compact = new Intl.NumberFormat(locale, { notation: "compact", maximumFractionDigits: 1 });
   const percent = (rate) => (rate === null || rate === undefined ? "–" : `${(rate * 100).toFixed(1)} %`);
 
   // --- the organizer's events -------------------------------------------------------------
@@ -84,9 +84,9 @@
     showEvents(events);
     const problem = lists.map((list) => list.problem).find((text) => text);
     const unread = lists.some((list) => list.total > list.items.length)
-      ? ` Only the ${count.format(MAX_LIST_PAGES * LIST_PAGE_SIZE)} soonest are listed; open others by id.`
+      ? t("only_soonest", { count: count.format(MAX_LIST_PAGES * LIST_PAGE_SIZE) })
       : "";
-    page.eventsNote.textContent = problem || (events.length ? "" : "No events yet.") + unread;
+    page.eventsNote.textContent = problem || (events.length ? "" : t("no_events")) + unread;
   }
 
   function showEvents(events) {
@@ -96,7 +96,7 @@
         const button = document.createElement("button");
         button.type = "button";
         button.dataset.eventId = event.id;
-        const when = new Date(event.starts_at).toLocaleString("en-GB", { timeZone: TIME_ZONE, dateStyle: "medium", timeStyle: "short" });
+        const when = new Date(event.starts_at).toLocaleString(locale, { timeZone: TIME_ZONE, dateStyle: "medium", timeStyle: "short" });
         button.append(event.title, document.createElement("br"));
         const status = document.createElement("span");
         status.className = "status";
@@ -154,14 +154,15 @@
       return; // another event was opened meanwhile
     }
     if (answer === null) {
-      setLive("stale", "server unreachable, retrying");
+      setLive("stale", t("unreachable_retrying"));
     } else if (answer.status === 200) {
       show(answer.body);
       state.refreshes += 1;
       page.sales.dataset.refreshes = String(state.refreshes);
-      setLive("live", `updated ${new Date().toLocaleTimeString("en-GB", { timeZone: TIME_ZONE })}, every ${REFRESH_MS / 1000} s`);
+      const time = new Date().toLocaleTimeString(locale, { timeZone: TIME_ZONE });
+      setLive("live", t("updated_every", { time, seconds: REFRESH_MS / 1000 }));
     } else {
-      page.openProblem.textContent = answer.status === 404 ? "No such event." : problemText(answer);
+      page.openProblem.textContent = answer.status === 404 ? t("no_such_event") : problemText(answer);
       page.sales.hidden = true;
       state.eventId = null;
       markCurrent();
@@ -178,7 +179,7 @@
   function show(sales) {
     page.sales.hidden = false;
     page.title.textContent = sales.title;
-    page.status.textContent = sales.status || "no events yet";
+    page.status.textContent = sales.status || t("no_events_yet");
     element("figure-sold").textContent = count.format(sales.tickets.sold);
     element("figure-gross").textContent = money.format(sales.revenue.gross);
     element("figure-vat").textContent = money.format(sales.revenue.vat);
@@ -230,8 +231,8 @@
       ticket_rate: conversion.ticket_rate,
     }, funnelChart);
     page.funnelNote.textContent =
-      `${percent(conversion.order_rate)} of orders paid; ${percent(conversion.ticket_rate)} of tickets held were sold.` +
-      (sales.time_to_pay.median_seconds === null ? "" : ` Median time to pay: ${sales.time_to_pay.median_seconds} s.`);
+      t("funnel", { order_rate: percent(conversion.order_rate), ticket_rate: percent(conversion.ticket_rate) }) +
+      (sales.time_to_pay.median_seconds === null ? "" : t("median_time_to_pay", { seconds: sales.time_to_pay.median_seconds }));
 
     draw("checkins-chart", {
       checked_in: sales.tickets.checked_in,
@@ -342,8 +343,8 @@
   function timelineChart(target, figures) {
     const data = filledSeries(figures.bucket, figures.items, ["tickets_sold", "orders_placed"]);
     const options = timeAxisOptions(target, figures.bucket, data[0], [
-      bars("Tickets sold", COLORS.sold),
-      line("Orders placed", COLORS.placed),
+      bars(t("tickets_sold"), COLORS.sold),
+      line(t("orders_placed"), COLORS.placed),
     ]);
     return new uPlot(options, data, target);
   }
@@ -359,7 +360,7 @@
       target,
       figures.bucket,
       x,
-      [line("Gross (VAT incl.)", COLORS.gross), line("Net", COLORS.net)],
+      [line(t("gross"), COLORS.gross), line(t("net"), COLORS.net)],
       { money: true },
     );
     return new uPlot(options, [x, running(gross), running(net)], target);
@@ -367,7 +368,7 @@
 
   function checkinsChart(target, figures) {
     const data = filledSeries(figures.bucket, figures.items, ["tickets_checked_in"]);
-    const options = timeAxisOptions(target, figures.bucket, data[0], [bars("Checked in", COLORS.checkins)]);
+    const options = timeAxisOptions(target, figures.bucket, data[0], [bars(t("checked_in"), COLORS.checkins)]);
     return new uPlot(options, data, target);
   }
 
@@ -395,7 +396,7 @@
     return categoryChart(
       target,
       rows.map((row) => row.name),
-      [{ label: "Sold % of quantity", color: COLORS.sold, values: rows.map((row) => (row.sell_through ?? 0) * 100) }],
+      [{ label: t("sold_percent_of_quantity"), color: COLORS.sold, values: rows.map((row) => (row.sell_through ?? 0) * 100) }],
       { values: (u, splits) => splits.map((value) => `${Math.round(value)} %`), size: 56 },
     );
   }
@@ -403,8 +404,8 @@
   function funnelChart(target, figures) {
     return categoryChart(
       target,
-      ["Orders placed", "Orders paid"],
-      [{ label: "Orders", color: COLORS.placed, values: [figures.orders_placed, figures.orders_paid] }],
+      [t("orders_placed"), t("orders_paid")],
+      [{ label: t("orders"), color: COLORS.placed, values: [figures.orders_placed, figures.orders_paid] }],
       yAxis(),
     );
   }
@@ -442,7 +443,7 @@
 
   startStaffPage({
     refuse: (account) =>
-      account.roles.includes("organizer") || account.roles.includes("admin") ? null : "The dashboard is for organizers.",
+      account.roles.includes("organizer") || account.roles.includes("admin") ? null : t("for_organizers"),
     onSignedIn: (session, account) => {
       state.session = session;
       state.account = account;

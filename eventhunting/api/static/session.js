@@ -8,6 +8,7 @@
   "use strict";
 
   const STORAGE_KEY = "eventhunting.session";
+  const { t } = window.EventHunting;
 
   class Session {
     constructor(storage = window.sessionStorage) {
@@ -53,7 +54,7 @@
     // JSON, or null), whatever the status; rejects only when the server cannot be reached.
     async request(method, path, body) {
       if (!this.tokens) {
-        return { status: 401, body: { code: "unauthenticated", detail: "Sign in first." } };
+        return { status: 401, body: { code: "unauthenticated", detail: t("sign_in_first") } };
       }
       const tokens = this.tokens;
       const answer = await send(method, path, body, tokens);
@@ -109,17 +110,17 @@
   // The text of a problem+json answer for people: its detail, or its title.
   function problemText(answer) {
     const problem = answer.body || {};
-    return problem.detail || problem.title || `The server answered ${answer.status}.`;
+    return problem.detail || problem.title || t("server_answered", { status: answer.status });
   }
 
   function signInRefusal(answer) {
     const code = answer.body?.code;
     if (code === "invalid_credentials") {
-      return "Wrong email or password.";
+      return t("wrong_password");
     }
     if (code === "too_many_attempts") {
-      const wait = answer.retryAfter ? ` Try again in ${answer.retryAfter} s.` : "";
-      return `Too many failed sign-ins.${wait}`;
+      const wait = answer.retryAfter ? t("try_again_in", { seconds: answer.retryAfter }) : "";
+      return t("too_many_sign_ins") + wait;
     }
     return problemText(answer);
   }

@@ -3,7 +3,7 @@
 (() => {
   "use strict";
 
-  const { Session } = window.EventHunting;
+  const { Session, t, locale } = window.EventHunting;
 
   // Shows the sign-in form until someone signs in, then calls `onSignedIn(session, account)`;
   // `refuse(account)` may return why this account cannot use the page (shown under the form).
@@ -43,7 +43,7 @@
       const email = form.elements.email.value.trim();
       const password = form.elements.password.value;
       if (!email || !password) {
-        problem.textContent = "Enter your email and password.";
+        problem.textContent = t("enter_email_and_password");
         return;
       }
       button.disabled = true;
@@ -53,7 +53,7 @@
         form.elements.password.value = "";
         enter(account);
       } catch (error) {
-        problem.textContent = error.status ? error.message : "The server cannot be reached.";
+        problem.textContent = error.status ? error.message : t("unreachable");
       } finally {
         button.disabled = false;
       }
@@ -83,9 +83,10 @@
       return String(text);
     }
     const zone = { timeZone: "Asia/Ho_Chi_Minh" };
-    const time = moment.toLocaleTimeString("en-GB", { ...zone, hour12: false });
-    const date = withDate ? ` on ${moment.toLocaleDateString("en-GB", zone)}` : "";
-    return `${time}${date} (GMT+7)`;
+    const time = moment.toLocaleTimeString(locale, { ...zone, hour12: false });
+    return withDate
+      ? t("time_on_date", { time, date: moment.toLocaleDateString(locale, zone) })
+      : t("time_only", { time });
   }
 
   Object.assign(window.EventHunting, { startStaffPage, vietnamTime });

@@ -9,6 +9,7 @@
 (() => {
   "use strict";
 
+  const { t } = window.EventHunting;
   const PREFIX = "EH1:";
   const PAYLOAD_BYTES = 116;
   const SIGNED_BYTES = 52;
@@ -29,15 +30,15 @@
   // code (white space around it and lower case accepted), or throws TicketCodeRefused.
   function readTicketCode(scanned) {
     if (scanned.length > MAX_TEXT_LENGTH) {
-      throw new TicketCodeRefused("malformed", "This is not a ticket code (too long).");
+      throw new TicketCodeRefused("malformed", t("code_too_long"));
     }
     const text = scanned.trim().toUpperCase();
     if (!text.startsWith(PREFIX)) {
-      throw new TicketCodeRefused("malformed", "This is not an EventHunting ticket.");
+      throw new TicketCodeRefused("malformed", t("not_our_ticket"));
     }
     const payload = base32Bytes(text.slice(PREFIX.length));
     if (payload === null || payload.length !== PAYLOAD_BYTES) {
-      throw new TicketCodeRefused("malformed", "The code is damaged.");
+      throw new TicketCodeRefused("malformed", t("code_damaged"));
     }
     const ulidAt = (offset) => ulidText(payload.subarray(offset, offset + ULID_BYTES));
     return {
@@ -78,7 +79,7 @@
     async verify(code) {
       const jwk = this.keys.get(code.keyId);
       if (!jwk) {
-        throw new TicketCodeRefused("unknown_key", "The code was signed with a key this system does not accept.");
+        throw new TicketCodeRefused("unknown_key", t("unknown_key"));
       }
       const key = await this.importKey(jwk);
       if (key === null) {
@@ -86,7 +87,7 @@
       }
       const valid = await crypto.subtle.verify({ name: "Ed25519" }, key, code.signature, code.signed);
       if (!valid) {
-        throw new TicketCodeRefused("bad_signature", "The code's signature is not valid: forged or altered.");
+        throw new TicketCodeRefused("bad_signature", t("bad_signature"));
       }
       return true;
     }
