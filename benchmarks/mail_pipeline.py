@@ -8,7 +8,10 @@ counts; the first-to-last message span is reported beside it.
 
 In the same run the sink's own accept rate: the same rendered messages (fetched raw from the
 sink's JSON API, inbox cleared) sent again by `smtplib` over one connection, one after the
-other, timed from the first MAIL FROM to the last 250 reply.
+other, timed from the first MAIL FROM to the last 250 reply. Then the same messages through
+`SmtpMailer` alone, as many at once as the mailer sends (`CONCURRENCY`): over its kept
+connections (`EVENTHUNTING_SMTP_CONNECTIONS`, default 4), and over a new connection (with
+STARTTLS) per message, as the mailer did before it kept them.
 
 The system is the other benchmarks': a private Redis with `appendfsync always`, the MongoDB
 stand-in, one `eventhunting api` process, plus the SMTP sink (messages in memory) and the
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email
 import json
 import smtplib
 import subprocess
@@ -34,6 +38,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -47,8 +53,12 @@ from benchmarks.harness import (
     running_bench_system,
 )
 from benchmarks.load import new_event_loop
+from eventhunting.consumers.mailer import CONCURRENCY
 from eventhunting.domain.accounts import RegisterAccount
 from eventhunting.domain.orders import OrderStatus, RequestedItem
+from eventhunting.mail.smtp_mailer import SmtpMailer
+from eventhunting.mail.smtp_url import parse_smtp_url
+from eventhunting.settings import MailSettings
 from eventhunting.tickets.qr_keys import private_key_text
 from tests.support.servers import SmtpSink, running_smtp_sink
 from tests.support.system import stop_process
@@ -168,7 +178,10 @@ async def measure(orders: int, log: Path) -> dict[str, object]:
         with running_bench_system(hello=False, overrides=overrides) as system:
             async with httpx.AsyncClient(base_url=sink_process.http_url, timeout=30) as sink:
                 pipeline = await run_pipeline(system, sink, orders, log)
-                bare = await run_bare(sink_process, sink, orders)
+                messages = await sent_messages(sink)
+                bare = await run_bare(sink_process, sink, messages)
+                kept = await run_smtp_mailer(sink_process, sink, messages, reuse=True)
+                fresh = await run_smtp_mailer(sink_process, sink, messages, reuse=False)
     return {
         "machine": machine_description(),
         "orders": orders,
@@ -179,6 +192,8 @@ async def measure(orders: int, log: Path) -> dict[str, object]:
             "steady_rate": pipeline.steady_rate,
         },
         "bare_smtp": {**vars(bare), "rate": bare.rate},
+        "smtp_mailer_kept_connections": {**vars(kept), "rate": kept.rate},
+        "smtp_mailer_connection_per_message": {**vars(fresh), "rate": fresh.rate},
         "ratio_pipeline_to_bare": pipeline.rate / bare.rate if bare.rate else 0.0,
         "ratio_steady_to_bare": pipeline.steady_rate / bare.rate if bare.rate else 0.0,
     }
@@ -219,7 +234,11 @@ async def run_pipeline(
     )
 
 
-async def run_bare(sink_process: SmtpSink, sink: httpx.AsyncClient, orders: int) -> Bare:
+Envelope = tuple[str, list[str], bytes]
+
+
+async def sent_messages(sink: httpx.AsyncClient) -> list[Envelope]:
+    """The messages in the sink, oldest first, as sender, recipients and raw bytes."""
     listing = await sink_listing(sink)
     messages = []
     for message in reversed(listing):  # the listing is newest first
@@ -228,12 +247,65 @@ async def run_bare(sink_process: SmtpSink, sink: httpx.AsyncClient, orders: int)
         recipients = message["to"]
         assert isinstance(recipients, list)
         messages.append((str(message["from"]), [str(r) for r in recipients], raw.content))
+    return messages
+
+
+async def emptied(sink: httpx.AsyncClient) -> None:
     (await sink.delete("/api/messages")).raise_for_status()
     (await sink.delete("/api/counters")).raise_for_status()
-    seconds = await asyncio.to_thread(send_bare, sink_process.smtp_port, messages)
+
+
+async def all_accepted(sink: httpx.AsyncClient, count: int) -> None:
     counters = (await sink.get("/api/counters")).json()
-    if counters["accepted"] != orders:
-        raise RuntimeError(f"the sink accepted {counters['accepted']} of {orders} messages")
+    if counters["accepted"] != count:
+        raise RuntimeError(f"the sink accepted {counters['accepted']} of {count} messages")
+
+
+async def run_bare(
+    sink_process: SmtpSink, sink: httpx.AsyncClient, messages: list[Envelope]
+) -> Bare:
+    await emptied(sink)
+    seconds = await asyncio.to_thread(send_bare, sink_process.smtp_port, messages)
+    await all_accepted(sink, len(messages))
+    return Bare(
+        messages=len(messages),
+        seconds=seconds,
+        total_bytes=sum(len(raw) for _, _, raw in messages),
+    )
+
+
+async def run_smtp_mailer(
+    sink_process: SmtpSink, sink: httpx.AsyncClient, messages: list[Envelope], *, reuse: bool
+) -> Bare:
+    """The messages through `SmtpMailer` as the mailer worker has it (its settings' defaults,
+    `CONCURRENCY` messages at once): over kept connections, or (`reuse=False`) as before it
+    kept them, a new connection per message (a kept one is never fresh enough), as many
+    connections as messages at once."""
+    await emptied(sink)
+    parsed = [email.message_from_bytes(raw, policy=policy.default) for _, _, raw in messages]
+    defaults = MailSettings()
+    smtp = SmtpMailer(
+        parse_smtp_url(sink_process.smtp_url),
+        attempts=defaults.smtp_attempts,
+        retry_max_seconds=defaults.smtp_retry_max_seconds,
+        timeout_seconds=defaults.smtp_timeout_seconds,
+        # Before it kept connections, each of the mailer's concurrent deliveries had its own.
+        connections=defaults.smtp_connections if reuse else CONCURRENCY,
+        idle_seconds=30.0 if reuse else 0.0,
+    )
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def send(message: EmailMessage) -> None:
+        async with gate:
+            await smtp.send(message)
+
+    start = time.perf_counter()
+    await asyncio.gather(
+        *(send(message) for message in parsed if isinstance(message, EmailMessage))
+    )
+    seconds = time.perf_counter() - start
+    await smtp.aclose()
+    await all_accepted(sink, len(messages))
     return Bare(
         messages=len(messages),
         seconds=seconds,
@@ -280,6 +352,16 @@ def main(argv: list[str] | None = None) -> int:
         f" ({bare['total_bytes'] / bare['messages'] / 1024:.1f} KiB each) in"
         f" {bare['seconds']:.2f} s = {bare['rate']:.1f} messages/s"
     )
+    for key, name in (
+        ("smtp_mailer_kept_connections", "SmtpMailer, kept connections"),
+        ("smtp_mailer_connection_per_message", "SmtpMailer, a new connection per message"),
+    ):
+        stage = report[key]
+        assert isinstance(stage, dict)
+        print(
+            f"{name}, {CONCURRENCY} at once: {stage['messages']} messages in"
+            f" {stage['seconds']:.2f} s = {stage['rate']:.1f} messages/s"
+        )
     print(
         f"pipeline / bare: {report['ratio_pipeline_to_bare']:.2f}"
         f" (steady {report['ratio_steady_to_bare']:.2f})"
