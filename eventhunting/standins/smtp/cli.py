@@ -18,7 +18,12 @@ import uvicorn
 from eventhunting.standins.smtp.faults import FaultPlan
 from eventhunting.standins.smtp.http_app import create_http_app
 from eventhunting.standins.smtp.inbox import Inbox
-from eventhunting.standins.smtp.smtp_server import HOST_NAME, SinkHandler, SmtpListener
+from eventhunting.standins.smtp.smtp_server import (
+    HOST_NAME,
+    IDLE_TIMEOUT_SECONDS,
+    SinkHandler,
+    SmtpListener,
+)
 from eventhunting.standins.smtp.storage import MessageFolder
 from eventhunting.standins.smtp.tls import self_signed_context
 from eventhunting.structured_logging import configure_logging
@@ -54,6 +59,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--require-auth", action="store_true", help="refuse mail before AUTH")
     parser.add_argument("--no-starttls", action="store_true", help="do not offer STARTTLS")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=IDLE_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="close a session after this long without a command, as servers do (default 300)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -104,6 +116,7 @@ async def serve(arguments: argparse.Namespace) -> int:
         tls_context=None if arguments.no_starttls else self_signed_context(HOST_NAME),
         users=dict(arguments.user),
         auth_required=arguments.require_auth,
+        idle_timeout_seconds=arguments.idle_timeout,
     )
     try:
         smtp_port = await listener.start()

@@ -126,6 +126,10 @@ class Credentials:
         return AuthResult(success=True, auth_data=user)
 
 
+IDLE_TIMEOUT_SECONDS = 300.0
+"""RFC 5321's 5 minutes: a session without a command this long is closed (421 and hang up)."""
+
+
 class SinkSmtp(SMTP):
     """One SMTP session that registers itself, so an outage can close every connection."""
 
@@ -154,8 +158,10 @@ class SmtpListener:
         tls_context: ssl.SSLContext | None,
         users: Mapping[str, str],
         auth_required: bool,
+        idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
         self.handler = handler
+        self.idle_timeout_seconds = idle_timeout_seconds
         self.host = host
         self.port = port
         self.tls_context = tls_context
@@ -183,6 +189,7 @@ class SmtpListener:
             auth_required=self.auth_required,
             # A local sink: clients may authenticate without STARTTLS.
             auth_require_tls=False,
+            timeout=self.idle_timeout_seconds,
         )
 
     async def start(self) -> int:

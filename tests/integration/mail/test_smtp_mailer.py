@@ -150,6 +150,19 @@ async def test_the_servers_restart_between_messages_costs_a_new_connection_only(
     await smtp.aclose()
 
 
+async def test_a_connection_the_server_closed_for_idleness_is_replaced_within_the_attempt() -> None:
+    with running_smtp_sink(None, "--idle-timeout", "0.5") as impatient:
+        smtp = mailer(impatient.smtp_url)
+        await smtp.send(plain_message("first"))
+        await asyncio.sleep(1.5)  # the server says 421 and hangs up meanwhile
+        sent = await smtp.send(plain_message("after the server's idle timeout"))
+        assert sent.attempts == 1
+        assert smtp.connections_opened == 2
+        async with httpx.AsyncClient(base_url=impatient.http_url) as api:
+            assert sorted(await subjects(api)) == ["after the server's idle timeout", "first"]
+        await smtp.aclose()
+
+
 async def test_a_connection_idle_past_the_limit_is_not_reused(
     sink: SmtpSink, sink_api: httpx.AsyncClient
 ) -> None:
