@@ -35,7 +35,7 @@ from eventhunting.domain.orders import (
     stock_changes,
 )
 from eventhunting.event_catalog import register_all_events
-from eventhunting.mail.rendering import SUBJECTS
+from eventhunting.languages.catalogs import LANGUAGES, catalog
 from eventhunting.services.orders import buyer_counter
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore
@@ -373,9 +373,8 @@ async def test_a_cancelled_event_refunds_every_paid_order_once_through_crashes_a
         assert counters[name].get("tickets", 0) == per_buyer[buyer.account_id]
     # Every buyer has one refund mail (the SMTP sink's JSON API).
     refund_subjects = {
-        subject.format(title=event["title"])
-        for (purpose, _), subject in SUBJECTS.items()
-        if purpose == "refund_completed"
+        catalog(language).text("mail.refund_completed.subject", title=event["title"])
+        for language in LANGUAGES
     }
 
     async def refund_mails() -> Counter[str]:
