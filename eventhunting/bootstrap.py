@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from redis.driver_info import DriverInfo
 
 from eventhunting.client_address import ClientAddresses, parse_networks
 from eventhunting.payments.vnpay import MerchantCredentials
@@ -27,11 +24,12 @@ from eventhunting.services.sales import SalesService
 from eventhunting.services.tickets import TicketService
 from eventhunting.settings import Settings, StoreSettings
 from eventhunting.store.append import EventStore
+from eventhunting.store.redis_client import RedisClient, connect_redis
 from eventhunting.tickets.qr_keys import key_ring_of
 
 Clock = Callable[[], datetime]
 
-# Redis connections per process; more concurrent commands queue for a free one.
+# Redis connections per process (per node of a cluster); more concurrent commands queue.
 REDIS_MAX_CONNECTIONS = 128
 REDIS_POOL_TIMEOUT_SECONDS = 10.0
 
@@ -44,7 +42,7 @@ def system_clock() -> datetime:
 class StoreClients:
     """The Redis and MongoDB clients alone: what `replay` and `restore` need."""
 
-    redis: aioredis.Redis
+    redis: RedisClient
     mongo: AsyncMongoClient[dict[str, Any]]
     database: AsyncDatabase[dict[str, Any]]
 
@@ -83,22 +81,18 @@ def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
 
 def connect_store(settings: StoreSettings) -> StoreClients:
     """Create the Redis and MongoDB clients (they connect lazily)."""
-    # A burst of requests waits for a free connection instead of failing: redis-py's default
-    # pool raises "Too many connections" past 100 concurrent commands (a flash sale does that).
-    redis_pool = aioredis.BlockingConnectionPool.from_url(
+    # A burst of requests waits for a free connection instead of failing (a flash sale has
+    # thousands of concurrent commands); `redis+cluster://` gives a Redis Cluster client.
+    redis = connect_redis(
         settings.redis.url,
         max_connections=REDIS_MAX_CONNECTIONS,
         timeout=REDIS_POOL_TIMEOUT_SECONDS,
-        # Named once: by default every new connection looks redis-py's version up in the
-        # installed packages' metadata (about 3 ms, blocking the event loop) just when a
-        # burst of requests grows the pool.
-        driver_info=DriverInfo(name="redis-py", lib_version=redis.__version__),
     )
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongodb.url, tz_aware=True, serverSelectionTimeoutMS=5_000
     )
     return StoreClients(
-        redis=aioredis.Redis.from_pool(redis_pool),
+        redis=redis,
         mongo=mongo,
         database=mongo[settings.mongodb.database],
     )

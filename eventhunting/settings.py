@@ -26,7 +26,22 @@ class SettingsError(ValueError):
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Where the event store lives."""
 
-    url: Annotated[str, setting("REDIS_URL", "Redis URL (redis:// or rediss://).")]
+    url: Annotated[
+        str,
+        setting(
+            "REDIS_URL",
+            "Redis URL (redis:// or rediss://), or a Redis Cluster by one or more seed nodes"
+            " (redis+cluster://host1:7000,host2:7001 or rediss+cluster://).",
+        ),
+    ]
+
+    def __post_init__(self) -> None:
+        from eventhunting.store.redis_client import parse_cluster_url
+
+        try:
+            parse_cluster_url(self.url)
+        except ValueError as error:
+            raise ValueError(f"{PREFIX}REDIS_URL is invalid: {error}") from None
 
 
 class MongoSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -363,7 +378,7 @@ SettingsT = TypeVar("SettingsT", bound=StoreSettings)
 
 
 URL_SCHEMES: dict[str, tuple[str, ...]] = {
-    "EVENTHUNTING_REDIS_URL": ("redis", "rediss", "unix"),
+    "EVENTHUNTING_REDIS_URL": ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"),
     "EVENTHUNTING_MONGODB_URL": ("mongodb", "mongodb+srv"),
     "EVENTHUNTING_PUBLIC_BASE_URL": ("http", "https"),
     "EVENTHUNTING_VNPAY_PAY_URL": ("http", "https"),

@@ -7,7 +7,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,6 +21,7 @@ from eventhunting.store.consumer_groups import (
     position_key,
 )
 from eventhunting.store.envelope import EventEnvelope
+from eventhunting.store.redis_client import RedisClient
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
@@ -210,7 +210,7 @@ async def create_projection_indexes(database: Database, projections: Sequence[Pr
 
 
 async def run_projector(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     database: Database,
     projections: Sequence[Projection],
     config: ConsumerConfig,

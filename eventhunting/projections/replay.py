@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import redis.asyncio as aioredis
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 
@@ -34,6 +33,7 @@ from eventhunting.store.envelope import (
     stored_event_decoder,
 )
 from eventhunting.store.progress import ProgressBar
+from eventhunting.store.redis_client import RedisClient
 from eventhunting.store.restore import archive_json_encoder
 
 REPLAY_PAGE = 5_000
@@ -130,7 +130,7 @@ def decode_log_page(
 
 
 async def pages_from_logs(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     partitions: int,
     event_registry: EventRegistry,
     wanted: frozenset[str] | None,
@@ -237,7 +237,7 @@ async def replay(
     database: Database,
     projections: Sequence[Projection],
     *,
-    redis: aioredis.Redis | None = None,
+    redis: RedisClient | None = None,
     partitions: int,
     from_archive: bool = False,
     event_registry: EventRegistry = registry,

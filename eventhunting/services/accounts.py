@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.domain import accounts as domain
@@ -49,6 +48,7 @@ from eventhunting.store.append import Claim, CounterChange, CounterSet, EventSto
 from eventhunting.store.claims import email_claim
 from eventhunting.store.counters import account_flags_counter
 from eventhunting.store.errors import GuardRejected
+from eventhunting.store.redis_client import RedisClient
 from eventhunting.tokens.access import AccessClaims, AccessTokens, InvalidAccessToken
 from eventhunting.tokens.refresh import RefreshTokens
 
@@ -134,7 +134,7 @@ class AccountService:
         self,
         *,
         store: EventStore,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         database: AsyncDatabase[dict[str, Any]],
         passwords: Passwords,
         access_tokens: AccessTokens,
@@ -411,7 +411,7 @@ def _text(value: bytes | str) -> str:
 
 def build_account_service(
     settings: Settings,
-    redis: aioredis.Redis,
+    redis: RedisClient,
     clock: Callable[[], datetime],
     *,
     store: EventStore,

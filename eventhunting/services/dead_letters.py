@@ -10,7 +10,6 @@ from importlib import resources
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.consumers.dead_letter_retries import retry_key
@@ -22,6 +21,7 @@ from eventhunting.store import keys
 from eventhunting.store.append import text
 from eventhunting.store.archive import ARCHIVER_GROUP, Archiver
 from eventhunting.store.consumer_groups import log_entry
+from eventhunting.store.redis_client import RedisClient
 
 REQUEUE_SCRIPT = (
     resources.files("eventhunting.services").joinpath("dead_letter_requeue.lua").read_text()
@@ -138,7 +138,7 @@ class DeadLetterService:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         database: AsyncDatabase[dict[str, Any]],
         partitions: int,
     ) -> None:

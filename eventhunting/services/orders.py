@@ -10,7 +10,6 @@ from enum import StrEnum
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from cachetools import LRUCache
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -74,6 +73,7 @@ from eventhunting.store.append import (
 )
 from eventhunting.store.counters import inventory_counter, ticket_type_of_inventory_counter
 from eventhunting.store.errors import ConcurrencyError, GuardRejected
+from eventhunting.store.redis_client import RedisClient
 
 ORDERS = StreamKind(STREAM_KIND, evolve)
 
@@ -268,7 +268,7 @@ class OrderService:
         self,
         *,
         store: EventStore,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         load_event: EventLoader,
         hold_seconds: int,
         clock: Clock,

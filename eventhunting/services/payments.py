@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import redis.asyncio as aioredis
 from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.client_address import ClientAddresses, Network, is_trusted
@@ -69,6 +68,7 @@ from eventhunting.services.tickets import ORDER_TICKETS
 from eventhunting.store import keys
 from eventhunting.store.archive import archive_appended
 from eventhunting.store.errors import GuardRejected
+from eventhunting.store.redis_client import RedisClient
 
 logger = logging.getLogger("eventhunting.services.payments")
 
@@ -164,7 +164,7 @@ class PaymentService:
         self,
         *,
         orders: OrderService,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         database: AsyncDatabase[dict[str, object]],
         credentials: MerchantCredentials | None,
         pay_url: str,

@@ -7,8 +7,9 @@ from collections.abc import Awaitable
 from typing import Any, Literal
 
 import msgspec
-import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
+
+from eventhunting.store.redis_client import RedisClient
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -36,7 +37,7 @@ class StoreReadiness:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         mongo: AsyncMongoClient[dict[str, Any]],
         *,
         timeout_seconds: float = CHECK_TIMEOUT_SECONDS,

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
 
 from eventhunting.domain.errors import DomainError, IdempotencyKeyReused
 from eventhunting.domain.events import Command, DomainEvent, RecordedEvent, fold
@@ -30,6 +29,7 @@ from eventhunting.store.append import (
 )
 from eventhunting.store.envelope import EventEnvelope, EventMeta
 from eventhunting.store.errors import ConcurrencyError, GuardRejected
+from eventhunting.store.redis_client import RedisClient
 
 S = TypeVar("S")
 
@@ -256,7 +256,7 @@ class Repository(Generic[S]):
 
 
 async def claim_request_body(
-    redis: aioredis.Redis, partition: int, idempotency_id: str, fingerprint: str
+    redis: RedisClient, partition: int, idempotency_id: str, fingerprint: str
 ) -> bool:
     """Tie an Idempotency-Key to its request body, across partitions; True when seen before.
 

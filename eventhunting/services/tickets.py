@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 
-import redis.asyncio as aioredis
-
 from eventhunting.domain import tickets as rules
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.catalog import CatalogEvent, EventNotFound, EventStatus
@@ -45,6 +43,7 @@ from eventhunting.store.counters import (
     checkins_counter,
     inventory_counter,
 )
+from eventhunting.store.redis_client import RedisClient
 from eventhunting.tickets.qr_codes import TicketCode, sign_ticket_code, verify_ticket_code
 from eventhunting.tickets.qr_keys import JsonWebKeySet, QrKeyRing
 
@@ -141,7 +140,7 @@ class TicketService:
         self,
         *,
         store: EventStore,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         clock: Clock,
         verifying_ring: QrKeyRing,
         resend_limit: int = RESEND_LIMIT,

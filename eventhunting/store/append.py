@@ -9,7 +9,6 @@ from importlib import resources
 from typing import Any, cast, overload
 
 import msgspec
-import redis.asyncio as aioredis
 import ulid
 
 from eventhunting.domain.events import DomainEvent, EventRegistry, registry
@@ -26,6 +25,7 @@ from eventhunting.store.envelope import (
     to_epoch_ms,
 )
 from eventhunting.store.errors import ConcurrencyError, GuardRejected
+from eventhunting.store.redis_client import RedisClient
 
 APPEND_SCRIPT = resources.files("eventhunting.store").joinpath("append.lua").read_text()
 
@@ -464,7 +464,7 @@ class EventStore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         partitions: int,
         *,
         clock: Callable[[], datetime] = utc_now,
@@ -493,6 +493,9 @@ class EventStore:
                 prepared.effects_json,
                 *(event.record for event in prepared.events),
             ],
+            # A guarded append runs at most once however often it is sent: a second run
+            # answers "version" or "dup" (see docs/internals.md, "Running on Redis Cluster").
+            repeatable=request.expected_version is not None or request.idempotency_id is not None,
         )
         outcome = text(reply[0])
         if outcome == "ok":
@@ -625,7 +628,7 @@ StreamEntry = tuple[bytes | str, Mapping[Any, Any]]
 
 
 async def stream_range(
-    redis: aioredis.Redis, key: str, start: str, end: str, count: int | None = None
+    redis: RedisClient, key: str, start: str, end: str, count: int | None = None
 ) -> list[StreamEntry]:
     """XRANGE with the reply typed as (entry id, fields) pairs."""
     reply: Any = await redis.xrange(key, start, end, count=count)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -26,6 +25,7 @@ from eventhunting.store.consumer_groups import (
     unique_consumer_name,
 )
 from eventhunting.store.envelope import EventEnvelope, from_epoch_ms, stored_event_decoder
+from eventhunting.store.redis_client import RedisClient
 
 EVENTS_COLLECTION = "events"
 ARCHIVER_GROUP = "archiver"
@@ -108,7 +108,7 @@ class Archiver:
 
 
 async def run_archiver(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     database: AsyncDatabase[Document],
     config: ConsumerConfig,
     stop: asyncio.Event,
@@ -130,7 +130,7 @@ async def run_archiver(
 
 
 async def archive_appended(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     database: AsyncDatabase[Document],
     events: Sequence[EventEnvelope],
     appended: AppendResult | None = None,

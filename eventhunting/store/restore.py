@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import msgspec
-import redis.asyncio as aioredis
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -25,6 +24,7 @@ from eventhunting.store.envelope import (
     to_epoch_ms,
 )
 from eventhunting.store.progress import ProgressBar
+from eventhunting.store.redis_client import RedisClient
 
 Document = dict[str, Any]
 
@@ -74,7 +74,7 @@ def stored_record(document: Document) -> bytes:
     return stored_event_encoder.encode(stored)
 
 
-async def store_keys(redis: aioredis.Redis, partitions: int) -> list[bytes | str]:
+async def store_keys(redis: RedisClient, partitions: int) -> list[bytes | str]:
     found: list[bytes | str] = []
     for partition in range(partitions):
         pattern = keys.hash_tag(partition).replace("{", "\\{").replace("}", "\\}") + ":*"
@@ -86,7 +86,7 @@ async def store_keys(redis: aioredis.Redis, partitions: int) -> list[bytes | str
 class Restorer:
     """Replays archived events, in log order per partition, into Redis with pipelines."""
 
-    def __init__(self, redis: aioredis.Redis, partitions: int) -> None:
+    def __init__(self, redis: RedisClient, partitions: int) -> None:
         self.redis = redis
         self.partitions = partitions
         self.positions_of_append: dict[int, list[str]] = {}
@@ -152,7 +152,7 @@ class Restorer:
 
 
 async def restore(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     database: AsyncDatabase[Document],
     partitions: int,
     *,

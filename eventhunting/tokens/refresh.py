@@ -10,9 +10,9 @@ from importlib import resources
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from eventhunting.domain.accounts import InvalidRefreshToken, RefreshTokenReused
+from eventhunting.store.redis_client import RedisClient
 
 ROTATE_SCRIPT = resources.files("eventhunting.tokens").joinpath("refresh_rotate.lua").read_text()
 REVOKE_SCRIPT = resources.files("eventhunting.tokens").joinpath("refresh_revoke.lua").read_text()
@@ -67,7 +67,7 @@ class RefreshTokens:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         lifetime_seconds: int,
         *,
         clock: Callable[[], datetime] = utc_now,

@@ -8,12 +8,11 @@ import traceback
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from eventhunting.store import keys
 from eventhunting.store.consumer_groups.entries import LogEntry
 from eventhunting.store.consumer_groups.metrics import DEAD_LETTERED
 from eventhunting.store.consumer_groups.ownership import Lease, LeaseLost
+from eventhunting.store.redis_client import RedisClient
 
 logger = logging.getLogger("eventhunting.store.consumer_groups")
 
@@ -26,7 +25,7 @@ ERROR_TEXT_LIMIT = 4_000
 class DeadLetters:
     """Moves entries of `group` to `{p<k>}:<group>:dead` (copy and ack in one script)."""
 
-    def __init__(self, redis: aioredis.Redis, group: str) -> None:
+    def __init__(self, redis: RedisClient, group: str) -> None:
         self.group = group
         self.script = redis.register_script(DEAD_LETTER_SCRIPT)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 
 from eventhunting.store import keys
 from eventhunting.store.append import text
+from eventhunting.store.redis_client import RedisClient
 
 PROCESSED = Counter(
     "eventhunting_consumer_processed_total", "Log entries handled and acked.", ["group"]
@@ -39,9 +39,7 @@ OWNED_PARTITIONS = Gauge(
 )
 
 
-async def export_group_metrics(
-    redis: aioredis.Redis, group: str, partitions: Iterable[int]
-) -> None:
+async def export_group_metrics(redis: RedisClient, group: str, partitions: Iterable[int]) -> None:
     """Refresh the lag and pending gauges of `group` on `partitions` from XINFO GROUPS."""
     for partition in partitions:
         infos: Any = await redis.xinfo_groups(keys.log_key(partition))

@@ -14,11 +14,11 @@ import zlib
 from dataclasses import dataclass
 from importlib import resources
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from eventhunting.store import keys
 from eventhunting.store.append import text
+from eventhunting.store.redis_client import RedisClient
 
 logger = logging.getLogger("eventhunting.store.consumer_groups")
 
@@ -71,7 +71,7 @@ class PartitionOwnership:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         group: str,
         consumer: str,
         partitions: int,

@@ -12,13 +12,14 @@ from importlib import resources
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import msgspec
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from eventhunting.store import keys
 from eventhunting.store.append import text
 from eventhunting.store.consumer_groups.dead_letters import DeadLetters
 from eventhunting.store.consumer_groups.entries import (
+    Delivered,
     LogEntry,
     entries_of_reply,
     envelope_decoder,
@@ -31,6 +32,7 @@ from eventhunting.store.consumer_groups.metrics import (
 )
 from eventhunting.store.consumer_groups.outages import is_outage
 from eventhunting.store.consumer_groups.ownership import Lease, LeaseLost, PartitionOwnership
+from eventhunting.store.redis_client import RedisClient, is_cluster
 
 logger = logging.getLogger("eventhunting.store.consumer_groups")
 
@@ -40,6 +42,8 @@ ACK_SCRIPT = resources.files(__package__).joinpath("fenced_ack.lua").read_text()
 
 # After a Redis error the loop waits this long before reading again.
 ERROR_BACKOFF_SECONDS = 1.0
+# On a Redis Cluster, the longest blocking read of one partition (see read_new_per_slot).
+CLUSTER_BLOCK_MS = 250
 # How often lag, pending and ownership gauges are refreshed.
 METRICS_INTERVAL_SECONDS = 5.0
 
@@ -108,7 +112,7 @@ class ConsumerGroup(Generic[T]):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         group: str,
         consumer: str,
         partitions: int,
@@ -265,11 +269,55 @@ class ConsumerGroup(Generic[T]):
             state.cursor = delivered.vanished[-1]
 
     async def read_new(self, partitions: Sequence[int], block_ms: int | None) -> None:
+        if is_cluster(self.redis):
+            await self.read_new_per_slot(self.redis, partitions, block_ms)
+            return
         streams: dict[Any, Any] = {keys.log_key(p): ">" for p in partitions}
         reply = await self.redis.xreadgroup(
             self.group, self.consumer, streams, count=self.config.count, block=block_ms
         )
-        batches = entries_of_reply(reply)
+        await self.process_delivered(entries_of_reply(reply))
+
+    async def read_new_per_slot(
+        self, cluster: RedisCluster, partitions: Sequence[int], block_ms: int | None
+    ) -> None:
+        """On a Redis Cluster one XREADGROUP reads one slot, so one partition log.
+
+        First every partition is read without blocking, pipelined (one round trip per node).
+        Only when all were empty does each wait on its own blocking read, side by side, for
+        at most `CLUSTER_BLOCK_MS`: a partition whose entries arrive is handled at once, and
+        the round ends when the last wait does, so a busy partition never waits for an idle
+        one longer than that.
+        """
+        async with cluster.pipeline(transaction=False) as pipe:
+            for partition in partitions:
+                pipe.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    {keys.log_key(partition): ">"},
+                    count=self.config.count,
+                )
+            replies: list[Any] = await pipe.execute()
+        delivered: dict[int, Delivered] = {}
+        for reply in replies:
+            delivered.update(entries_of_reply(reply))
+        if any(batch.entries for batch in delivered.values()) or block_ms is None:
+            await self.process_delivered(delivered)
+            return
+
+        async def wait_for(partition: int) -> None:
+            reply = await cluster.xreadgroup(
+                self.group,
+                self.consumer,
+                {keys.log_key(partition): ">"},
+                count=self.config.count,
+                block=min(block_ms, CLUSTER_BLOCK_MS),
+            )
+            await self.process_delivered(entries_of_reply(reply))
+
+        await asyncio.gather(*(wait_for(partition) for partition in partitions))
+
+    async def process_delivered(self, batches: dict[int, Delivered]) -> None:
         await asyncio.gather(
             *(
                 self.process(self.states[partition], delivered.entries)
