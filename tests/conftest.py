@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
+from tests.support.redis_cluster import LocalCluster, start_local_cluster
 from tests.support.servers import running_mongo_standin, running_redis
 from tests.support.system import RunningSystem, running_system
 
@@ -26,6 +27,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server on a free port (never the machine's own Redis on 6379)."""
     with running_redis(tmp_path_factory.mktemp("redis")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A private Redis Cluster (three masters, one replica each) for the `cluster` tests.
+
+    Tests share it one after another: each starts by emptying it (`redis_cluster.flush()`),
+    and a test that reshards or fails over leaves a cluster as good as new, just laid out
+    differently."""
+    cluster = start_local_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ Interface (benchmarks/scale.py uses it too; keep it stable):
     cluster.master_of_partition(partition) / cluster.master_of_slot(slot)
     cluster.reshard(slot_or_partition, to_node, *, keys_per_step=10, pause_seconds=0.0)
     cluster.failover(master)      # CLUSTER FAILOVER on one of its replicas; returns the new master
+    cluster.flush()               # FLUSHALL on every master
     cluster.stop()
 
 Nodes run with AOF and `appendfsync always` (as production does), each in its own
@@ -268,6 +269,11 @@ class LocalCluster:
             except redis.RedisError:
                 return False
         return len(views) == 1
+
+    def flush(self) -> None:
+        """FLUSHALL on every master: a test starts on an empty cluster."""
+        for node in self.masters():
+            node.client().flushall()
 
     def stop(self) -> None:
         for node in self.nodes:
