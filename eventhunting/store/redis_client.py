@@ -68,7 +68,8 @@ def parse_cluster_url(url: str) -> ClusterUrl | None:
 
 
 class BoundedRedisCluster(RedisCluster):
-    """A RedisCluster whose commands wait for a free slot instead of failing a burst.
+    """A RedisCluster whose commands wait for a free slot instead of failing a burst, and
+    are never routed before the client knows the cluster.
 
     redis-py's cluster client raises MaxConnectionsError as soon as a node's connections are
     all busy; a flash sale has thousands of concurrent commands. This caps the commands in
@@ -89,6 +90,11 @@ class BoundedRedisCluster(RedisCluster):
         except TimeoutError:
             raise RedisConnectionError("No connection available.") from None
         try:
+            if self._initialize:
+                # redis-py routes a command before it initialises the client, and a command
+                # routed while another one initialises finds no command table (XGROUP CREATE
+                # then fails with "Missing key"); initialising first (under its lock) avoids it.
+                await self.initialize()
             return await super().execute_command(*args, **kwargs)
         finally:
             self.gate.release()

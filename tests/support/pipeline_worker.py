@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from pymongo.errors import AutoReconnect
 
@@ -33,6 +32,7 @@ from eventhunting.store.consumer_groups import (
     unique_consumer_name,
 )
 from eventhunting.store.envelope import EventEnvelope
+from eventhunting.store.redis_client import connect_redis
 from tests.support.basket_projection import BasketProjection
 from tests.support.store_events import store_test_registry
 
@@ -187,7 +187,7 @@ async def main(arguments: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    redis = aioredis.Redis.from_url(arguments.redis)
+    redis = connect_redis(arguments.redis, max_connections=64, timeout=10)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         arguments.mongodb, tz_aware=True, appname=WORKER_APP_NAME
     )

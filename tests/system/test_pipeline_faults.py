@@ -3,7 +3,9 @@
 Appends run across many aggregates and partitions while the test kills and restarts
 worker processes (SIGKILL), adds and stops workers, makes MongoDB refuse writes with
 write conflicts and drop connections (the stand-in's failpoints, also MongoDB's), restarts
-Redis (AOF on) and lets the handlers fail whole batches and single entries. At the end
+Redis (AOF on) and lets the handlers fail whole batches and single entries. It runs on one
+redis-server and on a Redis Cluster, where Redis faults are a master killed and restarted
+and a master failed over to its replica. At the end
 nothing is pending or dead-lettered, the read model equals a fresh replay, the archive
 equals the partition logs, and no entry was handled by two workers at once.
 """
@@ -21,18 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from eventhunting.projections.base import PROJECTOR_GROUP
 from eventhunting.projections.replay import replay
 from eventhunting.store import keys
 from eventhunting.store.append import AppendRequest, EventStore, stream_range
 from eventhunting.store.archive import ARCHIVER_GROUP, EVENTS_COLLECTION
+from eventhunting.store.redis_client import RedisClient, connect_redis
 from tests.support.basket_projection import BasketProjection
 from tests.support.pipeline_worker import WORKER_APP_NAME, WorkerProcesses
+from tests.support.redis_cluster import LocalCluster
 from tests.support.redis_process import RedisProcess
 from tests.support.store_events import BasketClosed, ItemAdded, store_test_registry
 
@@ -54,7 +57,7 @@ async def append_forever(store: EventStore, request: AppendRequest) -> None:
         try:
             await store.append(request)
             return
-        except (RedisConnectionError, ConnectionError, OSError, RedisError):
+        except (RedisConnectionError, ConnectionError, OSError, RedisError, RedisClusterException):
             await asyncio.sleep(0.05)
 
 
@@ -91,10 +94,64 @@ async def set_failpoint(admin: Any, mode: Any, data: dict[str, Any]) -> None:
     )
 
 
+class SingleRedis:
+    """One redis-server; its fault is a kill (SIGKILL) and a restart on the same data."""
+
+    faults = ("redis", "redis")
+
+    def __init__(self, data_dir: Path) -> None:
+        self.server = RedisProcess(data_dir)
+        self.server.start()
+        self.url = self.server.url
+
+    async def disrupt(self, rng: random.Random, fault: str) -> None:
+        self.server.kill()
+        await asyncio.sleep(0.3)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class ClusterRedis:
+    """The shared local cluster; its faults are a master killed (SIGKILL) and restarted
+    before the cluster would fail it over, and a failover of a master to its replica."""
+
+    faults = ("redis", "failover")
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        cluster.flush()
+        self.cluster = cluster
+        self.url = cluster.url
+
+    async def disrupt(self, rng: random.Random, fault: str) -> None:
+        master = self.cluster.master_of_partition(rng.randrange(PARTITIONS))
+        if fault == "failover":
+            await asyncio.to_thread(self.cluster.failover, master)
+            return
+        master.kill()
+        await asyncio.sleep(0.3)
+        master.start()
+        await asyncio.to_thread(self.cluster.wait_until_ready)
+
+    def stop(self) -> None:
+        pass
+
+
+RedisUnderTest = SingleRedis | ClusterRedis
+
+
+@pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.cluster)])
+def redis_under_test(request: pytest.FixtureRequest, tmp_path: Path) -> RedisUnderTest:
+    if request.param == "cluster":
+        return ClusterRedis(request.getfixturevalue("redis_cluster"))
+    return SingleRedis(tmp_path / "redis")
+
+
 async def inject_faults(
     rng: random.Random,
     workers: WorkerProcesses,
-    redis_server: RedisProcess,
+    redis_server: RedisUnderTest,
     admin: Any,
     writing: asyncio.Task[None],
     journal: list[str],
@@ -130,23 +187,22 @@ async def inject_faults(
             )
             await asyncio.sleep(rng.random())
             await admin.command("configureFailPoint", "failCommand", mode="off")
-        elif fault == "redis" and redis_restarts < 2:
+        elif fault == "redis" and redis_restarts < len(redis_server.faults):
+            fault = redis_server.faults[redis_restarts]
             redis_restarts += 1
-            redis_server.kill()
-            await asyncio.sleep(0.3)
-            redis_server.start()
+            await redis_server.disrupt(rng, fault)
         else:
             continue
         journal.append(fault)
     await admin.command("configureFailPoint", "failCommand", mode="off")
 
 
-async def settled(redis: aioredis.Redis) -> bool:
+async def settled(redis: RedisClient) -> bool:
     """Every entry of every partition delivered to both groups and acknowledged."""
     for partition in range(PARTITIONS):
         try:
             infos: Any = await redis.xinfo_groups(keys.log_key(partition))
-        except RedisError:
+        except (RedisError, RedisClusterException):
             return False  # a pooled connection from before a Redis restart
         by_name = {info["name"].decode(): info for info in infos}
         for group in GROUPS:
@@ -162,11 +218,11 @@ async def test_the_pipeline_stays_exact_through_a_storm_of_faults(
     mongo_client: AsyncMongoClient[dict[str, Any]],
     mongo_database_name: str,
     repository_root: Path,
+    redis_under_test: RedisUnderTest,
 ) -> None:
     rng = random.Random(SEED)
-    redis_server = RedisProcess(tmp_path / "redis")
-    redis_server.start()
-    redis = aioredis.Redis.from_url(redis_server.url)
+    redis_server = redis_under_test
+    redis = connect_redis(redis_server.url, max_connections=64, timeout=10)
     database = mongo_client[mongo_database_name]
     admin: Any = mongo_client.admin
     journal_path = tmp_path / "batches.jsonl"
@@ -219,7 +275,7 @@ async def test_the_pipeline_stays_exact_through_a_storm_of_faults(
 
     try:
         print("faults injected:", faults)
-        assert {"kill", "redis"} <= set(faults), faults
+        assert {"kill", *redis_server.faults} <= set(faults), faults
         for partition in range(PARTITIONS):
             for group in GROUPS:
                 assert await redis.xlen(keys.dead_letter_key(partition, group)) == 0
