@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pymongo.errors import ConnectionFailure, PyMongoError
-from redis.exceptions import ClusterError, RedisClusterException, TryAgainError
+from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,7 +24,7 @@ def is_outage(error: BaseException) -> bool:
         return True
     # A Redis Cluster failing over (CLUSTERDOWN, an uncovered slot) or moving a slot for
     # longer than the client's redirections last (TRYAGAIN, "TTL exhausted").
-    if isinstance(error, ClusterError | TryAgainError | RedisClusterException):
+    if isinstance(error, ClusterError | TryAgainError | SlotNotCoveredError):
         return True
     if isinstance(error, PyMongoError) and any(
         error.has_error_label(label) for label in TRANSIENT_LABELS
