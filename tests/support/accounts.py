@@ -8,12 +8,15 @@ await http.post("/api/v1/events", json=..., headers=organizer.headers)
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 
+from eventhunting.bootstrap import Services
+from eventhunting.domain.accounts import RegisterAccount
 from tests.support.system import RunningSystem
 
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -132,3 +135,25 @@ async def grant_staff(
         f"/api/v1/events/{event_id}/staff/{account_id}", headers=manager.headers
     )
     assert response.status_code == 200, response.text
+
+
+async def mint_buyers(services: Services, count: int, concurrency: int = 32) -> list[str]:
+    """Register `count` customers through the accounts service; their access tokens.
+
+    Much faster than 2,000 HTTP calls and the same accounts: the API sees them as any other.
+    """
+    gate = asyncio.Semaphore(concurrency)
+    run = uuid.uuid4().hex[:8]
+
+    async def one(number: int) -> str:
+        async with gate:
+            account = await services.accounts.register(
+                RegisterAccount(
+                    email=f"flash-{run}-{number}@example.test",
+                    password=DEFAULT_PASSWORD,
+                    full_name=f"Buyer {number}",
+                )
+            )
+            return (await services.accounts.issue_tokens(account)).access_token
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventhunting.bootstrap import Services, build_services
-from eventhunting.domain.accounts import RegisterAccount
 from eventhunting.domain.orders import (
     OrderCancelled,
     OrderExpired,
@@ -33,8 +32,9 @@ from eventhunting.services.orders import buyer_counter
 from eventhunting.settings import load_settings
 from eventhunting.store import keys
 from eventhunting.store.counters import inventory_counter
-from tests.support.accounts import DEFAULT_PASSWORD, SignedIn, sign_up
+from tests.support.accounts import SignedIn, mint_buyers, sign_up
 from tests.support.catalog import published_event, ticket_type
+from tests.support.redis_cluster import LocalCluster
 from tests.support.servers import running_redis
 from tests.support.system import RunningSystem, running_system
 
@@ -53,20 +53,28 @@ Body = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def short_hold_system(
-    tmp_path_factory: pytest.TempPathFactory, mongodb_url: str
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mongodb_url: str
 ) -> Iterator[RunningSystem]:
-    """API and expirer with short holds, on a Redis of their own."""
-    with (
-        running_redis(Path(tmp_path_factory.mktemp("short-hold-redis"))) as redis_url,
-        running_system(
-            redis_url,
-            mongodb_url,
-            f"holds_{uuid.uuid4().hex[:8]}",
-            workers=("expirer", "projector"),
-            overrides={"EVENTHUNTING_HOLD_SECONDS": str(HOLD_SECONDS)},
-        ) as system,
-    ):
-        yield system
+    """API and expirer with short holds, on a Redis of their own, or on the test session's
+    Redis Cluster (emptied first) when a test asks for `"cluster"` (indirect parameter)."""
+    with contextlib.ExitStack() as stack:
+        if getattr(request, "param", "redis") == "cluster":
+            cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+            cluster.flush()
+            redis_url = cluster.url
+        else:
+            redis_url = stack.enter_context(
+                running_redis(Path(tmp_path_factory.mktemp("short-hold-redis")))
+            )
+        yield stack.enter_context(
+            running_system(
+                redis_url,
+                mongodb_url,
+                f"holds_{uuid.uuid4().hex[:8]}",
+                workers=("expirer", "projector"),
+                overrides={"EVENTHUNTING_HOLD_SECONDS": str(HOLD_SECONDS)},
+            )
+        )
 
 
 @pytest.fixture
@@ -86,28 +94,6 @@ async def services(short_hold_system: RunningSystem) -> AsyncIterator[Services]:
         yield built
     finally:
         await built.close()
-
-
-async def mint_buyers(services: Services, count: int, concurrency: int = 32) -> list[str]:
-    """Register `count` customers through the accounts service; their access tokens.
-
-    Much faster than 2,000 HTTP calls and the same accounts: the API sees them as any other.
-    """
-    gate = asyncio.Semaphore(concurrency)
-    run = uuid.uuid4().hex[:8]
-
-    async def one(number: int) -> str:
-        async with gate:
-            account = await services.accounts.register(
-                RegisterAccount(
-                    email=f"flash-{run}-{number}@example.test",
-                    password=DEFAULT_PASSWORD,
-                    full_name=f"Buyer {number}",
-                )
-            )
-            return (await services.accounts.issue_tokens(account)).access_token
-
-    return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -141,6 +127,11 @@ async def read_model_statuses(
             await asyncio.sleep(0.2)
 
 
+@pytest.mark.parametrize(
+    "short_hold_system",
+    ["redis", pytest.param("cluster", marks=pytest.mark.cluster)],
+    indirect=True,
+)
 async def test_flash_sale_sells_each_ticket_once_and_expired_holds_come_back(
     client: httpx.AsyncClient, short_hold_system: RunningSystem, services: Services
 ) -> None:
