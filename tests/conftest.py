@@ -17,6 +17,8 @@ from tests.support.servers import running_mongo_standin, running_redis
 from tests.support.system import RunningSystem, running_system
 
 REAL_MONGODB_URL_VARIABLE = "EVENTHUNTING_TEST_MONGODB_URL"
+# Runs the API and workers of the session-wide system tests on a Redis Cluster.
+SYSTEM_ON_CLUSTER_VARIABLE = "EVENTHUNTING_TEST_SYSTEM_ON_CLUSTER"
 
 # Workers every system test runs beside the API; each feature adds the ones it needs.
 SYSTEM_WORKERS: tuple[str, ...] = ("expirer", "projector")
@@ -95,7 +97,15 @@ def repository_root() -> Path:
 def system_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The running system's own Redis: tests that flush `redis_url` (every `redis_client`
     test) must not wipe its accounts and consumer groups, and its projector must not read
-    the events other tests write there."""
+    the events other tests write there. With EVENTHUNTING_TEST_SYSTEM_ON_CLUSTER=1 it is a
+    Redis Cluster of its own (three masters, one replica each) instead."""
+    if os.environ.get(SYSTEM_ON_CLUSTER_VARIABLE) == "1":
+        cluster = start_local_cluster(tmp_path_factory.mktemp("system-redis-cluster"))
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
+        return
     with running_redis(tmp_path_factory.mktemp("system-redis")) as url:
         yield url
 

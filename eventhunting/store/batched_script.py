@@ -12,43 +12,24 @@ from typing import Any, NamedTuple, cast
 from hiredis import pack_command
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    ClusterError,
-    NoScriptError,
-    ResponseError,
-    SlotNotCoveredError,
-    TryAgainError,
-)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from eventhunting.store.redis_client import RedisClient
+from eventhunting.store.redis_client import (
+    CLUSTER_PATIENCE_SECONDS,
+    CLUSTER_RETRY_PAUSE_SECONDS,
+    NOT_RUN,
+    RedisClient,
+)
 
 MAX_BATCH = 256
 """Calls per round trip: enough to amortise the client's per-round-trip cost, small enough
 that one batch never holds Redis (single-threaded) for long."""
 
-NOT_RUN = (
-    NoScriptError,
-    AskError,
-    TryAgainError,
-    ClusterDownError,
-    ClusterError,
-    SlotNotCoveredError,
-)
-"""Cluster replies that mean the script did not run: MOVED/ASK (AskError is MovedError's base)
-and TRYAGAIN redirect before a script starts (its keys are checked first), CLUSTERDOWN and an
-uncovered slot refuse it, and "TTL exhausted" (ClusterError) follows only such replies."""
-
 UNKNOWN_OUTCOME = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
 """Errors after which a call may or may not have run (the connection broke after sending)."""
-
-CLUSTER_PATIENCE_SECONDS = 15.0
-"""How long a call keeps being sent again while its slot migrates or its node fails over."""
-CLUSTER_RETRY_PAUSE_SECONDS = 0.05
 
 
 class Call(NamedTuple):

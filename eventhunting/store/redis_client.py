@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -10,7 +12,16 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.driver_info import DriverInfo
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    NoScriptError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 RedisClient = aioredis.Redis | RedisCluster
@@ -22,6 +33,24 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """URL schemes naming a Redis Cluster by its seed nodes, and the scheme of each node."""
 
 DEFAULT_PORT = 6379
+
+NOT_RUN = (
+    NoScriptError,
+    AskError,
+    TryAgainError,
+    ClusterDownError,
+    ClusterError,
+    SlotNotCoveredError,
+)
+"""Cluster replies that mean a command did not run: MOVED/ASK (AskError is MovedError's base)
+and TRYAGAIN come before a command or script starts (its keys are checked first),
+CLUSTERDOWN and an uncovered slot refuse it, NOSCRIPT did not find the script, and redis-py's
+"TTL exhausted" (ClusterError) follows only redirections."""
+
+CLUSTER_PATIENCE_SECONDS = 15.0
+"""How long a command refused that way is sent again while its slot migrates or its master
+fails over, before the error reaches the caller."""
+CLUSTER_RETRY_PAUSE_SECONDS = 0.05
 
 PIPELINE_CONNECTIONS = 32
 """Connections per node beyond the command limit, for pipelines (not counted by the gate)."""
@@ -67,9 +96,76 @@ def parse_cluster_url(url: str) -> ClusterUrl | None:
     return ClusterUrl(node_url=node_url, seeds=tuple(seeds))
 
 
+ASKING_FOR: ContextVar[str | None] = ContextVar("eventhunting_asking_for", default=None)
+"""The node (host:port) whose next command, in this task, must be preceded by ASKING."""
+
+
+class AskingConnectionMixin:
+    """Sends ASKING on the connection of the command it is for.
+
+    On an ASK redirection redis-py's asyncio cluster client sends ASKING and then the
+    command, each on a connection taken from the node's pool: two different connections as
+    soon as more than one is free, and ASKING is a flag of the connection. The command then
+    bounces (MOVED back to the migrating node, ASK again) until redis-py gives up ("TTL
+    exhausted") and every command on an already moved key of a migrating slot stalls until
+    the migration ends. This connection holds ASKING back, answers it itself, and writes it
+    in front of the same task's next command to that node, on that command's connection.
+    """
+
+    host: str
+    port: int
+    answer_asking = False
+    asking_packed = False
+    replies_to_skip = 0
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if len(args) == 1 and str(args[0]).upper() == "ASKING":
+            ASKING_FOR.set(f"{self.host}:{self.port}")
+            self.answer_asking = True
+            return []
+        packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
+        if ASKING_FOR.get() == f"{self.host}:{self.port}":
+            ASKING_FOR.set(None)
+            self.asking_packed = True
+            asking: list[bytes] = super().pack_command("ASKING")  # type: ignore[misc]
+            return [*asking, *packed]
+        return packed
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if isinstance(command, list) and not command:
+            return  # an ASKING held back for the next command
+        asking, self.asking_packed = self.asking_packed, False
+        # Counted once sent: sending may first connect, and the handshake reads its replies.
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        if asking:
+            self.replies_to_skip += 1
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if self.answer_asking:
+            self.answer_asking = False
+            return b"OK"
+        while self.replies_to_skip:
+            self.replies_to_skip -= 1
+            await super().read_response(*args, **kwargs)  # type: ignore[misc]  # ASKING's +OK
+        return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+
+    async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        self.answer_asking, self.asking_packed, self.replies_to_skip = False, False, 0
+        await super().disconnect(*args, **kwargs)  # type: ignore[misc]
+
+
+class AskingConnection(AskingConnectionMixin, Connection):
+    """A cluster node connection that keeps ASKING with its command (see the mixin)."""
+
+
+class AskingSSLConnection(AskingConnectionMixin, SSLConnection):
+    """The same over TLS (`rediss+cluster://`)."""
+
+
 class BoundedRedisCluster(RedisCluster):
-    """A RedisCluster whose commands wait for a free slot instead of failing a burst, and
-    are never routed before the client knows the cluster.
+    """A RedisCluster whose commands wait for a free slot instead of failing a burst, are
+    never routed before the client knows the cluster, and follow ASK redirections (with
+    `AskingConnection`).
 
     redis-py's cluster client raises MaxConnectionsError as soon as a node's connections are
     all busy; a flash sale has thousands of concurrent commands. This caps the commands in
@@ -82,6 +178,12 @@ class BoundedRedisCluster(RedisCluster):
         super().__init__(*args, **kwargs)
         self.gate = asyncio.Semaphore(in_flight)
         self.wait_seconds = wait_seconds
+        # Nodes are built from these keyword arguments (the seed nodes already were).
+        tls = issubclass(self.connection_kwargs.get("connection_class", Connection), SSLConnection)
+        connection_class = AskingSSLConnection if tls else AskingConnection
+        self.connection_kwargs["connection_class"] = connection_class
+        for node in self.nodes_manager.startup_nodes.values():
+            node.connection_class = connection_class
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -90,12 +192,23 @@ class BoundedRedisCluster(RedisCluster):
         except TimeoutError:
             raise RedisConnectionError("No connection available.") from None
         try:
-            if self._initialize:
-                # redis-py routes a command before it initialises the client, and a command
-                # routed while another one initialises finds no command table (XGROUP CREATE
-                # then fails with "Missing key"); initialising first (under its lock) avoids it.
-                await self.initialize()
-            return await super().execute_command(*args, **kwargs)
+            deadline = time.monotonic() + CLUSTER_PATIENCE_SECONDS
+            while True:
+                if self._initialize:
+                    # redis-py routes a command before it initialises the client, and a
+                    # command routed while another one initialises finds no command table
+                    # (XGROUP CREATE then fails with "Missing key"): initialise first.
+                    await self.initialize()
+                try:
+                    return await super().execute_command(*args, **kwargs)
+                except NOT_RUN as error:
+                    # redis-py's asyncio client sends ASKING and the redirected command on
+                    # two pooled connections, so while a slot migrates a command on a key
+                    # already moved can bounce between the nodes until "TTL exhausted".
+                    # It did not run: try again until the migration (or failover) is over.
+                    if isinstance(error, NoScriptError) or time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(CLUSTER_RETRY_PAUSE_SECONDS)
         finally:
             self.gate.release()
 

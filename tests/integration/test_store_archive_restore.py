@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
 from eventhunting.store import keys
@@ -36,7 +36,9 @@ from eventhunting.store.consumer_groups import (
 )
 from eventhunting.store.envelope import EventMeta
 from eventhunting.store.errors import GuardRejected
+from eventhunting.store.redis_client import RedisClient, connect_redis
 from eventhunting.store.restore import RedisNotEmpty, restore
+from tests.support.redis_cluster import LocalCluster
 from tests.support.redis_snapshot import event_store_snapshot
 from tests.support.store_events import (
     BasketClosed,
@@ -51,8 +53,26 @@ FAST = ConsumerConfig(block_ms=50, count=50, lease_ms=2_000, max_deliveries=3, r
 Database = Any
 
 
+@pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.cluster)])
+async def store_redis(
+    request: pytest.FixtureRequest, store_redis_url: str
+) -> AsyncIterator[RedisClient]:
+    """These tests run on one redis-server and on the Redis Cluster (keys on three masters)."""
+    url = store_redis_url
+    if request.param == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        url = cluster.url
+    client = connect_redis(url, max_connections=64, timeout=10)
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()
+
+
 @pytest.fixture
-def store(store_redis: aioredis.Redis) -> EventStore:
+def store(store_redis: RedisClient) -> EventStore:
     return EventStore(store_redis, PARTITIONS, event_registry=store_test_registry)
 
 
@@ -134,7 +154,7 @@ RECEIPTS = Numbering(
 )
 
 
-async def archive_everything(store_redis: aioredis.Redis, database: Database, total: int) -> None:
+async def archive_everything(store_redis: RedisClient, database: Database, total: int) -> None:
     archiver = Archiver(database)
     archived: list[int] = []
 
@@ -155,7 +175,7 @@ async def archive_everything(store_redis: aioredis.Redis, database: Database, to
 
 
 async def test_the_archiver_copies_every_event_once_with_its_indexes(
-    store: EventStore, store_redis: aioredis.Redis, database: Database
+    store: EventStore, store_redis: RedisClient, database: Database
 ) -> None:
     await create_event_indexes(database)
     total = await write_history(store)
@@ -174,7 +194,7 @@ async def test_the_archiver_copies_every_event_once_with_its_indexes(
 
 
 async def test_archiving_an_entry_again_changes_nothing(
-    store: EventStore, store_redis: aioredis.Redis, database: Database
+    store: EventStore, store_redis: RedisClient, database: Database
 ) -> None:
     await create_event_indexes(database)
     total = await write_history(store)
@@ -187,7 +207,7 @@ async def test_archiving_an_entry_again_changes_nothing(
 
 
 async def test_restore_from_the_archive_gives_identical_streams_and_counters(
-    store: EventStore, store_redis: aioredis.Redis, database: Database
+    store: EventStore, store_redis: RedisClient, database: Database
 ) -> None:
     await create_event_indexes(database)
     total = await write_history(store)
@@ -223,7 +243,7 @@ async def test_restore_from_the_archive_gives_identical_streams_and_counters(
 
 
 async def test_restore_refuses_to_write_over_a_non_empty_store(
-    store: EventStore, store_redis: aioredis.Redis, database: Database
+    store: EventStore, store_redis: RedisClient, database: Database
 ) -> None:
     await store.append(AppendRequest(partition=0, stream=basket(0), events=[BasketClosed()]))
     with pytest.raises(RedisNotEmpty):
@@ -232,7 +252,7 @@ async def test_restore_refuses_to_write_over_a_non_empty_store(
 
 
 async def test_a_forced_restore_replaces_the_event_store_keys_only(
-    store: EventStore, store_redis: aioredis.Redis, database: Database
+    store: EventStore, store_redis: RedisClient, database: Database
 ) -> None:
     await store.append(AppendRequest(partition=0, stream=basket(0), events=[BasketClosed()]))
     await store_redis.set("session:abc", "kept")

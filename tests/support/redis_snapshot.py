@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis.asyncio as aioredis
+from eventhunting.store.redis_client import RedisClient
 
 
-async def event_store_snapshot(redis: aioredis.Redis) -> dict[str, Any]:
+async def event_store_snapshot(redis: RedisClient) -> dict[str, Any]:
     """Key -> content, for every `{p<k>}:` key but leases; idempotency records compare as JSON."""
     snapshot: dict[str, Any] = {}
     async for raw_key in redis.scan_iter(match="{p*", count=1000):

@@ -42,8 +42,6 @@ ACK_SCRIPT = resources.files(__package__).joinpath("fenced_ack.lua").read_text()
 
 # After a Redis error the loop waits this long before reading again.
 ERROR_BACKOFF_SECONDS = 1.0
-# On a Redis Cluster, the longest blocking read of one partition (see read_new_per_slot).
-CLUSTER_BLOCK_MS = 250
 # How often lag, pending and ownership gauges are refreshed.
 METRICS_INTERVAL_SECONDS = 5.0
 
@@ -136,6 +134,8 @@ class ConsumerGroup(Generic[T]):
         self.dead_letters = DeadLetters(redis, group)
         self.ack_script = redis.register_script(ACK_SCRIPT)
         self.states: dict[int, PartitionState] = {}
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+        """On a Redis Cluster, the blocking read in flight of each partition that has one."""
         self.next_metrics = 0.0
 
     async def ensure_groups(self) -> None:
@@ -180,6 +180,7 @@ class ConsumerGroup(Generic[T]):
                         raise
                     await self.back_off(stop, error)
         finally:
+            await self.stop_waiting()
             leases_stop.set()
             if maintaining is not None:
                 await maintaining
@@ -194,6 +195,7 @@ class ConsumerGroup(Generic[T]):
         )
         for state in self.states.values():
             state.catching_up, state.cursor = True, "0"
+        await self.stop_waiting()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=ERROR_BACKOFF_SECONDS)
 
@@ -227,8 +229,10 @@ class ConsumerGroup(Generic[T]):
         for partition in list(self.states):
             if held.get(partition) != self.states[partition].lease:
                 del self.states[partition]
+                await self.stop_waiting(partition)
         for partition in list(self.ownership.surplus):
             self.states.pop(partition, None)
+            await self.stop_waiting(partition)
             await self.ownership.release(partition)
         for partition, lease in list(held.items()):
             if partition not in self.states:
@@ -283,46 +287,87 @@ class ConsumerGroup(Generic[T]):
     ) -> None:
         """On a Redis Cluster one XREADGROUP reads one slot, so one partition log.
 
-        First every partition is read without blocking, pipelined (one round trip per node).
-        Only when all were empty does each wait on its own blocking read, side by side, for
-        at most `CLUSTER_BLOCK_MS`: a partition whose entries arrive is handled at once, and
-        the round ends when the last wait does, so a busy partition never waits for an idle
-        one longer than that.
+        Partitions with no blocking read in flight are read without blocking, pipelined
+        (one round trip per node). When nothing came, every partition gets a blocking read
+        of its own, which stays in flight across rounds until its partition has entries (or
+        its lease goes: `stop_waiting`), and the round waits for the first to answer (at
+        most `block_ms`). So an entry is handled as soon as it is appended, whichever
+        partition it is in, as the single multi-stream read does on one server.
         """
-        async with cluster.pipeline(transaction=False) as pipe:
-            for partition in partitions:
-                pipe.xreadgroup(
-                    self.group,
-                    self.consumer,
-                    {keys.log_key(partition): ">"},
-                    count=self.config.count,
-                )
-            replies: list[Any] = await pipe.execute()
-        delivered: dict[int, Delivered] = {}
-        for reply in replies:
-            delivered.update(entries_of_reply(reply))
-        if any(batch.entries for batch in delivered.values()) or block_ms is None:
-            await self.process_delivered(delivered)
+        # Partitions whose blocking read answered get their entries from it alone: a second
+        # read now would deliver later entries, which must wait until these are handled.
+        idle = [partition for partition in partitions if partition not in self.waiting]
+        ready = self.harvest()
+        if idle:
+            async with cluster.pipeline(transaction=False) as pipe:
+                for partition in idle:
+                    pipe.xreadgroup(
+                        self.group,
+                        self.consumer,
+                        {keys.log_key(partition): ">"},
+                        count=self.config.count,
+                    )
+                replies: list[Any] = await pipe.execute()
+            for reply in replies:
+                ready.update(entries_of_reply(reply))
+        if any(delivered.entries for delivered in ready.values()) or block_ms is None:
+            await self.process_delivered(ready)
             return
+        for partition in partitions:
+            if partition not in self.waiting:
+                self.waiting[partition] = asyncio.ensure_future(
+                    cluster.xreadgroup(
+                        self.group,
+                        self.consumer,
+                        {keys.log_key(partition): ">"},
+                        count=self.config.count,
+                        block=block_ms,
+                    )
+                )
+        await asyncio.wait(
+            self.waiting.values(), timeout=block_ms / 1000, return_when=asyncio.FIRST_COMPLETED
+        )
+        await self.process_delivered(self.harvest())
 
-        async def wait_for(partition: int) -> None:
-            reply = await cluster.xreadgroup(
-                self.group,
-                self.consumer,
-                {keys.log_key(partition): ">"},
-                count=self.config.count,
-                block=min(block_ms, CLUSTER_BLOCK_MS),
-            )
-            await self.process_delivered(entries_of_reply(reply))
+    def harvest(self) -> dict[int, Delivered]:
+        """What the blocking reads that answered delivered; the first error they met."""
+        delivered: dict[int, Delivered] = {}
+        error: BaseException | None = None
+        for partition, task in list(self.waiting.items()):
+            if not task.done():
+                continue
+            del self.waiting[partition]
+            if task.cancelled():
+                continue
+            if task.exception() is not None:
+                error = error or task.exception()
+                continue
+            delivered.update(entries_of_reply(task.result()))
+        if error is not None:
+            raise error
+        return delivered
 
-        await asyncio.gather(*(wait_for(partition) for partition in partitions))
+    async def stop_waiting(self, partition: int | None = None) -> None:
+        """Cancel the blocking read of a partition (every one when None) before it is given
+        up. Entries it was handed just before stay pending: the next owner takes them over."""
+        partitions = list(self.waiting) if partition is None else [partition]
+        for each in partitions:
+            task = self.waiting.pop(each, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                    await task
 
     async def process_delivered(self, batches: dict[int, Delivered]) -> None:
+        """Handle what a read delivered, for partitions still owned and reading new entries
+        (a partition catching up finds these entries in its own pending list, in order)."""
         await asyncio.gather(
             *(
                 self.process(self.states[partition], delivered.entries)
                 for partition, delivered in batches.items()
-                if partition in self.states and delivered.entries
+                if partition in self.states
+                and not self.states[partition].catching_up
+                and delivered.entries
             )
         )
 
@@ -410,6 +455,9 @@ class ConsumerGroup(Generic[T]):
         partition = state.lease.partition
         if self.states.get(partition) is state:
             del self.states[partition]
+        waiting = self.waiting.pop(partition, None)
+        if waiting is not None:
+            waiting.cancel()
         self.ownership.forget(partition)
         logger.warning(
             "partition lease lost while handling",
