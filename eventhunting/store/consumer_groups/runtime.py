@@ -46,6 +46,14 @@ ERROR_BACKOFF_SECONDS = 1.0
 METRICS_INTERVAL_SECONDS = 5.0
 
 
+async def all_of(rounds: Sequence[Awaitable[Any]]) -> None:
+    """Await every round, then raise the first error: a round that fails must not leave the
+    others running on while the loop backs off and reads their partitions again."""
+    for outcome in await asyncio.gather(*rounds, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 class ConsumerConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How a consumer reads, retries, gives up and shares partitions."""
 
@@ -216,7 +224,7 @@ class ConsumerGroup(Generic[T]):
         if fresh:
             rounds.append(self.read_new(fresh, None if due else wait_ms))
         if rounds:
-            await asyncio.gather(*rounds)
+            await all_of(rounds)
             return
         # Nothing owned or everything waiting for a retry: wake for a lease change or a retry.
         self.ownership.changed.clear()
@@ -361,14 +369,14 @@ class ConsumerGroup(Generic[T]):
     async def process_delivered(self, batches: dict[int, Delivered]) -> None:
         """Handle what a read delivered, for partitions still owned and reading new entries
         (a partition catching up finds these entries in its own pending list, in order)."""
-        await asyncio.gather(
-            *(
+        await all_of(
+            [
                 self.process(self.states[partition], delivered.entries)
                 for partition, delivered in batches.items()
                 if partition in self.states
                 and not self.states[partition].catching_up
                 and delivered.entries
-            )
+            ]
         )
 
     async def process(self, state: PartitionState, entries: list[LogEntry]) -> bool:
