@@ -30,7 +30,7 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
         str,
         setting(
             "REDIS_URL",
-            "Redis URL (redis:// or rediss://), or a Redis Cluster by one or more seed nodes"
+            "Redis URL (redis:// or rediss://), or Redis Cluster seed nodes"
             " (redis+cluster://host1:7000,host2:7001 or rediss+cluster://).",
         ),
     ]

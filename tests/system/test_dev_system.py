@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from eventhunting.tickets.qr_keys import private_key_text
+from tests.support.redis_cluster import LocalCluster
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.system
@@ -168,12 +169,22 @@ def test_dev_starts_everything_restarts_a_crashed_child_and_ctrl_c_stops_all(
     assert not (data_dir / "processes.json").exists()
 
 
+@pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.cluster)])
+def configured_redis_url(request: pytest.FixtureRequest) -> str:
+    """A configured Redis: one server, or a Redis Cluster (`redis+cluster://` seed nodes)."""
+    if request.param == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return cluster.url
+    return str(request.getfixturevalue("redis_url"))
+
+
 def test_dev_uses_a_configured_redis_and_smtp_server_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, configured_redis_url: str
 ) -> None:
     data_dir = tmp_path / "data"
     configured = {
-        "EVENTHUNTING_REDIS_URL": redis_url,
+        "EVENTHUNTING_REDIS_URL": configured_redis_url,
         "EVENTHUNTING_SMTP_URL": "smtp://127.0.0.1:1",
         "EVENTHUNTING_QR_SIGNING_KEY": private_key_text(Ed25519PrivateKey.generate()),
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from eventhunting.settings import SettingsError, StoreSettings, field_specs, load_settings
+from eventhunting.store.redis_client import ClusterUrl, parse_cluster_url
 
 VALID = {
     "EVENTHUNTING_REDIS_URL": "redis://127.0.0.1:6390/0",
@@ -24,6 +25,31 @@ def test_valid_environment_gives_typed_settings_with_defaults() -> None:
     assert settings.sales.hold_seconds == 60
     assert settings.sales.partitions == 16
     assert settings.auth.access_token_seconds == 900
+
+
+@pytest.mark.parametrize(
+    ("url", "node_url", "seeds"),
+    [
+        (
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7001",
+            "redis://10.0.0.1:7000",
+            (("10.0.0.1", 7000), ("10.0.0.2", 7001)),
+        ),
+        (
+            "rediss+cluster://user:s%40cret@redis-a:7000/?ssl_cert_reqs=none",
+            "rediss://user:s%40cret@redis-a:7000?ssl_cert_reqs=none",
+            (("redis-a", 7000),),
+        ),
+        ("redis+cluster://redis-a", "redis://redis-a:6379", (("redis-a", 6379),)),
+    ],
+)
+def test_a_redis_cluster_is_named_by_its_seed_nodes(
+    url: str, node_url: str, seeds: tuple[tuple[str, int], ...]
+) -> None:
+    settings = load_settings({**VALID, "EVENTHUNTING_REDIS_URL": url}, dotenv=None)
+    assert settings.redis.url == url
+    assert parse_cluster_url(url) == ClusterUrl(node_url=node_url, seeds=seeds)
+    assert parse_cluster_url(VALID["EVENTHUNTING_REDIS_URL"]) is None
 
 
 def test_mongodb_database_defaults_to_eventhunting_when_url_has_no_path() -> None:
@@ -47,6 +73,14 @@ def test_mongodb_database_defaults_to_eventhunting_when_url_has_no_path() -> Non
         ("EVENTHUNTING_PARTITIONS", "-3", "EVENTHUNTING_PARTITIONS is invalid"),
         ("EVENTHUNTING_LOG_LEVEL", "LOUD", "EVENTHUNTING_LOG_LEVEL is invalid"),
         ("EVENTHUNTING_SMTP_URL", "mail.example.com", "EVENTHUNTING_SMTP_URL must be a URL"),
+        ("EVENTHUNTING_REDIS_URL", "redis+cluster://", "EVENTHUNTING_REDIS_URL is invalid"),
+        (
+            "EVENTHUNTING_REDIS_URL",
+            "redis+cluster://a:7000,b:x",
+            "EVENTHUNTING_REDIS_URL is invalid",
+        ),
+        ("EVENTHUNTING_REDIS_URL", "redis+cluster://a:7000/2", "EVENTHUNTING_REDIS_URL is invalid"),
+        ("EVENTHUNTING_REDIS_URL", "cluster://a:7000", "EVENTHUNTING_REDIS_URL must be a URL"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str | None, expected: str) -> None:
@@ -98,7 +132,7 @@ def test_api_command_with_bad_settings_prints_one_line_and_exits_2(tmp_path: Pat
     lines = result.stderr.strip().splitlines()
     assert lines == [
         "eventhunting: EVENTHUNTING_REDIS_URL must be a URL starting with"
-        " redis://, rediss://, unix://"
+        " redis://, rediss://, unix://, redis+cluster://, rediss+cluster://"
     ]
 
 
@@ -134,7 +168,8 @@ def test_maintenance_commands_still_name_a_missing_redis_url_in_one_line(
     returncode, lines = run_command(command, environment=environment, cwd=tmp_path)
     assert returncode == 2
     assert lines == [
-        "eventhunting: EVENTHUNTING_REDIS_URL is required: Redis URL (redis:// or rediss://)."
+        "eventhunting: EVENTHUNTING_REDIS_URL is required: Redis URL (redis:// or rediss://),"
+        " or Redis Cluster seed nodes (redis+cluster://host1:7000,host2:7001 or rediss+cluster://)."
     ]
 
 
