@@ -19,6 +19,7 @@ from redis.exceptions import (
     ClusterDownError,
     ClusterError,
     NoScriptError,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -201,12 +202,14 @@ class BoundedRedisCluster(RedisCluster):
                     await self.initialize()
                 try:
                     return await super().execute_command(*args, **kwargs)
-                except NOT_RUN as error:
-                    # redis-py's asyncio client sends ASKING and the redirected command on
-                    # two pooled connections, so while a slot migrates a command on a key
-                    # already moved can bounce between the nodes until "TTL exhausted".
-                    # It did not run: try again until the migration (or failover) is over.
-                    if isinstance(error, NoScriptError) or time.monotonic() > deadline:
+                except (*NOT_RUN, ResponseError) as error:
+                    # It did not run (a redirection that outlasted redis-py's, a slot being
+                    # migrated, a failover, or a blocking read a failover cut short): send
+                    # it again until the migration or failover is over.
+                    refused = isinstance(error, NOT_RUN) or str(error).startswith("UNBLOCKED")
+                    if not refused or isinstance(error, NoScriptError):
+                        raise
+                    if time.monotonic() > deadline:
                         raise
                 await asyncio.sleep(CLUSTER_RETRY_PAUSE_SECONDS)
         finally:

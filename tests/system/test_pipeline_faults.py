@@ -156,10 +156,11 @@ async def inject_faults(
     writing: asyncio.Task[None],
     journal: list[str],
 ) -> None:
-    """Every ~0.3 s a fault chosen by the seeded generator, until the appends are done and
-    at least `MINIMUM_FAULTS` were injected."""
+    """Every ~0.3 s a fault chosen by the seeded generator, until the appends are done, at
+    least `MINIMUM_FAULTS` were injected, and among them a worker kill and each Redis fault."""
     redis_restarts = 0
-    while not writing.done() or len(journal) < MINIMUM_FAULTS:
+    required = {"kill", *redis_server.faults}
+    while not writing.done() or len(journal) < MINIMUM_FAULTS or not required <= set(journal):
         await asyncio.sleep(0.2 + rng.random() * 0.2)
         fault = rng.choice(
             ["kill", "kill", "add", "stop", "conflicts", "disconnects", "outage", "redis"]

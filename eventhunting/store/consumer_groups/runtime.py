@@ -214,6 +214,7 @@ class ConsumerGroup(Generic[T]):
         if now >= self.next_metrics:
             self.next_metrics = now + METRICS_INTERVAL_SECONDS
             await self.export_metrics()
+            await self.recover_stranded()
         due = [s for s in self.states.values() if s.catching_up and s.retry_at <= now]
         fresh = [p for p, s in self.states.items() if not s.catching_up]
         waits = [s.retry_at - now for s in self.states.values() if s.catching_up]
@@ -471,6 +472,33 @@ class ConsumerGroup(Generic[T]):
             "partition lease lost while handling",
             extra={"group": self.group, "partition": partition},
         )
+
+    async def recover_stranded(self) -> None:
+        """Catch up a partition read for new entries that has entries pending for this consumer.
+
+        Between rounds a partition read with ">" has nothing pending for us: what was handled
+        is acked, and a failure turns it to catching up. Entries can still be stranded there:
+        redis-py sends a command again after a connection error (and a cluster pipeline after
+        a failover), so a read whose reply was lost is repeated, and what the lost reply
+        delivered stays pending unseen. Catching up (reading our own pending entries in order)
+        handles them; a blocking read in flight is given up first (its entries are pending
+        too)."""
+        for partition, state in list(self.states.items()):
+            if state.catching_up:
+                continue
+            summary: Any = await self.redis.xpending(keys.log_key(partition), self.group)
+            mine = [
+                consumer
+                for consumer in summary.get("consumers") or []
+                if text(consumer["name"]) == self.consumer and int(consumer["pending"])
+            ]
+            if mine and self.states.get(partition) is state and not state.catching_up:
+                logger.warning(
+                    "entries pending unseen; catching up",
+                    extra={"group": self.group, "partition": partition},
+                )
+                await self.stop_waiting(partition)
+                state.catching_up, state.cursor = True, "0"
 
     async def export_metrics(self) -> None:
         await export_group_metrics(self.redis, self.group, sorted(self.states))
