@@ -22,6 +22,7 @@ from eventhunting.store.redis_client import (
     CLUSTER_RETRY_PAUSE_SECONDS,
     NOT_RUN,
     RedisClient,
+    torn_down,
 )
 
 MAX_BATCH = 256
@@ -153,6 +154,8 @@ class BatchedScript:
                 answers: list[Any] = await pipe.execute(raise_on_error=False)
             except NOT_RUN + UNKNOWN_OUTCOME as error:  # the whole pipeline failed
                 answers = [error] * len(todo)
+            except AttributeError as error:
+                answers = [torn_down(error)] * len(todo)
             for index, answer in zip(todo, answers, strict=True):
                 replies[index] = answer
             if any(isinstance(replies[index], NoScriptError) for index in todo):

@@ -163,6 +163,16 @@ class AskingSSLConnection(AskingConnectionMixin, SSLConnection):
     """The same over TLS (`rediss+cluster://`)."""
 
 
+def torn_down(error: AttributeError) -> Exception:
+    """redis-py's cluster client disconnects every connection of a node when it rediscovers
+    the cluster (after a node failed), those in use included; a command then fails inside
+    the connection with AttributeError on its closed writer or reader. That is a connection
+    error (the command's outcome is unknown); any other AttributeError is a bug, raised as is."""
+    if "'NoneType' object has no attribute" in str(error):
+        return RedisConnectionError(f"connection closed while in use: {error}")
+    return error
+
+
 class BoundedRedisCluster(RedisCluster):
     """A RedisCluster whose commands wait for a free slot instead of failing a burst, are
     never routed before the client knows the cluster, and follow ASK redirections (with
@@ -202,6 +212,8 @@ class BoundedRedisCluster(RedisCluster):
                     await self.initialize()
                 try:
                     return await super().execute_command(*args, **kwargs)
+                except AttributeError as error:
+                    raise torn_down(error) from error
                 except (*NOT_RUN, ResponseError) as error:
                     # It did not run (a redirection that outlasted redis-py's, a slot being
                     # migrated, a failover, or a blocking read a failover cut short): send

@@ -31,6 +31,7 @@ from eventhunting.store.append import field_of, stream_range, text
 from eventhunting.store.counters import inventory_counter
 from tests.support.accounts import auth_headers, mint_buyers, sign_up
 from tests.support.catalog import published_event, ticket_type
+from tests.support.consumer_progress import handled_to_the_end
 from tests.support.redis_cluster import LocalCluster
 from tests.support.system import RunningSystem, running_system
 
@@ -142,13 +143,10 @@ async def projector_caught_up(services: Services) -> None:
     """Every partition log fully delivered to and acknowledged by the projector."""
     async with asyncio.timeout(60):
         while True:
-            done = True
-            for partition in range(services.settings.sales.partitions):
-                infos: Any = await services.redis.xinfo_groups(keys.log_key(partition))
-                group = next((i for i in infos if text(i["name"]) == PROJECTOR_GROUP), None)
-                if group is None or int(group["pending"]) or int(group.get("lag") or 0):
-                    done = False
-            if done:
+            partitions = range(services.settings.sales.partitions)
+            if all(
+                [await handled_to_the_end(services.redis, PROJECTOR_GROUP, p) for p in partitions]
+            ):
                 return
             await asyncio.sleep(0.2)
 

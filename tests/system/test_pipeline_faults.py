@@ -34,6 +34,7 @@ from eventhunting.store.append import AppendRequest, EventStore, stream_range
 from eventhunting.store.archive import ARCHIVER_GROUP, EVENTS_COLLECTION
 from eventhunting.store.redis_client import RedisClient, connect_redis
 from tests.support.basket_projection import BasketProjection
+from tests.support.consumer_progress import handled_to_the_end
 from tests.support.pipeline_worker import WORKER_APP_NAME, WorkerProcesses
 from tests.support.redis_cluster import LocalCluster
 from tests.support.redis_process import RedisProcess
@@ -201,15 +202,12 @@ async def inject_faults(
 async def settled(redis: RedisClient) -> bool:
     """Every entry of every partition delivered to both groups and acknowledged."""
     for partition in range(PARTITIONS):
-        try:
-            infos: Any = await redis.xinfo_groups(keys.log_key(partition))
-        except (RedisError, RedisClusterException):
-            return False  # a pooled connection from before a Redis restart
-        by_name = {info["name"].decode(): info for info in infos}
         for group in GROUPS:
-            info = by_name.get(group)
-            if info is None or int(info["pending"]) or int(info.get("lag") or 0):
-                return False
+            try:
+                if not await handled_to_the_end(redis, group, partition):
+                    return False
+            except (RedisError, RedisClusterException):
+                return False  # a pooled connection from before a Redis restart
     return True
 
 
