@@ -316,7 +316,13 @@ class ConsumerGroup(Generic[T]):
                         {keys.log_key(partition): ">"},
                         count=self.config.count,
                     )
-                replies: list[Any] = await pipe.execute()
+                # A read for new entries must not be sent again after a lost reply (what it
+                # delivered would stay pending unseen while later entries are handled first):
+                # errors come back per read, and the round fails and catches up instead.
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+            if failed is not None:
+                raise failed
             for reply in replies:
                 ready.update(entries_of_reply(reply))
         if any(delivered.entries for delivered in ready.values()) or block_ms is None:
@@ -324,15 +330,17 @@ class ConsumerGroup(Generic[T]):
             return
         for partition in partitions:
             if partition not in self.waiting:
+                log = keys.log_key(partition)
+                # Addressed to the log's node: redis-py then sends it once (after a
+                # connection error it would send a read for new entries again, see above).
                 self.waiting[partition] = asyncio.ensure_future(
-                    cluster.xreadgroup(
-                        self.group,
-                        self.consumer,
-                        {keys.log_key(partition): ">"},
-                        count=self.config.count,
-                        block=block_ms,
+                    cluster.execute_command(
+                        "XREADGROUP", "GROUP", self.group, self.consumer,
+                        "COUNT", self.config.count, "BLOCK", block_ms,
+                        "STREAMS", log, ">",
+                        target_nodes=cluster.get_node_from_key(log),
                     )
-                )
+                )  # fmt: skip
         await asyncio.wait(
             self.waiting.values(), timeout=block_ms / 1000, return_when=asyncio.FIRST_COMPLETED
         )
