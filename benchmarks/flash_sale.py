@@ -21,7 +21,6 @@ from benchmarks.harness import (
     BenchSystem,
     bench_services,
     machine_description,
-    mint_buyers,
     on_sale_event,
     quantiles_ms,
     running_bench_system,
@@ -29,6 +28,7 @@ from benchmarks.harness import (
 from benchmarks.load import build_request, read_response
 from eventhunting.store import keys
 from eventhunting.store.counters import inventory_counter
+from tests.support.accounts import mint_buyers
 
 
 async def flash(

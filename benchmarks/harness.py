@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import secrets
@@ -17,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eventhunting.bootstrap import Services, build_services
-from eventhunting.domain.accounts import RegisterAccount
 from eventhunting.domain.actors import Actor
 from eventhunting.domain.catalog import CreateEvent, NewTicketType, PublishEvent, Venue
 from eventhunting.settings import load_settings
@@ -28,8 +26,6 @@ from tests.support.servers import (
     wait_for_port,
 )
 from tests.support.system import stop_process, system_environment
-
-BUYER_PASSWORD = "correct horse battery staple"
 
 
 @dataclass
@@ -124,25 +120,6 @@ def running_bench_system(
 
 async def bench_services(system: BenchSystem) -> Services:
     return await build_services(load_settings(system.environment, dotenv=None))
-
-
-async def mint_buyers(services: Services, count: int, concurrency: int = 32) -> list[str]:
-    """Register `count` customers through the accounts service; their access tokens."""
-    gate = asyncio.Semaphore(concurrency)
-    run = uuid.uuid4().hex[:8]
-
-    async def one(number: int) -> str:
-        async with gate:
-            account = await services.accounts.register(
-                RegisterAccount(
-                    email=f"buyer-{run}-{number}@bench.test",
-                    password=BUYER_PASSWORD,
-                    full_name=f"Buyer {number}",
-                )
-            )
-            return (await services.accounts.issue_tokens(account)).access_token
-
-    return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
 async def on_sale_event(

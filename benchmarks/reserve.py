@@ -28,12 +28,12 @@ from pathlib import Path
 from benchmarks.harness import (
     bench_services,
     machine_description,
-    mint_buyers,
     on_sale_event,
     quantiles_ms,
     running_bench_system,
 )
 from benchmarks.load import build_request, new_event_loop, run_load
+from tests.support.accounts import mint_buyers
 
 TARGET_RATIO = 0.40
 TARGET_P99_MS = 50.0
