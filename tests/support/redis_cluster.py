@@ -23,7 +23,6 @@ keeps writing meanwhile runs it in a thread: `await asyncio.to_thread(cluster.re
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -32,7 +31,8 @@ from pathlib import Path
 import redis
 from redis.cluster import key_slot
 
-from tests.support.servers import free_port, redis_server_binary, wait_for_port
+from tests.support.redis_process import RedisProcess
+from tests.support.servers import free_port
 
 NODE_TIMEOUT_MS = 3_000
 """Cluster node timeout: a master unreachable this long is failed over by its replica."""
@@ -50,69 +50,30 @@ def slot_of_partition(partition: int) -> int:
     return int(key_slot(f"{{p{partition}}}".encode()))
 
 
-@dataclass
-class ClusterNodeProcess:
+class ClusterNodeProcess(RedisProcess):
     """One redis-server of the cluster, on one port and data directory for its life."""
 
-    port: int
-    bus_port: int
-    data_dir: Path
-    process: subprocess.Popen[bytes] | None = None
-    node_id: str = ""
+    def __init__(self, port: int, bus_port: int, data_dir: Path) -> None:
+        super().__init__(
+            data_dir,
+            port,
+            extra_args=[
+                "--cluster-enabled", "yes",
+                # Any free port: the default (port + 10000) may not exist or be taken.
+                "--cluster-port", str(bus_port),
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            ],
+        )  # fmt: skip
+        self.bus_port = bus_port
+        self.node_id = ""
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir),
-                "--cluster-enabled", "yes",
-                # Any free port: the default (port + 10000) may not exist or be taken.
-                "--cluster-port", str(self.bus_port),
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--save", "",
-                "--stream-node-max-bytes", "512",
-                "--daemonize", "no",
-                "--loglevel", "warning",
-                "--logfile", str(self.data_dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(self.port, process=self.process)
-
-    def kill(self) -> None:
-        """Stop it without warning (SIGKILL): only what its AOF holds survives."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
 
 
 @dataclass
