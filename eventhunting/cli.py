@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from eventhunting import __version__
 from eventhunting.settings import Settings, SettingsError, SettingsT, StoreSettings, load_settings
 from eventhunting.structured_logging import configure_logging
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+PROMETHEUS_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -36,27 +45,57 @@ def settings_or_exit(schema: type[SettingsT]) -> SettingsT:
     return settings
 
 
+def app_serving(routes: str) -> Litestar:
+    """The API app of one server process, from the environment's settings."""
+    from eventhunting.api.app import create_app, freeze_startup_heap
+
+    app = create_app(settings_or_exit(Settings), routes=routes)
+    freeze_startup_heap()
+    return app
+
+
+def api_app() -> Litestar:
+    """uvicorn's factory of `eventhunting api`: every route."""
+    return app_serving("all")
+
+
+def payments_api_app() -> Litestar:
+    """uvicorn's factory of `eventhunting api --only payments`."""
+    return app_serving("payments")
+
+
+API_FACTORIES = {"all": "eventhunting.cli:api_app", "payments": "eventhunting.cli:payments_api_app"}
+"""The factory each server process builds its app with, by `--only` (uvicorn imports it)."""
+
+
 def run_api(arguments: argparse.Namespace) -> int:
     import uvicorn
 
-    from eventhunting.api.app import create_app, freeze_startup_heap
-
-    settings = settings_or_exit(Settings)
-    app = create_app(settings, routes=arguments.only or "all")
-    freeze_startup_heap()
-    uvicorn.run(
-        app,
-        host=arguments.host,
-        port=arguments.port,
-        log_config=None,
-        access_log=False,
-        loop="uvloop" if arguments.fast_loop else "asyncio",
-        http="httptools" if arguments.fast_loop else "h11",
-        timeout_graceful_shutdown=10,
-        # The peer stays the connection's: EVENTHUNTING_TRUSTED_PROXIES decides whether
-        # X-Forwarded-For is believed (uvicorn would believe it from 127.0.0.1).
-        proxy_headers=False,
-    )
+    # Checked here once, so a bad setting stops the command before any process starts; each
+    # server process then builds its own app and services (bootstrap.py) from the same
+    # environment.
+    settings_or_exit(Settings)
+    with ExitStack() as stack:
+        if arguments.workers > 1 and PROMETHEUS_MULTIPROCESS_VARIABLE not in os.environ:
+            # Every process's counters in one /metrics answer, whichever process serves it.
+            os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="eventhunting-metrics-")
+            )
+        uvicorn.run(
+            API_FACTORIES[arguments.only or "all"],
+            factory=True,
+            workers=arguments.workers,
+            host=arguments.host,
+            port=arguments.port,
+            log_config=None,
+            access_log=False,
+            loop="uvloop" if arguments.fast_loop else "asyncio",
+            http="httptools" if arguments.fast_loop else "h11",
+            timeout_graceful_shutdown=10,
+            # The peer stays the connection's: EVENTHUNTING_TRUSTED_PROXIES decides whether
+            # X-Forwarded-For is believed (uvicorn would believe it from 127.0.0.1).
+            proxy_headers=False,
+        )
     return 0
 
 
@@ -147,6 +186,17 @@ def run_export(arguments: argparse.Namespace) -> int:
     )
 
 
+def worker_count(text: str) -> int:
+    """The number of API server processes: a whole number, 1 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a process count (a whole number >= 1)")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventhunting",
@@ -170,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="fast_loop",
         action="store_false",
         help="use asyncio and h11 instead of uvloop and httptools",
+    )
+    api.add_argument(
+        "--workers",
+        type=worker_count,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port; a dead one is restarted (default 1)",
     )
     api.set_defaults(handler=run_api)
 
