@@ -71,6 +71,41 @@ def uvicorn_command(app: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def bench_environment(
+    redis_url: str, mongodb_url: str, overrides: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The settings of a benchmark's processes: a database of their own, a known admin."""
+    return system_environment(
+        redis_url,
+        mongodb_url,
+        f"bench_{uuid.uuid4().hex[:8]}",
+        {
+            "EVENTHUNTING_PASSWORD_HASH_PROFILE": "test",
+            "EVENTHUNTING_BOOTSTRAP_ADMIN_EMAIL": "admin@bench.test",
+            "EVENTHUNTING_BOOTSTRAP_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+            **(overrides or {}),
+        },
+    )
+
+
+@contextmanager
+def running_api(
+    environment: dict[str, str], *, workers: int = 1
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`eventhunting api --workers N` on a free port: (its URL, the command's process)."""
+    port = free_port()
+    api = subprocess.Popen(
+        [sys.executable, "-m", "eventhunting.cli", "api", "--port", str(port),
+         "--workers", str(workers)],
+        env=environment,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=30, process=api)
+        yield f"http://127.0.0.1:{port}", api
+    finally:
+        stop_process(api, timeout=30)
+
+
 @contextmanager
 def running_bench_system(
     *,
@@ -83,27 +118,8 @@ def running_bench_system(
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         redis_url = stack.enter_context(running_bench_redis(data_dir, fsync=fsync))
         mongodb_url = stack.enter_context(running_mongo_standin())
-        environment = system_environment(
-            redis_url,
-            mongodb_url,
-            f"bench_{uuid.uuid4().hex[:8]}",
-            {
-                "EVENTHUNTING_PASSWORD_HASH_PROFILE": "test",
-                "EVENTHUNTING_BOOTSTRAP_ADMIN_EMAIL": "admin@bench.test",
-                "EVENTHUNTING_BOOTSTRAP_ADMIN_PASSWORD": secrets.token_urlsafe(16),
-                **(overrides or {}),
-            },
-        )
-        api_port = free_port()
-        api = subprocess.Popen(
-            [sys.executable, "-m", "eventhunting.cli", "api", "--port", str(api_port)],
-            env=environment,
-        )
-        stack.callback(stop_process, api)
-        system = BenchSystem(
-            api_url=f"http://127.0.0.1:{api_port}", hello_url=None, environment=environment
-        )
-        system.processes.append(api)
+        environment = bench_environment(redis_url, mongodb_url, overrides)
+        hello_process = None
         if hello:
             hello_port = free_port()
             hello_process = subprocess.Popen(
@@ -111,10 +127,13 @@ def running_bench_system(
                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
             )
             stack.callback(stop_process, hello_process)
+        api_url, api = stack.enter_context(running_api(environment))
+        system = BenchSystem(api_url=api_url, hello_url=None, environment=environment)
+        system.processes.append(api)
+        if hello_process is not None:
             system.processes.append(hello_process)
             wait_for_port(hello_port, timeout=30, process=hello_process)
             system.hello_url = f"http://127.0.0.1:{hello_port}"
-        wait_for_port(api_port, timeout=30, process=api)
         yield system
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import multiprocessing
@@ -30,7 +31,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, deque
@@ -51,7 +51,7 @@ from benchmarks.harness import (
     running_bench_system,
 )
 from benchmarks.load import build_request, new_event_loop, read_response
-from benchmarks.reserve import WRK_SCRIPT, Measurement, prepare, run_python_client, run_wrk
+from benchmarks.reserve import order_load, prepare
 from eventhunting.domain.orders import RequestedItem
 from eventhunting.payments.vnpay import format_vnpay_time
 from eventhunting.payments.vnpay_signing import signed_query_string
@@ -211,33 +211,6 @@ async def open_loop(name: str, api_url: str, requests: list[bytes], rate: float)
     )
 
 
-def reserve_load(
-    client: str, api_url: str, tokens: list[str], body: bytes, connections: int, seconds: float
-) -> Measurement:
-    """The reserve benchmark's load on `POST /api/v1/orders` (run in a process of its own)."""
-    if client == "wrk":
-        with tempfile.TemporaryDirectory() as scratch:
-            token_file = Path(scratch) / "tokens.txt"
-            token_file.write_text("\n".join(tokens) + "\n")
-            script = Path(scratch) / "reserve.lua"
-            script.write_text(WRK_SCRIPT % {"tokens": token_file, "body": body.decode()})
-            return run_wrk(
-                "POST /api/v1/orders",
-                api_url,
-                connections=connections,
-                seconds=seconds,
-                script=script,
-            )
-    order_url = api_url + "/api/v1/orders"
-    requests = [
-        build_request("POST", order_url, body=body, headers={"Authorization": f"Bearer {t}"})
-        for t in tokens
-    ]
-    return run_python_client(
-        "POST /api/v1/orders", api_url, requests, connections=connections, seconds=seconds
-    )
-
-
 @dataclass(frozen=True)
 class Cost:
     """What one IPN costs, counted over the idle phase (nothing else runs then)."""
@@ -335,14 +308,16 @@ async def measure(
         )
         load = loop.run_in_executor(
             pool,
-            reserve_load,
-            client,
-            system.api_url,
-            tokens,
-            body,
-            arguments.connections,
-            # Whole seconds: wrk takes no fractions.
-            math.ceil(LOAD_RAMP_SECONDS + seconds + LOAD_TAIL_SECONDS),
+            functools.partial(
+                order_load,
+                client,
+                system.api_url,
+                tokens,
+                body,
+                connections=arguments.connections,
+                # Whole seconds: wrk takes no fractions.
+                seconds=math.ceil(LOAD_RAMP_SECONDS + seconds + LOAD_TAIL_SECONDS),
+            ),
         )
         await asyncio.sleep(LOAD_RAMP_SECONDS)
         loaded = await open_loop(

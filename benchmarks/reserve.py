@@ -22,6 +22,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -121,7 +123,6 @@ def run_python_client(
                 lambda n: requests[n % len(requests)],
                 connections=connections,
                 duration=seconds,
-                warmup=min(1.0, seconds / 5),
             )
         )
     finally:
@@ -134,6 +135,76 @@ def run_python_client(
         for code in [next(iter(result.codes), "?")]
     }
     return Measurement(name, result.requests, result.seconds, result.rate, p50, p99, errors)
+
+
+def measure(
+    name: str,
+    client: str,
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    warmup_seconds: float,
+    requests: list[bytes] | None = None,
+    script: Path | None = None,
+    measured: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> Measurement:
+    """A warm-up run (imports, pools, script cache; not counted), then the measured one.
+
+    `measured` is entered around the measured run alone (e.g. to read CPU counters).
+    """
+
+    def run(run_seconds: float) -> Measurement:
+        if client == "wrk":
+            return run_wrk(name, url, connections=connections, seconds=run_seconds, script=script)
+        assert requests is not None
+        return run_python_client(name, url, requests, connections=connections, seconds=run_seconds)
+
+    if warmup_seconds > 0:
+        run(warmup_seconds)
+    with measured():
+        return run(seconds)
+
+
+def order_load(
+    client: str,
+    api_url: str,
+    tokens: list[str],
+    body: bytes,
+    *,
+    connections: int,
+    seconds: float,
+    warmup_seconds: float = 0.0,
+    measured: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> Measurement:
+    """The reserve load: `POST /api/v1/orders` of `body`, each request by the next buyer."""
+    with tempfile.TemporaryDirectory() as scratch:
+        script = None
+        requests = None
+        if client == "wrk":
+            token_file = Path(scratch) / "tokens.txt"
+            token_file.write_text("\n".join(tokens) + "\n")
+            script = Path(scratch) / "reserve.lua"
+            script.write_text(WRK_SCRIPT % {"tokens": token_file, "body": body.decode()})
+        else:
+            order_url = api_url + "/api/v1/orders"
+            requests = [
+                build_request(
+                    "POST", order_url, body=body, headers={"Authorization": f"Bearer {t}"}
+                )
+                for t in tokens
+            ]
+        return measure(
+            "POST /api/v1/orders",
+            client,
+            api_url,
+            connections=connections,
+            seconds=seconds,
+            warmup_seconds=warmup_seconds,
+            requests=requests,
+            script=script,
+            measured=measured,
+        )
 
 
 async def prepare(api_url_environment: dict[str, str], buyers: int) -> tuple[list[str], bytes]:
@@ -168,54 +239,29 @@ def main(argv: list[str] | None = None) -> int:
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "python"
 
+    # A short warm-up of each app (imports, connection pools, script cache) before its run.
+    warmup_seconds = min(1.0, arguments.seconds / 5)
     with running_bench_system(fsync=arguments.fsync) as system:
         assert system.hello_url is not None
         tokens, body = asyncio.run(prepare(system.environment, arguments.buyers))
-        with tempfile.TemporaryDirectory() as scratch:
-            if client == "wrk":
-                token_file = Path(scratch) / "tokens.txt"
-                token_file.write_text("\n".join(tokens) + "\n")
-                script = Path(scratch) / "reserve.lua"
-                script.write_text(WRK_SCRIPT % {"tokens": token_file, "body": body.decode()})
-                # A short warm-up of both apps (imports, connection pools, script cache).
-                run_wrk("warmup", system.hello_url, connections=8, seconds=1, script=None)
-                run_wrk("warmup", system.api_url, connections=8, seconds=1, script=script)
-                hello = run_wrk(
-                    "hello-world GET /",
-                    system.hello_url,
-                    connections=arguments.connections,
-                    seconds=arguments.seconds,
-                    script=None,
-                )
-                reserve = run_wrk(
-                    "POST /api/v1/orders",
-                    system.api_url,
-                    connections=arguments.connections,
-                    seconds=arguments.seconds,
-                    script=script,
-                )
-            else:
-                hello = run_python_client(
-                    "hello-world GET /",
-                    system.hello_url,
-                    [build_request("GET", system.hello_url + "/")],
-                    connections=arguments.connections,
-                    seconds=arguments.seconds,
-                )
-                order_url = system.api_url + "/api/v1/orders"
-                requests = [
-                    build_request(
-                        "POST", order_url, body=body, headers={"Authorization": f"Bearer {t}"}
-                    )
-                    for t in tokens
-                ]
-                reserve = run_python_client(
-                    "POST /api/v1/orders",
-                    system.api_url,
-                    requests,
-                    connections=arguments.connections,
-                    seconds=arguments.seconds,
-                )
+        hello = measure(
+            "hello-world GET /",
+            client,
+            system.hello_url,
+            connections=arguments.connections,
+            seconds=arguments.seconds,
+            warmup_seconds=warmup_seconds,
+            requests=[build_request("GET", system.hello_url + "/")],
+        )
+        reserve = order_load(
+            client,
+            system.api_url,
+            tokens,
+            body,
+            connections=arguments.connections,
+            seconds=arguments.seconds,
+            warmup_seconds=warmup_seconds,
+        )
 
     ratio = reserve.rate / hello.rate if hello.rate else 0.0
     report = {

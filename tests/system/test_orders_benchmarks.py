@@ -1,4 +1,4 @@
-"""The order, payment and mail benchmarks still run, each in its few-second smoke mode, as in CI."""
+"""The order, payment, mail and scale benchmarks still run, each in its smoke mode, as in CI."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ pytestmark = pytest.mark.system
         # (docs/benchmarks.md) would make this check of the benchmark itself flaky.
         ["benchmarks.ipn", "--smoke", "--client", "python", "--events", "50"],
         ["benchmarks.mail_pipeline", "--smoke"],
+        ["benchmarks.scale", "--smoke"],
     ],
-    ids=["reserve", "flash_sale", "ipn", "mail_pipeline"],
+    ids=["reserve", "flash_sale", "ipn", "mail_pipeline", "scale"],
 )
 def test_benchmark_smoke_run_succeeds(
     repository_root: Path, tmp_path: Path, command: list[str]
