@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,60 @@ def test_mongodb_runs_as_a_replica_set_and_redis_fsyncs_every_write() -> None:
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendfsync") + 1] == "always"
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
+
+
+def cluster_services(services: dict[str, Any]) -> dict[str, Any]:
+    return {name: s for name, s in services.items() if "cluster" in s.get("profiles", [])}
+
+
+def test_the_cluster_profile_runs_six_cluster_nodes_with_aof_always_and_forms_them_once() -> None:
+    services = load_compose()["services"]
+    profiled = cluster_services(services)
+    nodes = sorted(name for name in profiled if name.startswith("redis-node-"))
+    assert nodes == [f"redis-node-{n}" for n in range(1, 7)]
+    for name in nodes:
+        command = " ".join(services[name]["command"])
+        assert "--cluster-enabled yes" in command
+        assert "--appendonly yes --appendfsync always" in command
+        assert services[name]["hostname"] == name
+        assert f"{name}-data:/data" in services[name]["volumes"]
+    create = profiled["redis-cluster-create"]
+    assert set(create["depends_on"]) == set(nodes)
+    assert "--cluster-replicas 1" in create["command"][-1]
+    assert "for node in 1 2 3 4 5 6" in create["command"][-1]
+
+
+def test_the_cluster_profile_shell_commands_parse(tmp_path: Path) -> None:
+    for name, service in cluster_services(load_compose()["services"]).items():
+        command = service["command"]
+        assert command[:2] == ["sh", "-c"], name
+        # Compose turns `$$` into `$` before the shell sees the command.
+        script = tmp_path / f"{name}.sh"
+        script.write_text(command[2].replace("$$", "$"))
+        checked = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
+        assert checked.returncode == 0, (name, checked.stderr)
+
+
+def test_without_the_profile_no_service_needs_a_cluster_service() -> None:
+    services = load_compose()["services"]
+    profiled = set(cluster_services(services))
+    for name, service in services.items():
+        if name in profiled:
+            continue
+        for needed, condition in (service.get("depends_on") or {}).items():
+            if needed in profiled:
+                assert condition.get("required") is False, (name, needed)
+
+
+def test_app_services_wait_for_the_cluster_and_take_their_redis_url_from_the_environment() -> None:
+    document = load_compose()
+    services = document["services"]
+    for name in ("api", "archiver", "projector", "expirer", "reconciler", "mailer"):
+        assert services[name]["depends_on"]["redis-cluster-create"] == {
+            "condition": "service_completed_successfully",
+            "required": False,
+        }
+        url = services[name]["environment"]["EVENTHUNTING_REDIS_URL"]
+        assert url == "${EVENTHUNTING_REDIS_URL:-redis://redis:6379/0}"
+    seeds = document["x-cluster-redis-url"].removeprefix("redis+cluster://").split(",")
+    assert seeds == [f"redis-node-{n}:6379" for n in range(1, 4)]
