@@ -7,7 +7,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -74,20 +74,18 @@ def running_system(
     workers: tuple[str, ...] = (),
     overrides: Mapping[str, str] | None = None,
     port: int | None = None,
-    api_arguments: Sequence[str] = (),
 ) -> Iterator[RunningSystem]:
     """Start `eventhunting api` and `eventhunting worker NAME...` as child processes.
 
     `port` is the API's (a free one by default): give it when another process, started
-    first, must know the API's URL (the VNPAY stand-in's IPN URL). `api_arguments` go to
-    `eventhunting api` (e.g. `--workers 2`).
+    first, must know the API's URL (the VNPAY stand-in's IPN URL).
     """
     environment = system_environment(redis_url, mongodb_url, database, overrides)
     port = port or free_port()
     system = RunningSystem(base_url=f"http://127.0.0.1:{port}", environment=environment)
     with ExitStack() as stack:
         api = subprocess.Popen(
-            [sys.executable, "-m", "eventhunting.cli", "api", "--port", str(port), *api_arguments],
+            [sys.executable, "-m", "eventhunting.cli", "api", "--port", str(port)],
             env=environment,
         )
         stack.callback(stop_process, api)
