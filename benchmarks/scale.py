@@ -24,11 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from benchmarks.harness import (
 )
 from benchmarks.reserve import order_load, prepare
 from benchmarks.store_append import PARTITION, cpu_seconds_of, redis_ceiling
+from eventhunting.store.keys import partition_of
 from tests.support.servers import running_mongo_standin
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -57,6 +59,8 @@ class CpuUse:
 
     api_by_process: dict[int, float] = field(default_factory=dict)
     redis: float = 0.0
+    hot_node: float = 0.0
+    """Of which the node holding the event's partition (its master on a cluster)."""
 
     @property
     def api(self) -> float:
@@ -77,6 +81,9 @@ class Point:
     errors: dict[str, int]
     api_cpu_us_per_hold: float
     redis_cpu_us_per_hold: float
+    """Every node, replicas included."""
+    hot_node_cpu_us_per_hold: float
+    """The node holding the event's partition alone: what one event's sale is bound by."""
     api_cpu_seconds_by_process: list[float]
     """CPU of each server process (the supervisor's own left out): how evenly they shared."""
 
@@ -103,8 +110,8 @@ class Store:
     topology: str
     url: str
     node_urls: list[str]
-    ceiling_node_url: str
-    """The node the ceiling runs on: the one Redis, or the master of PARTITION."""
+    node_of_partition: Callable[[int], str]
+    """The URL of the node holding a partition: the one Redis, or the partition's master."""
 
 
 def process_tree(root: int) -> list[int]:
@@ -154,12 +161,16 @@ def redis_version(url: str) -> str:
 
 
 @contextmanager
-def cpu_meter(api_pid: int, node_urls: list[str], use: CpuUse) -> Iterator[CpuUse]:
+def cpu_meter(
+    api_pid: int, node_urls: list[str], hot_node_url: str, use: CpuUse
+) -> Iterator[CpuUse]:
     """Fill `use` with the CPU the API's processes and the Redis nodes spent inside."""
     api_before = tree_cpu_seconds(api_pid)
     redis_before = redis_cpu_seconds(node_urls)
+    hot_before = redis_cpu_seconds([hot_node_url])
     yield use
     use.redis = redis_cpu_seconds(node_urls) - redis_before
+    use.hot_node = redis_cpu_seconds([hot_node_url]) - hot_before
     use.api_by_process = {
         pid: seconds - api_before.get(pid, 0.0)
         for pid, seconds in tree_cpu_seconds(api_pid).items()
@@ -196,6 +207,8 @@ def measure_point(
     processes: int,
     arguments: argparse.Namespace,
 ) -> Point:
+    event_id = json.loads(body)["event_id"]
+    hot_node_url = store.node_of_partition(partition_of(event_id, arguments.partitions))
     with running_api(environment, workers=processes) as (api_url, api):
         servers = asyncio.run(until_processes_answer(api_url, processes))
         use = CpuUse()
@@ -207,7 +220,7 @@ def measure_point(
             connections=arguments.connections,
             seconds=arguments.seconds,
             warmup_seconds=arguments.warmup,
-            measured=lambda: cpu_meter(api.pid, store.node_urls, use),
+            measured=lambda: cpu_meter(api.pid, store.node_urls, hot_node_url, use),
         )
     holds = measured.requests
     return Point(
@@ -221,6 +234,7 @@ def measure_point(
         errors=measured.errors,
         api_cpu_us_per_hold=use.api / holds * 1e6 if holds else 0.0,
         redis_cpu_us_per_hold=use.redis / holds * 1e6 if holds else 0.0,
+        hot_node_cpu_us_per_hold=use.hot_node / holds * 1e6 if holds else 0.0,
         api_cpu_seconds_by_process=sorted(
             (round(use.api_by_process.get(pid, 0.0), 3) for pid in servers), reverse=True
         ),
@@ -238,11 +252,12 @@ def measure_curve(store: Store, mongodb_url: str, arguments: argparse.Namespace)
         print(describe(point), flush=True)
         points.append(point)
     # Last, on the same server: redis_ceiling empties the node first.
-    node = urlsplit(store.ceiling_node_url)
+    ceiling_node_url = store.node_of_partition(PARTITION)
+    node = urlsplit(ceiling_node_url)
     rate = redis_ceiling(
-        store.ceiling_node_url,
+        ceiling_node_url,
         node.port or 6379,
-        redis_pid(store.ceiling_node_url),
+        redis_pid(ceiling_node_url),
         arguments.connections,
         arguments.ceiling_requests,
     )
@@ -264,7 +279,7 @@ def single_redis(fsync: str) -> Iterator[Store]:
         tempfile.TemporaryDirectory(prefix="bench-scale-") as data_dir,
         running_bench_redis(Path(data_dir), fsync=fsync) as url,
     ):
-        yield Store("redis", url, [url], url)
+        yield Store("redis", url, [url], lambda _: url)
 
 
 @contextmanager
@@ -278,7 +293,7 @@ def local_cluster() -> Iterator[Store]:
                 "cluster",
                 cluster.url,
                 [node.url for node in cluster.nodes],
-                cluster.master_of_partition(PARTITION).url,
+                lambda partition: cluster.master_of_partition(partition).url,
             )
         finally:
             cluster.stop()
@@ -293,13 +308,19 @@ def cluster_available() -> str | None:
     return None
 
 
+def format_load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in load)
+
+
 def describe(point: Point) -> str:
     shares = " / ".join(f"{seconds:.1f}" for seconds in point.api_cpu_seconds_by_process)
     return (
         f"{point.topology:8} {point.api_processes:>3} API processes {point.holds_per_second:>8,.0f}"
         f" holds/s  p50 {point.p50_ms:6.1f} ms  p99 {point.p99_ms:6.1f} ms"
         f"  CPU per hold: API {point.api_cpu_us_per_hold:5.0f} µs,"
-        f" Redis {point.redis_cpu_us_per_hold:4.0f} µs  (CPU s per server process: {shares})"
+        f" Redis {point.redis_cpu_us_per_hold:4.0f} µs"
+        f" (its node {point.hot_node_cpu_us_per_hold:.0f})"
+        f"  (CPU s per server process: {shares})"
         f"  {point.errors or ''}"
     )
 
@@ -345,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     curves: list[Curve] = []
     version = ""
+    load_before = os.getloadavg()
     with running_mongo_standin() as mongodb_url:
         for topology in topologies:
             with ExitStack() as stack:
@@ -353,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 version = redis_version(store.node_urls[0])
                 curves.append(measure_curve(store, mongodb_url, arguments))
+    load_after = os.getloadavg()
+    print(
+        f"load average (1, 5, 15 min) before: {format_load(load_before)};"
+        f" after: {format_load(load_after)}"
+    )
     for topology, reason in not_run.items():
         print(f"{topology}: not run: {reason}")
     for curve in curves:
@@ -364,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         "client": arguments.client,
         "connections": arguments.connections,
         "seconds": arguments.seconds,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "curves": [asdict(curve) for curve in curves],
         "not_run": not_run,
     }
@@ -382,7 +411,10 @@ def print_curve(curve: Curve) -> None:
         f"\n{curve.topology}: ceiling {ceiling:,.0f} appends/s"
         f" (redis-benchmark EVALSHA on {curve.ceiling.node})"
     )
-    print("API processes  holds/s  of ceiling  vs 1 process  API µs/hold  Redis µs/hold")
+    print(
+        "API processes  holds/s  of ceiling  vs 1 process  API µs/hold  Redis µs/hold"
+        "  event's node µs/hold"
+    )
     first = curve.points[0].holds_per_second if curve.points else 0.0
     for point in curve.points:
         print(
@@ -390,6 +422,7 @@ def print_curve(curve: Curve) -> None:
             f"  {point.holds_per_second / ceiling if ceiling else 0.0:>10.2f}"
             f"  {point.holds_per_second / first if first else 0.0:>12.2f}"
             f"  {point.api_cpu_us_per_hold:>11.0f}  {point.redis_cpu_us_per_hold:>13.0f}"
+            f"  {point.hot_node_cpu_us_per_hold:>20.0f}"
         )
 
 
