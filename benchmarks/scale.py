@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=process_counts, default=[1, 2, 4])
     parser.add_argument("--topology", choices=["both", "redis", "cluster"], default="both")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured, per point")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured, per point")
     parser.add_argument("--warmup", type=float, default=1.0, help="not measured, per point")
     parser.add_argument("--buyers", type=int, default=2_000)
     parser.add_argument("--partitions", type=int, default=16)
