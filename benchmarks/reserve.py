@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -100,7 +101,9 @@ def parse_wrk(name: str, output: str) -> Measurement:
 def run_wrk(
     name: str, url: str, *, connections: int, seconds: float, script: Path | None
 ) -> Measurement:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"]
+    # wrk takes whole seconds only.
+    duration = max(1, math.ceil(seconds))
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     if script is not None:
         command += ["-s", str(script)]
     output = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
