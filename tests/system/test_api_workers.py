@@ -91,6 +91,8 @@ def api_with_two_workers(
                  "--workers", "2"],
                 env=environment,
                 stderr=log_file,
+                # A process group of its own, as a terminal gives a command (for Ctrl-C).
+                start_new_session=True,
             )  # fmt: skip
         try:
             wait_for_port(port, timeout=30, process=api)
@@ -142,6 +144,25 @@ async def test_two_processes_serve_and_a_killed_one_is_replaced(
     requests = [r for r in records if r["event"] == "request" and r["path"] == "/health/live"]
     assert len(requests) == sent
     assert any(f"[{killed}] died" in r["event"] for r in records)
+    # The two live processes (the survivor and the replacement) shut down gracefully.
+    assert [r["event"] for r in records].count("Application shutdown complete.") == 2
+
+
+async def test_ctrl_c_stops_every_process_gracefully(
+    api_with_two_workers: tuple[subprocess.Popen[bytes], str, dict[str, str], Path],
+) -> None:
+    api, base_url, admin, log = api_with_two_workers
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        signed_in = await client.post("/api/v1/auth/login", json=admin)
+    workers, _ = await probe_until(base_url, signed_in.json()["access_token"], 2)
+
+    # Ctrl-C in a terminal sends SIGINT to every process of the foreground group.
+    os.killpg(api.pid, signal.SIGINT)
+    assert api.wait(timeout=30) == 0
+    assert not any(is_running(pid) for pid in workers)
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    # Each server process ran its shutdown (lifespan) to the end.
+    assert events.count("Application shutdown complete.") == 2
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "two"])
