@@ -110,3 +110,12 @@ def test_app_services_wait_for_the_cluster_and_take_their_redis_url_from_the_env
         assert url == "${EVENTHUNTING_REDIS_URL:-redis://redis:6379/0}"
     seeds = document["x-cluster-redis-url"].removeprefix("redis+cluster://").split(",")
     assert seeds == [f"redis-node-{n}:6379" for n in range(1, 4)]
+
+
+def test_the_documented_cluster_url_is_a_valid_redis_setting() -> None:
+    from eventhunting.store.redis_client import parse_cluster_url
+
+    url = load_compose()["x-cluster-redis-url"]
+    cluster = parse_cluster_url(url)
+    assert cluster is not None
+    assert cluster.seeds == tuple((f"redis-node-{n}", 6379) for n in range(1, 4))
