@@ -16,8 +16,7 @@ pytestmark = pytest.mark.system
     [
         ["benchmarks.reserve", "--smoke", "--client", "python"],
         ["benchmarks.flash_sale", "--smoke"],
-        # Orders of many events: payments of one event conflicting on the invoice number
-        # (docs/benchmarks.md) would make this check of the benchmark itself flaky.
+        # Orders of many events: the benchmark's --events path (one event is its default).
         ["benchmarks.ipn", "--smoke", "--client", "python", "--events", "50"],
         ["benchmarks.mail_pipeline", "--smoke"],
         ["benchmarks.scale", "--smoke"],
