@@ -24,6 +24,7 @@ from eventhunting.services.catalog import CatalogService
 from eventhunting.services.orders import OrderService
 from eventhunting.services.payments import PaymentService
 from eventhunting.store.append import EventStore
+from tests.integration.vnpay.standin_harness import SUCCESS_CARD, Buyer, Standin
 
 PARTITIONS = 4
 CREDENTIALS = MerchantCredentials(
@@ -160,3 +161,25 @@ def payments(
         public_base_url="https://tickets.example",
         clock=clock,
     )
+
+
+async def pay_at_the_sandbox(
+    payments: PaymentService,
+    sandbox: Standin,
+    clock: ManualClock,
+    order_id: str,
+    buyer_id: str,
+    *,
+    card: str = SUCCESS_CARD,
+) -> str:
+    """Start a payment of the order and pay it in the sandbox's pages with `card`; its
+    txn_ref (the IPN may or may not have reached us)."""
+    # The sandbox checks the pay URL's dates against its own clock.
+    clock.now = clock.now.__class__.now(clock.now.tzinfo).replace(microsecond=0)
+    link = await payments.start(order_id, buyer_id=buyer_id, client_ip="203.0.113.5")
+    buyer = Buyer(sandbox)
+    try:
+        buyer.pay(link.payment_url, card_number=card)
+    finally:
+        buyer.client.close()
+    return link.txn_ref

@@ -14,7 +14,12 @@ from eventhunting.domain.orders import OrderStatus, PaymentStatus, RequestedItem
 from eventhunting.payments.vnpay_api import VnpayGateway
 from eventhunting.services.orders import OrderService
 from eventhunting.services.payments import PaymentService
-from tests.integration.orders.conftest import ManualClock, NewEvent, TicketTypeSpec
+from tests.integration.orders.conftest import (
+    ManualClock,
+    NewEvent,
+    TicketTypeSpec,
+    pay_at_the_sandbox,
+)
 from tests.integration.vnpay.standin_harness import (
     CREDENTIALS,
     Buyer,
@@ -92,15 +97,8 @@ async def paid_at_the_sandbox(
     card: str = "9704198526191432198",
 ) -> tuple[Any, str]:
     order = await one_ticket_held(orders, new_event)
-    # The sandbox checks the pay URL's dates against its own clock.
-    clock.now = clock.now.__class__.now(clock.now.tzinfo).replace(microsecond=0)
-    link = await payments.start(order.id, buyer_id="buyer-1", client_ip="203.0.113.5")
-    buyer = Buyer(sandbox)
-    try:
-        buyer.pay(link.payment_url, card_number=card)
-    finally:
-        buyer.client.close()
-    return order, link.txn_ref
+    txn_ref = await pay_at_the_sandbox(payments, sandbox, clock, order.id, "buyer-1", card=card)
+    return order, txn_ref
 
 
 async def test_a_lost_ipn_is_recovered_by_querydr(

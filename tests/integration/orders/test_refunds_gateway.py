@@ -31,7 +31,13 @@ from eventhunting.store import keys
 from eventhunting.store.append import EventStore
 from eventhunting.store.counters import inventory_counter
 from eventhunting.tickets.qr_keys import QrKeyRing
-from tests.integration.orders.conftest import ORGANIZER, ManualClock, NewEvent, TicketTypeSpec
+from tests.integration.orders.conftest import (
+    ORGANIZER,
+    ManualClock,
+    NewEvent,
+    TicketTypeSpec,
+    pay_at_the_sandbox,
+)
 from tests.integration.orders.test_payments_gateway import (  # noqa: F401 - fixtures
     ipn_receiver,
     payments,
@@ -39,7 +45,7 @@ from tests.integration.orders.test_payments_gateway import (  # noqa: F401 - fix
     sandbox_process,
 )
 from tests.integration.tickets.conftest import signing_key, signing_ring, tickets  # noqa: F401
-from tests.integration.vnpay.standin_harness import CREDENTIALS, Buyer, Standin
+from tests.integration.vnpay.standin_harness import CREDENTIALS, Standin
 from tests.support.leases import lease_of
 
 PRICE = 120_000
@@ -78,15 +84,8 @@ async def paid_at_the_sandbox(
         event_id=event.id,
         items=[RequestedItem(ticket_type_id=event.ticket_types[0].id, quantity=quantity)],
     )
-    # The sandbox checks the pay URL's dates against its own clock.
-    clock.now = clock.now.__class__.now(clock.now.tzinfo).replace(microsecond=0)
-    link = await payments.start(placement.order.id, buyer_id=BUYER, client_ip="203.0.113.5")
-    buyer = Buyer(sandbox)
-    try:
-        buyer.pay(link.payment_url)
-    finally:
-        buyer.client.close()
-    assert await reconciler.check_payment(link.txn_ref) == "payment_recorded"
+    txn_ref = await pay_at_the_sandbox(payments, sandbox, clock, placement.order.id, BUYER)
+    assert await reconciler.check_payment(txn_ref) == "payment_recorded"
     order = await orders.get(placement.order.id)
     assert order.status is OrderStatus.PAID
     return order
