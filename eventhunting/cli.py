@@ -150,8 +150,20 @@ def run_replay(arguments: argparse.Namespace) -> int:
             settings_or_exit(StoreSettings),
             names=arguments.projection,
             from_archive=arguments.from_archive,
+            jobs=arguments.jobs,
         )
     )
+
+
+def job_count(text: str) -> int:
+    """A number of processes, as a command-line argument: 1 to 1024."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= count <= 1024:
+        raise argparse.ArgumentTypeError("must be between 1 and 1024")
+    return count
 
 
 def rfc3339_argument(text: str) -> datetime:
@@ -294,6 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-archive",
         action="store_true",
         help="read events from the MongoDB archive instead of the Redis partition logs",
+    )
+    replay.add_argument(
+        "--jobs",
+        type=job_count,
+        default=1,
+        metavar="N",
+        help="spread the partitions over N processes (default 1; at most one per partition)",
     )
     replay.set_defaults(handler=run_replay)
 

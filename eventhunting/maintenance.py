@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import queue
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from eventhunting.store.restore import RedisNotEmpty, restore
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from eventhunting.bootstrap import StoreClients
+    from eventhunting.projections.replay import ReplayReport
     from eventhunting.settings import StoreSettings
+
+JOB_POLL_SECONDS = 0.2
+"""How often the replay waits for its jobs' messages before it checks that they still run."""
+
+
+class ReplayJobFailed(RuntimeError):
+    """A replay job stopped before it applied its share: nothing was swapped in."""
 
 
 async def restore_command(settings: StoreSettings, *, force: bool) -> int:
@@ -48,29 +62,181 @@ async def restore_command(settings: StoreSettings, *, force: bool) -> int:
 
 
 async def replay_command(
-    settings: StoreSettings, *, names: Sequence[str] | None, from_archive: bool
+    settings: StoreSettings, *, names: Sequence[str] | None, from_archive: bool, jobs: int = 1
 ) -> int:
-    """`eventhunting replay [--projection NAME] [--from-archive]`."""
+    """`eventhunting replay [--projection NAME] [--from-archive] [--jobs N]`."""
     from eventhunting.bootstrap import connect_store
     from eventhunting.projections.registry import load_projections
-    from eventhunting.projections.replay import replay
 
     try:
-        projections = load_projections(names)
+        load_projections(names)
     except LookupError as error:
         print(f"eventhunting replay: {error}", file=sys.stderr)
         return 2
     services = connect_store(settings)
     try:
-        report = await replay(
-            services.database,
-            projections,
-            redis=services.redis,
-            partitions=settings.sales.partitions,
-            from_archive=from_archive,
+        report = await replay_in_jobs(
+            settings, services, names=names, from_archive=from_archive, jobs=jobs
         )
+    except ReplayJobFailed as error:
+        print(f"eventhunting replay: {error}", file=sys.stderr)
+        return 1
     finally:
         await services.close()
     names_done = ", ".join(report.projections) or "no projections"
     print(f"replayed {report.events} events into {names_done}", file=sys.stderr)
     return 0
+
+
+async def replay_in_jobs(
+    settings: StoreSettings,
+    services: StoreClients,
+    *,
+    names: Sequence[str] | None,
+    from_archive: bool,
+    jobs: int,
+    progress: TextIO | None = None,
+) -> ReplayReport:
+    """Rebuild the projections `names` (all when None) with the partitions spread over
+    `jobs` processes, then swap the result in.
+
+    Partitions are independent (an event's orders, tickets and check-ins share its
+    partition, and the projector applies partitions concurrently too), so each job replays
+    a contiguous share of them into the scratch database: this process the first share,
+    a spawned process (connecting with `settings`) each of the others. The collections are
+    swapped in only when every job has applied its share; if one fails, nothing is.
+    """
+    from eventhunting.projections.registry import load_projections
+    from eventhunting.projections.replay import (
+        ReplayReport,
+        events_to_replay,
+        prepare_scratch,
+        replay_share,
+        shares_of,
+        swap_in,
+    )
+    from eventhunting.store.progress import ProgressBar
+
+    projections = load_projections(names)
+    partitions = settings.sales.partitions
+    database, redis = services.database, services.redis
+    total = await events_to_replay(database, redis, partitions, from_archive=from_archive)
+    await prepare_scratch(database, projections)
+    bar = ProgressBar("replay", total, stream=progress)
+    own, *others = shares_of(partitions, jobs)
+    context = multiprocessing.get_context("spawn")
+    messages: multiprocessing.Queue[tuple[Any, ...]] = context.Queue()
+    children: list[BaseProcess] = [
+        context.Process(
+            target=replay_job,
+            args=(settings, names, (share.start, share.stop), from_archive, messages),
+            name=f"replay-{share.start}-{share.stop}",
+            daemon=True,
+        )
+        for share in others
+    ]
+    for child in children:
+        child.start()
+    reports: list[ReplayReport] = []
+
+    def receive(message: tuple[Any, ...]) -> None:
+        kind, *fields = message
+        if kind == "read":
+            bar.advance(fields[0])
+        elif kind == "done":
+            reports.append(ReplayReport(tuple(fields[0]), fields[1], dict(fields[2])))
+        else:
+            raise ReplayJobFailed(f"the replay job of partitions {fields[0]} failed: {fields[1]}")
+
+    def drain() -> None:
+        while True:
+            try:
+                receive(messages.get_nowait())
+            except queue.Empty:
+                return
+
+    def advance(read: int) -> None:
+        bar.advance(read)
+        drain()
+
+    try:
+        reports.append(
+            await replay_share(
+                database,
+                projections,
+                own,
+                redis=redis,
+                from_archive=from_archive,
+                advance=advance,
+            )
+        )
+        while len(reports) < len(children) + 1:
+            try:
+                receive(await asyncio.to_thread(messages.get, True, JOB_POLL_SECONDS))
+            except queue.Empty:
+                stopped = [c for c in children if c.exitcode not in (None, 0)]
+                if stopped:
+                    raise ReplayJobFailed(
+                        f"{stopped[0].name} stopped with exit code {stopped[0].exitcode}"
+                    ) from None
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join()
+        messages.close()
+    bar.finish()
+    last_positions: dict[int, str] = {}
+    for report in reports:
+        last_positions.update(report.last_positions)
+    await swap_in(database, projections, last_positions)
+    return ReplayReport(
+        projections=tuple(p.name for p in projections),
+        events=sum(report.events for report in reports),
+        last_positions=last_positions,
+    )
+
+
+def replay_job(
+    settings: StoreSettings,
+    names: Sequence[str] | None,
+    share: tuple[int, int],
+    from_archive: bool,
+    messages: multiprocessing.Queue[tuple[Any, ...]],
+) -> None:
+    """One share of a replay, in a process of its own: it reports each page read, then
+    what it applied (or why it failed) on `messages`."""
+    from eventhunting.structured_logging import configure_logging
+
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(replay_job_share(settings, names, range(*share), from_archive, messages))
+    except BaseException as error:
+        messages.put(("failed", list(share), f"{type(error).__name__}: {error}"))
+        raise
+
+
+async def replay_job_share(
+    settings: StoreSettings,
+    names: Sequence[str] | None,
+    share: range,
+    from_archive: bool,
+    messages: multiprocessing.Queue[tuple[Any, ...]],
+) -> None:
+    from eventhunting.bootstrap import connect_store
+    from eventhunting.projections.registry import load_projections
+    from eventhunting.projections.replay import replay_share
+
+    services = connect_store(settings)
+    try:
+        report = await replay_share(
+            services.database,
+            load_projections(names),
+            share,
+            redis=services.redis,
+            from_archive=from_archive,
+            advance=lambda read: messages.put(("read", read)),
+        )
+    finally:
+        await services.close()
+    messages.put(("done", list(report.projections), report.events, report.last_positions))

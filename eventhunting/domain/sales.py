@@ -20,6 +20,7 @@ from eventhunting.domain.catalog import (
 from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import (
     CURRENCY,
+    CreditNoteIssued,
     OrderCancelled,
     OrderExpired,
     OrderPaid,
@@ -44,6 +45,7 @@ SALES_EVENT_TYPES = frozenset(
         "OrderPaid",
         "OrderCancelled",
         "OrderExpired",
+        "CreditNoteIssued",
         "TicketCheckedIn",
     }
 )
@@ -143,6 +145,8 @@ class OrderRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     total_amount: int
     lines: tuple[OrderLineRecord, ...]
     status: str = "pending"
+    refunded_tickets: int = 0
+    """Tickets its credit notes took back (the order counts as refunded when all are)."""
 
 
 BUCKET_COUNTERS = (
@@ -159,11 +163,32 @@ BUCKET_COUNTERS = (
     "gross",
     "vat",
     "refunded",
+    "refunded_vat",
 )
-"""Counters of a timeline bucket; those of refunds stay 0 until refunds are folded."""
+"""Counters of a timeline bucket."""
+
+(
+    ORDERS_PLACED,
+    ORDERS_PAID,
+    ORDERS_CANCELLED,
+    ORDERS_EXPIRED,
+    ORDERS_REFUNDED,
+    TICKETS_ORDERED,
+    TICKETS_SOLD,
+    TICKETS_RELEASED,
+    TICKETS_REFUNDED,
+    TICKETS_CHECKED_IN,
+    GROSS,
+    VAT,
+    REFUNDED,
+    REFUNDED_VAT,
+) = range(len(BUCKET_COUNTERS))
+"""Positions of the counters in the per-second lists the fold adds to."""
+
+RELEASED_BY_OUTCOME = {"cancelled": ORDERS_CANCELLED, "expired": ORDERS_EXPIRED}
 
 TICKET_COUNTERS = ("ordered", "held", "sold", "released", "refunded", "checked_in")
-REVENUE_COUNTERS = ("gross", "vat", "refunded")
+REVENUE_COUNTERS = ("gross", "vat", "refunded", "refunded_vat")
 ORDER_COUNTERS = ("placed", "paid", "cancelled", "expired", "refunded")
 
 BucketKey = tuple[str, Granularity, datetime]
@@ -179,14 +204,18 @@ class TicketTypePaths(NamedTuple):
     held: str
     sold: str
     released: str
+    refunded: str
     checked_in: str
     gross: str
     vat: str
+    refunded_amount: str
+    refunded_vat: str
 
     @classmethod
     def of(cls, ticket_type_id: str) -> TicketTypePaths:
         prefix = f"ticket_types.{ticket_type_id}"
-        return cls(*(f"{prefix}.{name}" for name in cls._fields))
+        names = {"refunded_amount": "revenue_refunded"}
+        return cls(*(f"{prefix}.{names.get(name, name)}" for name in cls._fields))
 
 
 class SalesTally:
@@ -197,6 +226,11 @@ class SalesTally:
     (which folds one event's history from its start and reads the figures at once).
     `organizers` and `orders` are what earlier batches left behind that this one needs.
     Dotted paths name the fields of the per-event document, as MongoDB does.
+
+    The fold runs once per event of every replay, so its hot paths are plain: counter paths
+    are built once per ticket type, and timeline counters are added per event and second into
+    lists indexed by position (`ORDERS_PLACED`, ...), spread into minute, hour and day
+    buckets when they are read.
     """
 
     def __init__(
@@ -212,7 +246,7 @@ class SalesTally:
         self.sets: dict[str, dict[str, Any]] = {}
         self.increments: dict[str, dict[str, int]] = {}
         self.counted_buckets: dict[BucketKey, dict[str, int]] = {}
-        self.seconds: dict[tuple[str, int], dict[str, int]] = {}
+        self.seconds: dict[tuple[str, int], list[int]] = {}
         self.moments: dict[int, datetime] = {}
         self.ticket_type_paths: dict[str, TicketTypePaths] = {}
 
@@ -231,6 +265,8 @@ class SalesTally:
                 self.released(data.order_id, "expired", occurred_at)
             case TicketCheckedIn():
                 self.checked_in(data, occurred_at)
+            case CreditNoteIssued():
+                self.credited(data, occurred_at)
             case EventDrafted():
                 self.organizers[data.event_id] = data.organizer_id
                 self.set(
@@ -260,32 +296,39 @@ class SalesTally:
                 pass
 
     def placed(self, placed: OrderPlaced, occurred_at: datetime) -> None:
-        organizer = self.organizers.get(placed.event_id)
+        event_id = placed.event_id
+        organizer = self.organizers.get(event_id)
         if organizer is None:
-            raise ValueError(f"order {placed.order_id} of unknown event {placed.event_id}")
-        record = OrderRecord(
-            order_id=placed.order_id,
-            event_id=placed.event_id,
-            organizer_id=organizer,
-            placed_at=placed.placed_at,
-            total_amount=placed.total_amount,
-            lines=tuple(
+            raise ValueError(f"order {placed.order_id} of unknown event {event_id}")
+        lines = tuple(
+            [
                 OrderLineRecord(
                     ticket_type_id=line.ticket_type_id, quantity=line.quantity, amount=line.amount
                 )
                 for line in placed.items
-            ),
+            ]
         )
-        self.remember(record)
-        counters = self.counters_of(record.event_id)
+        record = OrderRecord(
+            order_id=placed.order_id,
+            event_id=event_id,
+            organizer_id=organizer,
+            placed_at=placed.placed_at,
+            total_amount=placed.total_amount,
+            lines=lines,
+        )
+        self.orders[record.order_id] = self.changed_orders[record.order_id] = record
+        counters = self.counters_of(event_id)
         tickets = 0
-        for line in record.lines:
+        for line in lines:
             paths = self.paths_of(line.ticket_type_id)
-            counters[paths.ordered] = counters.get(paths.ordered, 0) + line.quantity
-            counters[paths.held] = counters.get(paths.held, 0) + line.quantity
-            tickets += line.quantity
+            quantity = line.quantity
+            counters[paths.ordered] = counters.get(paths.ordered, 0) + quantity
+            counters[paths.held] = counters.get(paths.held, 0) + quantity
+            tickets += quantity
         counters["orders.placed"] = counters.get("orders.placed", 0) + 1
-        self.add_to_buckets(record, occurred_at, orders_placed=1, tickets_ordered=tickets)
+        second = self.second_of(event_id, occurred_at)
+        second[ORDERS_PLACED] += 1
+        second[TICKETS_ORDERED] += tickets
 
     def paid(self, paid: OrderPaid, occurred_at: datetime) -> None:
         record = self.known_order(paid.order_id)
@@ -299,14 +342,15 @@ class SalesTally:
         tickets = gross = vat = 0
         for line in record.lines:
             paths = self.paths_of(line.ticket_type_id)
-            line_vat = vat_included_in(line.amount)
+            quantity, amount = line.quantity, line.amount
+            line_vat = vat_included_in(amount)
             taken_from = paths.released if late else paths.held
-            counters[taken_from] = counters.get(taken_from, 0) - line.quantity
-            counters[paths.sold] = counters.get(paths.sold, 0) + line.quantity
-            counters[paths.gross] = counters.get(paths.gross, 0) + line.amount
+            counters[taken_from] = counters.get(taken_from, 0) - quantity
+            counters[paths.sold] = counters.get(paths.sold, 0) + quantity
+            counters[paths.gross] = counters.get(paths.gross, 0) + amount
             counters[paths.vat] = counters.get(paths.vat, 0) + line_vat
-            tickets += line.quantity
-            gross += line.amount
+            tickets += quantity
+            gross += amount
             vat += line_vat
         counters["orders.paid"] = counters.get("orders.paid", 0) + 1
         if late:
@@ -318,9 +362,11 @@ class SalesTally:
             waited = (paid.paid_at - record.placed_at).total_seconds()
             edge = f"time_to_pay.{time_to_pay_bucket(waited)}"
             counters[edge] = counters.get(edge, 0) + 1
-        self.add_to_buckets(
-            record, occurred_at, orders_paid=1, tickets_sold=tickets, gross=gross, vat=vat
-        )
+        second = self.order_second(record, occurred_at)
+        second[ORDERS_PAID] += 1
+        second[TICKETS_SOLD] += tickets
+        second[GROSS] += gross
+        second[VAT] += vat
 
     def released(self, order_id: str, outcome: str, occurred_at: datetime) -> None:
         record = self.known_order(order_id)
@@ -331,21 +377,49 @@ class SalesTally:
         tickets = 0
         for line in record.lines:
             paths = self.paths_of(line.ticket_type_id)
-            counters[paths.held] = counters.get(paths.held, 0) - line.quantity
-            counters[paths.released] = counters.get(paths.released, 0) + line.quantity
-            tickets += line.quantity
+            quantity = line.quantity
+            counters[paths.held] = counters.get(paths.held, 0) - quantity
+            counters[paths.released] = counters.get(paths.released, 0) + quantity
+            tickets += quantity
         counted = f"orders.{outcome}"
         counters[counted] = counters.get(counted, 0) + 1
-        self.add_to_buckets(
-            record, occurred_at, **{f"orders_{outcome}": 1, "tickets_released": tickets}
-        )
+        second = self.order_second(record, occurred_at)
+        second[RELEASED_BY_OUTCOME[outcome]] += 1
+        second[TICKETS_RELEASED] += tickets
+
+    def credited(self, note: CreditNoteIssued, occurred_at: datetime) -> None:
+        """A completed refund's credit note: its (negative) lines say which of the order's
+        lines gave tickets and money back, with the VAT split the invoice had."""
+        record = self.known_order(note.order_id)
+        counters = self.counters_of(record.event_id)
+        tickets = amount = vat = 0
+        for line in note.lines:
+            if not 1 <= line.line <= len(record.lines):
+                raise ValueError(f"credit note {note.number} names line {line.line}")
+            paths = self.paths_of(record.lines[line.line - 1].ticket_type_id)
+            counters[paths.refunded] = counters.get(paths.refunded, 0) - line.quantity
+            counters[paths.refunded_amount] = counters.get(paths.refunded_amount, 0) - line.amount
+            counters[paths.refunded_vat] = counters.get(paths.refunded_vat, 0) - line.vat_amount
+            tickets -= line.quantity
+            amount -= line.amount
+            vat -= line.vat_amount
+        refunded_tickets = record.refunded_tickets + tickets
+        whole = sum(line.quantity for line in record.lines)
+        self.remember(msgspec.structs.replace(record, refunded_tickets=refunded_tickets))
+        second = self.order_second(record, occurred_at)
+        if record.refunded_tickets < whole <= refunded_tickets:
+            counters["orders.refunded"] = counters.get("orders.refunded", 0) + 1
+            second[ORDERS_REFUNDED] += 1
+        second[TICKETS_REFUNDED] += tickets
+        second[REFUNDED] += amount
+        second[REFUNDED_VAT] += vat
 
     def checked_in(self, checked: TicketCheckedIn, occurred_at: datetime) -> None:
         # A ticket's check-in is the only event of its stream, so it is never counted twice.
         if checked.event_id not in self.organizers:
             raise ValueError(f"ticket {checked.ticket_id} of unknown event {checked.event_id}")
         self.add(checked.event_id, {self.paths_of(checked.ticket_type_id).checked_in: 1})
-        self.count_in_buckets(checked.event_id, occurred_at, {"tickets_checked_in": 1})
+        self.second_of(checked.event_id, occurred_at)[TICKETS_CHECKED_IN] += 1
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -381,29 +455,35 @@ class SalesTally:
         for path, delta in deltas.items():
             counters[path] = counters.get(path, 0) + delta
 
-    def add_to_buckets(self, record: OrderRecord, occurred_at: datetime, **deltas: int) -> None:
-        # A bucket carries its event's organizer (for per-organizer figures).
+    def order_second(self, record: OrderRecord, occurred_at: datetime) -> list[int]:
+        # A bucket carries its event's organizer (for per-organizer figures), which an
+        # order read back from an earlier batch brings along.
         self.organizers.setdefault(record.event_id, record.organizer_id)
-        self.count_in_buckets(record.event_id, occurred_at, deltas)
+        return self.second_of(record.event_id, occurred_at)
 
-    def count_in_buckets(
-        self, event_id: str, occurred_at: datetime, deltas: Mapping[str, int]
-    ) -> None:
-        # Counted per event and whole second first (one lookup and one add per counter), and
-        # spread into the minute, hour and day buckets only when the buckets are read, or
-        # when many seconds are waiting: three buckets per event folded cost three times as much.
+    def second_of(self, event_id: str, occurred_at: datetime) -> list[int]:
+        """The timeline counters of `event_id` in the whole second of `occurred_at`.
+
+        Counted per event and second first (an add by position per counter), and spread
+        into the minute, hour and day buckets only when the buckets are read, or when many
+        seconds are waiting: three buckets per event folded cost three times as much.
+        """
         key = (event_id, int(occurred_at.timestamp()))
         counters = self.seconds.get(key)
         if counters is None:
             if len(self.seconds) >= SECONDS_KEPT:
                 self.spread_seconds()
-            counters = self.seconds[key] = {}
-        for name, delta in deltas.items():
-            counters[name] = counters.get(name, 0) + delta
+            counters = self.seconds[key] = [0] * len(BUCKET_COUNTERS)
+        return counters
 
     def spread_seconds(self) -> None:
         """Add the counters kept per second to their minute, hour and day buckets."""
         for (event_id, seconds), counters in self.seconds.items():
+            changed = [
+                (name, delta)
+                for name, delta in zip(BUCKET_COUNTERS, counters, strict=True)
+                if delta
+            ]
             # Whole seconds since the epoch: UTC minutes, hours and days all start at a
             # multiple of their width; each bucket's datetime is made once.
             for granularity, width in BUCKET_SECONDS:
@@ -412,7 +492,7 @@ class SalesTally:
                 if moment is None:
                     moment = self.moments[start] = datetime.fromtimestamp(start, UTC)
                 bucket = self.counted_buckets.setdefault((event_id, granularity, moment), {})
-                for name, delta in counters.items():
+                for name, delta in changed:
                     bucket[name] = bucket.get(name, 0) + delta
         self.seconds.clear()
 
@@ -471,13 +551,15 @@ class TicketFigures(msgspec.Struct, kw_only=True):
 
 
 class RevenueFigures(msgspec.Struct, kw_only=True):
-    """Integer VND of paid orders: gross (VAT included), its VAT, net = gross - VAT, and
-    what was refunded (not yet taken off, until refunds exist)."""
+    """Integer VND: `gross` of paid orders (VAT included) and its `vat`; `refunded` by
+    credit notes (VAT included) and its `refunded_vat`; `net` is what stays, without VAT:
+    (gross - vat) - (refunded - refunded_vat)."""
 
     gross: int = 0
     vat: int = 0
     net: int = 0
     refunded: int = 0
+    refunded_vat: int = 0
 
 
 class TicketTypeSales(msgspec.Struct, kw_only=True):
@@ -534,6 +616,7 @@ class TimelineBucket(msgspec.Struct, kw_only=True):
     vat: int = 0
     net: int = 0
     refunded: int = 0
+    refunded_vat: int = 0
 
 
 class Timeline(msgspec.Struct, kw_only=True):
@@ -568,17 +651,30 @@ def _count(document: Mapping[str, Any], name: str) -> int:
 
 def ticket_type_sales(ticket_type_id: str, document: Mapping[str, Any]) -> TicketTypeSales:
     tickets = TicketFigures(**{name: _count(document, name) for name in TICKET_COUNTERS})
-    gross, vat = _count(document, "gross"), _count(document, "vat")
+    revenue = revenue_figures(
+        gross=_count(document, "gross"),
+        vat=_count(document, "vat"),
+        refunded=_count(document, "revenue_refunded"),
+        refunded_vat=_count(document, "refunded_vat"),
+    )
     return TicketTypeSales(
         id=ticket_type_id,
         name=str(document.get("name", "")),
         price=_count(document, "price"),
         quantity=_count(document, "quantity"),
         tickets=tickets,
-        revenue=RevenueFigures(
-            gross=gross, vat=vat, net=gross - vat, refunded=_count(document, "refunded")
-        ),
+        revenue=revenue,
     )
+
+
+def net_revenue(counters: Mapping[str, int]) -> int:
+    """What stays of the money, without VAT: (gross - vat) - (refunded - refunded_vat)."""
+    return (counters["gross"] - counters["vat"]) - (counters["refunded"] - counters["refunded_vat"])
+
+
+def revenue_figures(*, gross: int, vat: int, refunded: int, refunded_vat: int) -> RevenueFigures:
+    counters = {"gross": gross, "vat": vat, "refunded": refunded, "refunded_vat": refunded_vat}
+    return RevenueFigures(net=net_revenue(counters), **counters)
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -590,7 +686,7 @@ def timeline_bucket(document: Mapping[str, Any]) -> TimelineBucket:
     start: datetime = document["start"]
     return TimelineBucket(
         start=start if start.tzinfo else start.replace(tzinfo=UTC),
-        net=counters["gross"] - counters["vat"],
+        net=net_revenue(counters),
         **counters,
     )
 
@@ -616,9 +712,12 @@ def event_sales(
             for name in TICKET_COUNTERS
         }
     )
-    gross = sum(sales.revenue.gross for sales in ticket_types)
-    vat = sum(sales.revenue.vat for sales in ticket_types)
-    refunded = sum(sales.revenue.refunded for sales in ticket_types)
+    revenue = revenue_figures(
+        **{
+            name: sum(getattr(sales.revenue, name) for sales in ticket_types)
+            for name in REVENUE_COUNTERS
+        }
+    )
     counts = document.get("orders") or {}
     orders = OrderFigures(**{name: _count(counts, name) for name in ORDER_COUNTERS})
     orders.pending = orders.placed - orders.paid - orders.cancelled - orders.expired
@@ -636,7 +735,7 @@ def event_sales(
         vat_rate_percent=VAT_RATE_PERCENT,
         ticket_types=ticket_types,
         tickets=tickets,
-        revenue=RevenueFigures(gross=gross, vat=vat, net=gross - vat, refunded=refunded),
+        revenue=revenue,
         orders=orders,
         conversion=Conversion(
             orders_placed=orders.placed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client import Counter
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -100,6 +100,46 @@ class Projection(ABC):
         """Fold wanted events (in log order per partition, none applied before) at once."""
         for event in events:
             await self.apply(event, db, session)
+
+
+Folded = TypeVar("Folded")
+
+
+class FoldingProjection(Projection, Generic[Folded]):
+    """A projection that folds a batch in memory first (`fold`) and writes what the batch
+    added afterwards (`write`), in a few bulk writes.
+
+    The projector does both in its transaction (`apply_batch`). `eventhunting replay` writes
+    one page while it folds the next: `fold` is then handed the fold of the batch before
+    (`previous`), whose writes may still be on their way to the database, so what
+    `previous` knows is newer than what the database holds; the writes of one projection
+    are still made one batch after the other, in log order.
+    """
+
+    async def apply(self, event: EventEnvelope, db: Database, session: AsyncClientSession) -> None:
+        if self.wants(event):
+            await self.apply_batch([event], db, session)
+
+    async def apply_batch(
+        self, events: Sequence[EventEnvelope], db: Database, session: AsyncClientSession
+    ) -> None:
+        if events:
+            await self.write(await self.fold(events, db, session, None), db, session)
+
+    @abstractmethod
+    async def fold(
+        self,
+        events: Sequence[EventEnvelope],
+        db: Database,
+        session: AsyncClientSession,
+        previous: Folded | None,
+    ) -> Folded:
+        """Fold wanted events (in log order per partition, none applied before) in memory,
+        reading with `session` what earlier batches left that `previous` does not know."""
+
+    @abstractmethod
+    async def write(self, folded: Folded, db: Database, session: AsyncClientSession) -> None:
+        """Write what `folded` adds to the read model."""
 
 
 async def apply_wanted(

@@ -26,7 +26,7 @@ from eventhunting.domain.orders import (
     RefundResolution,
     RefundResolved,
 )
-from eventhunting.projections.base import Projection
+from eventhunting.projections.base import Database, FoldingProjection
 from eventhunting.store.envelope import EventEnvelope
 
 ORDERS_COLLECTION = "orders"
@@ -231,7 +231,7 @@ def credit_note_document(note: CreditNoteIssued) -> dict[str, Any]:
     return document
 
 
-class OrdersProjection(Projection):
+class OrdersProjection(FoldingProjection["OrderWrites"]):
     """Keeps `orders`, `invoices`, `credit_notes` and `refunds` in step with the order streams.
 
     An order becomes paid and its invoice exists together: OrderPaid and InvoiceIssued come
@@ -296,32 +296,29 @@ class OrdersProjection(Projection):
             [("order_id", ASCENDING), ("sequence", ASCENDING)], name="order_id"
         )
 
-    async def apply(
-        self,
-        event: EventEnvelope,
-        database: AsyncDatabase[dict[str, Any]],
-        session: AsyncClientSession,
-    ) -> None:
-        await self.apply_batch([event], database, session)
-
-    async def apply_batch(
+    async def fold(
         self,
         events: Sequence[EventEnvelope],
-        database: AsyncDatabase[dict[str, Any]],
+        db: Database,
         session: AsyncClientSession,
-    ) -> None:
-        """Write what `events` change in one ordered bulk write per collection.
+        previous: OrderWrites | None,
+    ) -> OrderWrites:
+        """The writes of `events`, one ordered bulk write per collection.
 
         An order placed in the batch is written once, as it stands after the batch's later
         events of it (they are folded into its document in memory, under the same version
         rule); the other writes are those one event at a time would make, in the same order.
+        Nothing is read, so the batch before does not matter.
         """
         writes = OrderWrites()
         for event in events:
             writes.add(event)
-        for collection, operations in writes.by_collection().items():
+        return writes
+
+    async def write(self, folded: OrderWrites, db: Database, session: AsyncClientSession) -> None:
+        for collection, operations in folded.by_collection().items():
             if operations:
-                await database[collection].bulk_write(operations, session=session)
+                await db[collection].bulk_write(operations, session=session)
 
 
 class OrderWrites:

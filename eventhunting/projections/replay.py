@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -17,6 +17,7 @@ from eventhunting.projections.base import (
     CHECKPOINTS_COLLECTION,
     Database,
     Document,
+    FoldingProjection,
     Projection,
     apply_wanted,
     checkpoint_document,
@@ -131,12 +132,13 @@ def decode_log_page(
 
 async def pages_from_logs(
     redis: RedisClient,
-    partitions: int,
+    partitions: range,
     event_registry: EventRegistry,
     wanted: frozenset[str] | None,
 ) -> AsyncIterator[ReplayPage]:
-    """Every partition log, a page of REPLAY_PAGE entries per XRANGE, partition by partition."""
-    for partition in range(partitions):
+    """The logs of `partitions`, a page of REPLAY_PAGE entries per XRANGE, partition by
+    partition."""
+    for partition in partitions:
         start = "-"
         while entries := await stream_range(
             redis, keys.log_key(partition), start, "+", count=REPLAY_PAGE
@@ -154,11 +156,15 @@ async def pages_from_logs(
 
 
 async def pages_from_archive(
-    database: Database, event_registry: EventRegistry, wanted: frozenset[str] | None
+    database: Database,
+    partitions: range,
+    event_registry: EventRegistry,
+    wanted: frozenset[str] | None,
 ) -> AsyncIterator[ReplayPage]:
-    """The archive in log order per partition, a page of at most REPLAY_PAGE events at a time."""
+    """The archived events of `partitions` in log order per partition, a page of at most
+    REPLAY_PAGE events at a time."""
     cursor = database[EVENTS_COLLECTION].find(
-        {},
+        {"partition": {"$gte": partitions.start, "$lt": partitions.stop}},
         sort=[("partition", ASCENDING), ("position_ms", ASCENDING), ("position_seq", ASCENDING)],
         batch_size=REPLAY_PAGE,
     )
@@ -218,42 +224,69 @@ async def read_ahead(pages: AsyncIterator[ReplayPage]) -> AsyncIterator[ReplayPa
                 await reader
 
 
-async def apply_page(
-    projections: Sequence[Projection],
-    page: Sequence[EventEnvelope],
-    scratch: Database,
-    session: AsyncClientSession,
-) -> None:
-    """Apply a page of events (in log order per partition) to every projection, as the
-    projector applies a delivered batch (`apply_wanted`).
+class PageApplier:
+    """Applies replay pages to projections, as the projector applies delivered batches
+    (`apply_wanted`), writing one page while the next is folded.
 
-    At most REPLAY_PAGE events are held at a time, so memory does not grow with the log.
+    A `FoldingProjection` folds page N+1 (taking what it needs from page N's fold) while the
+    database applies page N's writes, which were started as a task; a projection's next
+    writes start only when its previous ones are done, so they reach the database in log
+    order. Other projections apply each page before the next. At most a page's fold and a
+    page's writes per projection are held, so memory does not grow with the log.
     """
-    for projection in projections:
-        await apply_wanted(projection, page, scratch, session)
+
+    def __init__(self, projections: Sequence[Projection], scratch: Database) -> None:
+        self.projections = projections
+        self.scratch = scratch
+        self.folds: dict[str, Any] = {}
+        self.writing: dict[str, asyncio.Task[None]] = {}
+
+    async def apply(self, page: Sequence[EventEnvelope], session: AsyncClientSession) -> None:
+        for projection in self.projections:
+            if not isinstance(projection, FoldingProjection):
+                await apply_wanted(projection, page, self.scratch, session)
+                continue
+            wanted = [event for event in page if projection.wants(event)]
+            if not wanted:
+                continue
+            folded = await projection.fold(
+                wanted, self.scratch, session, self.folds.get(projection.name)
+            )
+            await self.written(projection.name)
+            self.folds[projection.name] = folded
+            self.writing[projection.name] = asyncio.create_task(self.write(projection, folded))
+
+    async def write(self, projection: FoldingProjection[Any], folded: Any) -> None:
+        # A session of its own: a session is not used by two operations at once.
+        async with self.scratch.client.start_session() as session:
+            await projection.write(folded, self.scratch, session)
+
+    async def written(self, name: str) -> None:
+        task = self.writing.pop(name, None)
+        if task is not None:
+            await task
+
+    async def finish(self) -> None:
+        """Wait for the writes still on their way (raising the first failure)."""
+        for name in list(self.writing):
+            await self.written(name)
+
+    async def abandon(self) -> None:
+        for task in self.writing.values():
+            task.cancel()
+        await asyncio.gather(*self.writing.values(), return_exceptions=True)
+        self.writing.clear()
 
 
-async def replay(
-    database: Database,
-    projections: Sequence[Projection],
-    *,
-    redis: RedisClient | None = None,
-    partitions: int,
-    from_archive: bool = False,
-    event_registry: EventRegistry = registry,
-    progress: TextIO | None = None,
-) -> ReplayReport:
-    """Rebuild `projections` from every event and swap the result in.
+def shares_of(partitions: int, jobs: int) -> list[range]:
+    """`partitions` cut into at most `jobs` contiguous shares of nearly equal size."""
+    jobs = max(1, min(jobs, partitions))
+    cuts = [partitions * job // jobs for job in range(jobs + 1)]
+    return [range(cuts[job], cuts[job + 1]) for job in range(jobs)]
 
-    Events come from the Redis partition logs, or from the MongoDB archive with
-    `from_archive`. They are applied, in log order per partition, to the projections'
-    collections in a scratch database; each collection is then renamed over the live one
-    (renameCollection with dropTarget) and the checkpoints are set to the last position, so
-    the projector continues from there. Stop the projector while replaying: what it
-    applies to the old collections during the replay is dropped with them.
-    """
-    if not from_archive and redis is None:
-        raise ValueError("replaying from the partition logs needs a Redis client")
+
+async def prepare_scratch(database: Database, projections: Sequence[Projection]) -> None:
+    """Empty collections (with their indexes) for `projections` in the scratch database."""
     scratch = database.client[scratch_name(database)]
     for projection in projections:
         for collection in projection.collections:
@@ -261,29 +294,69 @@ async def replay(
             await scratch.create_collection(collection)
         await projection.create_indexes(scratch)
 
+
+async def events_to_replay(
+    database: Database, redis: RedisClient | None, partitions: int, *, from_archive: bool
+) -> int:
+    """How many entries a replay of every partition reads (for its progress)."""
+    if from_archive:
+        return await database[EVENTS_COLLECTION].count_documents({})
+    if redis is None:
+        raise ValueError("replaying from the partition logs needs a Redis client")
+    total = 0
+    for partition in range(partitions):
+        total += int(await redis.xlen(keys.log_key(partition)))
+    return total
+
+
+async def replay_share(
+    database: Database,
+    projections: Sequence[Projection],
+    share: range,
+    *,
+    redis: RedisClient | None,
+    from_archive: bool,
+    advance: Callable[[int], None],
+    event_registry: EventRegistry = registry,
+) -> ReplayReport:
+    """Apply every event of the partitions in `share`, in log order per partition, to the
+    projections' collections in the scratch database (`prepare_scratch` made them);
+    `advance` is told how many entries each page read."""
+    scratch = database.client[scratch_name(database)]
     wanted = wanted_types(projections)
     if from_archive:
-        total = await database[EVENTS_COLLECTION].count_documents({})
-        pages = pages_from_archive(database, event_registry, wanted)
+        pages = pages_from_archive(database, share, event_registry, wanted)
     else:
-        assert redis is not None
-        total = 0
-        for partition in range(partitions):
-            total += int(await redis.xlen(keys.log_key(partition)))
-        pages = pages_from_logs(redis, partitions, event_registry, wanted)
-
-    bar = ProgressBar("replay", total, stream=progress)
+        if redis is None:
+            raise ValueError("replaying from the partition logs needs a Redis client")
+        pages = pages_from_logs(redis, share, event_registry, wanted)
     last_positions: dict[int, str] = {}
     count = 0
+    applier = PageApplier(projections, scratch)
     with heap_frozen():
         async with database.client.start_session() as session:
-            async for page in read_ahead(pages):
-                await apply_page(projections, page.events, scratch, session)
-                last_positions[page.partition] = page.last_position
-                count += page.read
-                bar.advance(page.read)
-    bar.finish()
+            try:
+                async for page in read_ahead(pages):
+                    await applier.apply(page.events, session)
+                    last_positions[page.partition] = page.last_position
+                    count += page.read
+                    advance(page.read)
+                await applier.finish()
+            finally:
+                await applier.abandon()
+    return ReplayReport(
+        projections=tuple(p.name for p in projections),
+        events=count,
+        last_positions=last_positions,
+    )
 
+
+async def swap_in(
+    database: Database, projections: Sequence[Projection], last_positions: dict[int, str]
+) -> None:
+    """Rename the scratch collections over the live ones and set the checkpoints to the
+    last positions replayed, so the projector continues from there."""
+    scratch = database.client[scratch_name(database)]
     admin: Any = database.client.admin
     for projection in projections:
         for collection in projection.collections:
@@ -304,8 +377,41 @@ async def replay(
                 {"$set": checkpoint_document(projection.name, partition, position)},
                 upsert=True,
             )
-    return ReplayReport(
-        projections=tuple(p.name for p in projections),
-        events=count,
-        last_positions=last_positions,
+
+
+async def replay(
+    database: Database,
+    projections: Sequence[Projection],
+    *,
+    redis: RedisClient | None = None,
+    partitions: int,
+    from_archive: bool = False,
+    event_registry: EventRegistry = registry,
+    progress: TextIO | None = None,
+) -> ReplayReport:
+    """Rebuild `projections` from every event and swap the result in, in this process.
+
+    Events come from the Redis partition logs, or from the MongoDB archive with
+    `from_archive`. They are applied, in log order per partition, to the projections'
+    collections in a scratch database; each collection is then renamed over the live one
+    (renameCollection with dropTarget) and the checkpoints are set to the last position, so
+    the projector continues from there. Stop the projector while replaying: what it
+    applies to the old collections during the replay is dropped with them.
+    (`eventhunting replay --jobs N` spreads the partitions over N processes:
+    `maintenance.replay_in_jobs`.)
+    """
+    total = await events_to_replay(database, redis, partitions, from_archive=from_archive)
+    await prepare_scratch(database, projections)
+    bar = ProgressBar("replay", total, stream=progress)
+    report = await replay_share(
+        database,
+        projections,
+        range(partitions),
+        redis=redis,
+        from_archive=from_archive,
+        advance=bar.advance,
+        event_registry=event_registry,
     )
+    bar.finish()
+    await swap_in(database, projections, report.last_positions)
+    return report

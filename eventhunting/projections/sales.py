@@ -21,7 +21,7 @@ from eventhunting.domain.sales import (
     SalesTally,
 )
 from eventhunting.domain.tickets import TicketCheckedIn
-from eventhunting.projections.base import Database, Document, Projection
+from eventhunting.projections.base import Database, Document, FoldingProjection
 from eventhunting.store.envelope import EventEnvelope
 
 SALES_EVENTS = "sales_events"
@@ -59,15 +59,15 @@ def order_record(document: Document) -> OrderRecord:
 ORDER_STREAM_PREFIX = f"{ORDER_STREAM_KIND}-"
 
 
-class SalesProjection(Projection):
+class SalesProjection(FoldingProjection[SalesTally]):
     """Folds catalog and order events with the domain's `SalesTally`, the same fold that
     answers `as_of` queries, and writes what a batch added with $set and $inc.
 
-    Each call (a batch the projector was delivered, or a replay page) reads what the batch
-    needs from earlier ones (organizers of events whose orders it places, records of orders
-    it moves on) in two queries, folds the batch in memory, and writes one update per
-    touched event, bucket and order: a batch costs a handful of round trips, not several
-    per event.
+    Each fold (of a batch the projector was delivered, or of a replay page) takes what the
+    batch needs from earlier ones (organizers of events whose orders it places, records of
+    orders it moves on) from the fold before it, or reads them in two queries, folds the
+    batch in memory, and writes one update per touched event, bucket and order: a batch
+    costs a handful of round trips, not several per event.
     """
 
     name = "sales"
@@ -86,57 +86,75 @@ class SalesProjection(Projection):
         )
         await db[SALES_ORDERS].create_index([("event_id", ASCENDING)], name="event")
 
-    async def apply(self, event: EventEnvelope, db: Database, session: AsyncClientSession) -> None:
-        if self.wants(event):
-            await self.apply_batch([event], db, session)
-
-    async def apply_batch(
-        self, events: Sequence[EventEnvelope], db: Database, session: AsyncClientSession
-    ) -> None:
-        """Fold `events` (wanted ones, in log order per partition) and write what they add
-        at once."""
-        if not events:
-            return
-        tally = await self.tally_for(events, db, session)
+    async def fold(
+        self,
+        events: Sequence[EventEnvelope],
+        db: Database,
+        session: AsyncClientSession,
+        previous: SalesTally | None,
+    ) -> SalesTally:
+        """Fold `events` (wanted ones, in log order per partition) into a tally of what they
+        add."""
+        tally = await self.tally_for(events, db, session, previous)
         for event in events:
             tally.apply(event.data, event.occurred_at)
             if isinstance(event.data, EventDrafted) and event.position is not None:
                 tally.set(event.data.event_id, first_position=event.position)
-        await write_tally(tally, db, session)
+        return tally
+
+    async def write(self, folded: SalesTally, db: Database, session: AsyncClientSession) -> None:
+        await write_tally(folded, db, session)
 
     async def tally_for(
-        self, events: Sequence[EventEnvelope], db: Database, session: AsyncClientSession
+        self,
+        events: Sequence[EventEnvelope],
+        db: Database,
+        session: AsyncClientSession,
+        previous: SalesTally | None,
     ) -> SalesTally:
-        """An empty tally that knows the organizers and orders of earlier batches `events` need."""
+        """An empty tally that knows the organizers and orders of earlier batches `events`
+        need: from `previous` (the batch just before) first, from the database otherwise."""
+        known_organizers = previous.organizers if previous is not None else {}
+        known_orders = previous.orders if previous is not None else {}
         drafted: set[str] = set()
         placed: set[str] = set()
         event_ids: set[str] = set()
         order_ids: set[str] = set()
+        organizers: dict[str, str] = {}
+        orders: dict[str, OrderRecord] = {}
         for event in events:
             data = event.data
             if isinstance(data, OrderPlaced):
                 placed.add(data.order_id)
-                if data.event_id not in drafted:
-                    event_ids.add(data.event_id)
+                event_ids.add(data.event_id)
             elif isinstance(data, EventDrafted):
                 drafted.add(data.event_id)
             elif isinstance(data, TicketCheckedIn):
-                if data.event_id not in drafted:
-                    event_ids.add(data.event_id)
+                event_ids.add(data.event_id)
             elif event.stream.startswith(ORDER_STREAM_PREFIX):
-                order_id = event.stream.removeprefix(ORDER_STREAM_PREFIX)
-                if order_id not in placed:
-                    order_ids.add(order_id)
-        organizers: dict[str, str] = {}
-        if event_ids:
+                order_ids.add(event.stream.removeprefix(ORDER_STREAM_PREFIX))
+        missing_events: list[str] = []
+        for event_id in event_ids - drafted:
+            organizer = known_organizers.get(event_id)
+            if organizer is None:
+                missing_events.append(event_id)
+            else:
+                organizers[event_id] = organizer
+        missing_orders: list[str] = []
+        for order_id in order_ids - placed:
+            record = known_orders.get(order_id)
+            if record is None:
+                missing_orders.append(order_id)
+            else:
+                orders[order_id] = record
+        if missing_events:
             async for document in db[SALES_EVENTS].find(
-                {"_id": {"$in": sorted(event_ids)}}, {"organizer_id": 1}, session=session
+                {"_id": {"$in": sorted(missing_events)}}, {"organizer_id": 1}, session=session
             ):
                 organizers[document["_id"]] = document["organizer_id"]
-        orders: dict[str, OrderRecord] = {}
-        if order_ids:
+        if missing_orders:
             async for document in db[SALES_ORDERS].find(
-                {"_id": {"$in": sorted(order_ids)}}, session=session
+                {"_id": {"$in": sorted(missing_orders)}}, session=session
             ):
                 orders[document["_id"]] = order_record(document)
         return SalesTally(organizers, orders)
@@ -169,9 +187,12 @@ async def write_tally(tally: SalesTally, db: Database, session: AsyncClientSessi
         for (event_id, granularity, start), counters in tally.buckets.items()
     ]
     # An order placed in this batch was never applied before (the checkpoint says so), so it
-    # is inserted; an earlier order's record only ever changes its status.
+    # is inserted; an earlier order's record only ever changes its status and refunds.
     order_writes: list[InsertOne[Document] | UpdateOne] = [
-        UpdateOne({"_id": record.order_id}, {"$set": {"status": record.status}})
+        UpdateOne(
+            {"_id": record.order_id},
+            {"$set": {"status": record.status, "refunded_tickets": record.refunded_tickets}},
+        )
         if record.order_id in tally.earlier_orders
         else InsertOne(order_document(record))
         for record in tally.changed_orders.values()

@@ -23,6 +23,7 @@ from eventhunting.domain.sales import (
     Timeline,
     bucket_start,
     event_sales,
+    net_revenue,
     timeline_bucket,
 )
 from eventhunting.domain.tickets import TICKET_STREAM_KIND, TicketCheckedIn
@@ -81,6 +82,7 @@ class OrganizerDay(msgspec.Struct, kw_only=True):
     vat: int = 0
     net: int = 0
     refunded: int = 0
+    refunded_vat: int = 0
 
 
 class OrganizerDays(msgspec.Struct, kw_only=True):
@@ -229,7 +231,7 @@ class SalesService:
                     organizer_id=row["_id"]["organizer_id"],
                     day=timeline_documents([{"start": row["_id"]["day"]}])[0]["start"],
                     events=int(row["events"]),
-                    net=counters["gross"] - counters["vat"],
+                    net=net_revenue(counters),
                     **counters,
                 )
             )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
@@ -19,14 +20,16 @@ from pymongo.monitoring import (
     CommandSucceededEvent,
 )
 
+from eventhunting.bootstrap import StoreClients
 from eventhunting.domain import catalog
 from eventhunting.domain.catalog import (
     CatalogEvent,
 )
 from eventhunting.domain.errors import Forbidden
 from eventhunting.domain.sales import Granularity, fold_sales
+from eventhunting.maintenance import ReplayJobFailed, replay_in_jobs
 from eventhunting.projections import replay as replay_module
-from eventhunting.projections.base import Projector
+from eventhunting.projections.base import CHECKPOINTS_COLLECTION, Projector
 from eventhunting.projections.replay import replay
 from eventhunting.projections.sales import (
     SALES_EVENTS,
@@ -35,8 +38,9 @@ from eventhunting.projections.sales import (
     SalesProjection,
 )
 from eventhunting.services.sales import SalesQuery, SalesService
+from eventhunting.settings import MongoSettings, RedisSettings, SalesSettings, StoreSettings
 from eventhunting.store import keys
-from eventhunting.store.append import EventStore, stream_range
+from eventhunting.store.append import AppendRequest, EventStore, stream_range
 from eventhunting.store.archive import Archiver, create_event_indexes
 from eventhunting.store.consumer_groups import log_entry
 from tests.support.leases import lease_of
@@ -48,8 +52,10 @@ from tests.support.sales_history import (
     SteppedClock,
     first_half,
     open_sale,
+    redis_now,
     second_half,
 )
+from tests.support.system import with_database
 
 Database = Any
 
@@ -216,11 +222,6 @@ async def event_of(store: EventStore, event_id: str) -> CatalogEvent:
     return state
 
 
-async def redis_now(redis: aioredis.Redis) -> datetime:
-    seconds, microseconds = await redis.time()
-    return datetime.fromtimestamp(seconds + microseconds / 1_000_000, tz=UTC)
-
-
 async def test_figures_as_of_a_time_fold_only_the_events_logged_until_then(
     store: EventStore,
     store_redis: aioredis.Redis,
@@ -317,3 +318,90 @@ async def test_figures_are_only_for_the_events_organizer_or_an_admin(
         sale.event_id, SalesQuery(), account_id="admin", is_admin=True
     )
     assert admin.orders.placed == 0  # nothing projected yet: zeros, not an error
+
+
+def store_settings(redis_url: str, mongodb_url: str, database: Database) -> StoreSettings:
+    """Settings a replay job's process connects with: these test servers and `database`."""
+    return StoreSettings(
+        redis=RedisSettings(url=redis_url),
+        mongodb=MongoSettings(url=with_database(mongodb_url, database.name)),
+        sales=SalesSettings(partitions=PARTITIONS),
+        log_level="WARNING",
+    )
+
+
+async def checkpoints_of(database: Database) -> list[dict[str, Any]]:
+    return await database[CHECKPOINTS_COLLECTION].find({}).sort("_id").to_list()
+
+
+async def test_replay_in_jobs_builds_what_the_projector_built(
+    store: EventStore,
+    store_redis: aioredis.Redis,
+    store_redis_url: str,
+    mongodb_url: str,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    clock: SteppedClock,
+    databases: tuple[Database, Database],
+) -> None:
+    live, rebuilt = databases
+    sale = await open_sale(store, clock)
+    await first_half(sale)
+    await second_half(sale)
+    await project_live(store, live)
+    built = await read_models(live)
+
+    # More jobs than partitions: one per partition, the sale's in a spawned process.
+    report = await replay_in_jobs(
+        store_settings(store_redis_url, mongodb_url, rebuilt),
+        StoreClients(redis=store_redis, mongo=mongo_client, database=rebuilt),
+        names=["sales"],
+        from_archive=False,
+        jobs=3,
+        progress=io.StringIO(),
+    )
+
+    assert report.events == await store_redis.xlen(keys.log_key(PARTITION))
+    [(last, _)] = await store_redis.xrevrange(keys.log_key(PARTITION), count=1)
+    assert report.last_positions == {PARTITION: last.decode()}
+    assert await read_models(rebuilt) == built
+    assert [c["position"] for c in await checkpoints_of(rebuilt)] == [last.decode()]
+
+
+async def test_a_failed_replay_job_swaps_nothing_in(
+    store: EventStore,
+    store_redis: aioredis.Redis,
+    store_redis_url: str,
+    mongodb_url: str,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    clock: SteppedClock,
+    databases: tuple[Database, Database],
+) -> None:
+    database, _ = databases
+    sale = await open_sale(store, clock)
+    await first_half(sale)
+    await project_live(store, database)
+    built, checkpoints = await read_models(database), await checkpoints_of(database)
+    # The sales fold refuses a payment of an order never placed: the job of that partition
+    # (a spawned process) fails.
+    never_placed = keys.new_id_in_partition(PARTITION, PARTITIONS)
+    placed = await sale.place(VIP=1)
+    await store.append(
+        AppendRequest(
+            partition=PARTITION,
+            stream=f"order-{never_placed}",
+            events=[msgspec.structs.replace(sale.payment(placed), order_id=never_placed)],
+        )
+    )
+
+    with pytest.raises(ReplayJobFailed, match=f"partitions \\[{PARTITION}, {PARTITION + 1}\\]"):
+        await replay_in_jobs(
+            store_settings(store_redis_url, mongodb_url, database),
+            StoreClients(redis=store_redis, mongo=mongo_client, database=database),
+            names=["sales"],
+            from_archive=False,
+            jobs=2,
+            progress=io.StringIO(),
+        )
+
+    assert await read_models(database) == built
+    assert await checkpoints_of(database) == checkpoints

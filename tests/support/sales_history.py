@@ -24,6 +24,7 @@ from eventhunting.domain.orders import (
 from eventhunting.domain.tickets import TicketCheckedIn
 from eventhunting.store import keys
 from eventhunting.store.append import AppendRequest, EventStore
+from eventhunting.store.redis_client import RedisClient
 
 PARTITIONS = 2
 PARTITION = 1
@@ -218,3 +219,9 @@ async def open_sale(store: EventStore, clock: SteppedClock) -> Sale:
     paid = await other.place(GA=5)
     await other.pay(paid)
     return sale
+
+
+async def redis_now(redis: RedisClient) -> datetime:
+    """The Redis server's time: log entry ids (and so `as_of`) are its milliseconds."""
+    seconds, microseconds = await redis.time()
+    return datetime.fromtimestamp(seconds + microseconds / 1_000_000, tz=UTC)

@@ -15,7 +15,11 @@ from tests.support.system import with_database
 
 @pytest.mark.parametrize(
     ("command", "reported"),
-    [(["replay"], "replayed 0 events"), (["restore"], "restored 0 events")],
+    [
+        (["replay"], "replayed 0 events"),
+        (["replay", "--jobs", "3"], "replayed 0 events"),
+        (["restore"], "restored 0 events"),
+    ],
 )
 async def test_maintenance_command_runs_without_a_jwt_secret(
     command: list[str],
@@ -51,3 +55,22 @@ async def test_maintenance_command_runs_without_a_jwt_secret(
     # It really ran against this Redis: restore leaves the archiver's groups behind.
     if command == ["restore"]:
         assert await store_redis.exists("{p0}:log")
+
+
+@pytest.mark.parametrize("jobs", ["0", "1025", "two"])
+async def test_replay_refuses_a_job_count_it_cannot_run(jobs: str, tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "eventhunting.cli",
+        "replay",
+        "--jobs",
+        jobs,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, raw_errors = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert "argument --jobs" in raw_errors.decode()

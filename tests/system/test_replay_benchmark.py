@@ -31,6 +31,7 @@ def test_the_replay_benchmark_smoke_run_reports_every_rate(
         "raw XRANGE",
         "sales fold in memory",
         "sales from logs",
+        "sales from logs, 2 jobs",
         "all read models from logs",
         "raw archive find",
         "sales from archive",

@@ -24,6 +24,7 @@ from eventhunting.domain.orders import (
     RequestedItem,
 )
 from eventhunting.domain.payments import RecordRefundResult, invoice_series, invoice_symbol
+from eventhunting.domain.sales import EventSales
 from eventhunting.domain.tickets import IssuedTicket
 from eventhunting.projections.base import CHECKPOINTS_COLLECTION, Projector
 from eventhunting.projections.orders import (
@@ -34,10 +35,13 @@ from eventhunting.projections.orders import (
     OrdersProjection,
 )
 from eventhunting.projections.replay import replay
+from eventhunting.projections.sales import SalesProjection
+from eventhunting.services.catalog import CatalogService
 from eventhunting.services.invoice_numbers import invoice_series_counter
 from eventhunting.services.orders import OrderService
 from eventhunting.services.payments import PaymentService
 from eventhunting.services.refunds import RefundService
+from eventhunting.services.sales import SalesQuery, SalesService
 from eventhunting.services.tickets import TicketService
 from eventhunting.store import keys
 from eventhunting.store.append import EventStore
@@ -57,6 +61,7 @@ from tests.integration.orders.test_payments_projection import (  # noqa: F401 - 
 from tests.integration.orders.test_payments_races import ipn
 from tests.integration.tickets.conftest import signing_key, signing_ring, tickets  # noqa: F401
 from tests.support.leases import lease_of
+from tests.support.sales_history import redis_now
 
 # Prices whose VAT does not split evenly per ticket: 99,999 carries 9,091 of VAT alone but
 # three of them 27,272, so credit notes that each rounded their own share would not cancel.
@@ -440,3 +445,91 @@ async def test_the_organizers_letters_in_force_name_the_series_of_each_document(
     assert (note.symbol, note.series) == (symbol, invoice_series(event.id, symbol))
     assert (note.sequence, note.number) == (1, f"{symbol}-{event.id}-00000001")
     assert after.invoice == order.invoice
+
+
+async def test_refunds_show_in_the_sales_figures_live_replayed_and_as_of_a_time(
+    orders: OrderService,
+    payments: PaymentService,
+    refunds: RefundService,
+    tickets: TicketService,
+    signing_ring: QrKeyRing,
+    new_event: NewEvent,
+    catalog: CatalogService,
+    clock: ManualClock,
+) -> None:
+    event = await new_event(ODD, EVEN)
+    order = await paid(orders, payments, event, [3, 2])
+    issued = await tickets.issue(order.id, signing_ring)
+    odd_type, even_type = (t.id for t in event.ticket_types)
+    one = await refunds.request(
+        order.id, by=ORGANIZER, reason="one seat", ticket_ids=of_type(issued, odd_type)[:1]
+    )
+    clock.advance(60)
+    assert await payments.record_refund(outcome(order.id, one.refund.id))
+    await asyncio.sleep(0.005)
+    partly_at = await redis_now(orders.store.redis)  # as_of reads log ids: Redis milliseconds
+    await asyncio.sleep(0.005)
+    clock.advance(60)
+    rest = await refunds.request(order.id, by=ORGANIZER, reason="the rest")
+    assert await payments.record_refund(outcome(order.id, rest.refund.id))
+    invoice = (await orders.get(order.id)).invoice
+    assert invoice is not None
+
+    database = payments.database
+    projection = SalesProjection()
+    await projection.create_indexes(database)
+    projector = Projector(database, [projection])
+    partition = keys.partition_of(event.id, orders.partitions)
+    after = "0"
+    while batch := await orders.store.read_log(partition, after, count=5):
+        await projector(batch, lease_of(batch))
+        after = batch[-1].position or after
+    sales = SalesService(orders.store, database, catalog.load_event, clock)
+
+    def money(figures: EventSales) -> tuple[int, int, int, int, int]:
+        revenue = figures.revenue
+        return (revenue.gross, revenue.vat, revenue.refunded, revenue.refunded_vat, revenue.net)
+
+    now = await sales.event_sales(
+        event.id, SalesQuery(), account_id=ORGANIZER.account_id, is_admin=False
+    )
+    # Every ticket came back: all the money went back, VAT included, and nothing is left.
+    assert money(now) == (
+        invoice.total_amount,
+        invoice.vat_amount,
+        invoice.total_amount,
+        invoice.vat_amount,
+        0,
+    )
+    assert (now.tickets.sold, now.tickets.refunded) == (5, 5)
+    assert {t.id: t.tickets.refunded for t in now.ticket_types} == {odd_type: 3, even_type: 2}
+    assert (now.orders.paid, now.orders.refunded) == (1, 1)
+    [bucket] = [b for b in now.timeline.items if b.tickets_refunded]
+    assert (bucket.tickets_refunded, bucket.orders_refunded, bucket.refunded) == (
+        5,
+        1,
+        invoice.total_amount,
+    )
+
+    # Folded from the log up to the first refund: one seat of 99,999 back, its own VAT.
+    then = await sales.event_sales(
+        event.id, SalesQuery(as_of=partly_at), account_id=ORGANIZER.account_id, is_admin=False
+    )
+    assert money(then) == (
+        invoice.total_amount,
+        invoice.vat_amount,
+        99_999,
+        9_091,
+        invoice.total_amount - invoice.vat_amount - (99_999 - 9_091),
+    )
+    assert (then.tickets.refunded, then.orders.refunded) == (1, 0)
+
+    built = {
+        name: await database[name].find({}).sort("_id").to_list()
+        for name in SalesProjection.collections
+    }
+    await replay(database, [projection], redis=orders.store.redis, partitions=orders.partitions)
+    assert {
+        name: await database[name].find({}).sort("_id").to_list()
+        for name in SalesProjection.collections
+    } == built
