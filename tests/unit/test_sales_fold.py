@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from eventhunting.domain.catalog import EventDrafted, EventPublished, TicketTypeAdded, Venue
 from eventhunting.domain.events import DomainEvent
 from eventhunting.domain.orders import (
+    CreditNoteIssued,
+    CreditNoteLine,
+    InvoiceReference,
     ItemQuantity,
     OrderCancelled,
     OrderExpired,
@@ -358,3 +361,84 @@ def test_folding_in_batches_adds_up_to_folding_at_once() -> None:
     assert {k: v for k, v in merged.items() if v} == {
         k: v for k, v in whole.increments[EVENT].items() if v
     }
+
+
+def credit_note(order: OrderPlaced, number: str, *lines: CreditNoteLine) -> CreditNoteIssued:
+    return CreditNoteIssued(
+        order_id=order.order_id,
+        event_id=EVENT,
+        buyer_id="buyer",
+        organizer_id="organizer-1",
+        refund_id=f"refund-{number}",
+        series="S",
+        sequence=int(number),
+        number=f"S-{number}",
+        symbol="1K26TEH",
+        issued_at=START,
+        adjusts=InvoiceReference(symbol="1K26TEH", number="S-1", issued_at=START),
+        lines=lines,
+        total_amount=sum(line.amount for line in lines),
+        vat_amount=sum(line.vat_amount for line in lines),
+        amount_before_vat=sum(line.amount_before_vat for line in lines),
+        reason="cancelled",
+    )
+
+
+def credited(position: int, quantity: int, unit_price: int) -> CreditNoteLine:
+    amount = quantity * unit_price
+    vat = vat_included_in(amount)
+    return CreditNoteLine(
+        line=position,
+        description="",
+        quantity=-quantity,
+        unit_price=unit_price,
+        amount=-amount,
+        vat_rate=8,
+        vat_amount=-vat,
+        amount_before_vat=-(amount - vat),
+    )
+
+
+def test_credit_notes_count_refunded_tickets_and_money_and_the_order_once_all_came_back() -> None:
+    order = placed("o1", START, vip=3, standard=1)
+    later = START + timedelta(minutes=5)
+    history = [
+        *drafted(),
+        (order, START),
+        (paid(order, START + timedelta(seconds=30)), START + timedelta(seconds=30)),
+        (credit_note(order, "2", credited(1, 1, 1_100_000)), later),
+    ]
+    partly = figures(fold_sales(history))
+    vip = {t.id: t for t in partly.ticket_types}[VIP]
+    one_vat = vat_included_in(1_100_000)
+    assert (vip.tickets.sold, vip.tickets.refunded) == (3, 1)
+    assert (vip.revenue.refunded, vip.revenue.refunded_vat) == (1_100_000, one_vat)
+    assert partly.orders.refunded == 0
+    gross, vat = 3_300_000, vat_included_in(3_300_000)
+    assert partly.revenue.net == (gross - vat) - (1_100_000 - one_vat)
+
+    history.append((credit_note(order, "3", credited(1, 2, 1_100_000), credited(2, 1, 0)), later))
+    tally = fold_sales(history)
+    whole = figures(tally)
+    by_id = {t.id: t for t in whole.ticket_types}
+    assert (by_id[VIP].tickets.refunded, by_id[STANDARD].tickets.refunded) == (3, 1)
+    assert whole.tickets.refunded == 4
+    assert whole.orders.refunded == 1
+    assert whole.revenue.refunded == gross
+    # Rounded per note, the VAT given back can differ from the invoice's by a dong.
+    assert abs(whole.revenue.refunded_vat - vat) <= 1
+    [bucket] = [
+        counters
+        for (_, granularity, start), counters in tally.buckets.items()
+        if granularity is Granularity.MINUTE and start == bucket_start(later, Granularity.MINUTE)
+    ]
+    assert bucket["tickets_refunded"] == 4
+    assert bucket["orders_refunded"] == 1
+    assert bucket["refunded"] == gross
+
+
+def test_a_credit_note_naming_a_line_the_order_does_not_have_is_refused() -> None:
+    order = placed("o1", START, vip=1)
+    history = [*drafted(), (order, START), (paid(order, START), START)]
+    with pytest.raises(ValueError, match="names line 2"):
+        fold_sales([*history, (credit_note(order, "2", credited(2, 1, 1_100_000)), START)])
