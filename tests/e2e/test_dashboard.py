@@ -255,6 +255,7 @@ async def test_an_organizer_sees_the_sale_charted_with_the_api_figures_and_kept_
         "vat": 45_455,
         "net": 2 * PRICE - 45_455,
         "refunded": 0,
+        "refunded_vat": 0,
     }
     assert [row["sold"] for row in await figures_on(page, "sell-through")] == [2, 3]
     assert await page.inner_text("#figure-conversion") == "2 / 3"

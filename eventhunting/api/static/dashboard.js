@@ -217,6 +217,7 @@
       vat: sales.revenue.vat,
       net: sales.revenue.net,
       refunded: sales.revenue.refunded,
+      refunded_vat: sales.revenue.refunded_vat,
       bucket: timeline.bucket,
       items: timeline.items.map((item) => ({ start: item.start, gross: item.gross, net: item.net })),
     }, revenueChart);
