@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from pymongo import ASCENDING, InsertOne, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from eventhunting.domain.catalog import EventDrafted
@@ -187,22 +187,24 @@ async def write_tally(tally: SalesTally, db: Database, session: AsyncClientSessi
         for (event_id, granularity, start), counters in tally.buckets.items()
     ]
     # An order placed in this batch was never applied before (the checkpoint says so), so it
-    # is inserted; an earlier order's record only ever changes its status and refunds.
-    order_writes: list[InsertOne[Document] | UpdateOne] = [
-        UpdateOne(
-            {"_id": record.order_id},
-            {"$set": {"status": record.status, "refunded_tickets": record.refunded_tickets}},
-        )
-        if record.order_id in tally.earlier_orders
-        else InsertOne(order_document(record))
-        for record in tally.changed_orders.values()
-    ]
+    # is inserted (insert_many: the driver's cheapest path per document); an earlier order's
+    # record only ever changes its status and refunds.
+    placed: list[Document] = []
+    changed: list[UpdateOne] = []
+    for record in tally.changed_orders.values():
+        if record.order_id in tally.earlier_orders:
+            changes = {"status": record.status, "refunded_tickets": record.refunded_tickets}
+            changed.append(UpdateOne({"_id": record.order_id}, {"$set": changes}))
+        else:
+            placed.append(order_document(record))
     if event_updates:
         await db[SALES_EVENTS].bulk_write(event_updates, session=session)
     if bucket_updates:
         await db[SALES_TIMELINE].bulk_write(bucket_updates, session=session)
-    if order_writes:
-        await db[SALES_ORDERS].bulk_write(order_writes, session=session)
+    if placed:
+        await db[SALES_ORDERS].insert_many(placed, session=session)
+    if changed:
+        await db[SALES_ORDERS].bulk_write(changed, session=session)
 
 
 # --- queries ------------------------------------------------------------------------------
