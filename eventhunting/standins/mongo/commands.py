@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ from eventhunting.standins.mongo.storage import (
     Collection,
     Document,
     Index,
+    Key,
     path_values,
     value_key,
 )
@@ -530,11 +531,7 @@ async def rename_collection(ctx: CommandContext) -> dict[str, Any]:
     _abort_transactions_on(ctx, [collection])
     store.drop_collection(source_db, source_name)
     renamed = snapshots.create_collection(store, target_db, target_name, None, collection.options)
-    renamed.records, renamed.indexes, renamed.removable = (
-        collection.records,
-        collection.indexes,
-        collection.removable,
-    )
+    renamed.take_contents_of(collection)
     return {}
 
 
@@ -815,6 +812,12 @@ async def _write(ctx: CommandContext, compute: Callable[[], list[Change]]) -> li
         return changes
 
 
+async def _write_changes(ctx: CommandContext, changes: list[Change]) -> None:
+    """Apply changes that do not depend on what they meet (an insert's), waiting out open
+    transactions."""
+    await _write(ctx, lambda: changes)
+
+
 def _statements(ctx: CommandContext, field_name: str) -> list[Any]:
     statements = ctx.command.get(field_name)
     if not isinstance(statements, list):
@@ -844,30 +847,62 @@ def _with_id(document: Document, identifier: Any) -> Document:
 @command("insert")
 async def insert(ctx: CommandContext) -> dict[str, Any]:
     name = _collection_name(ctx)
-    documents = _statements(ctx, "documents")
+    documents = [_new_document(document) for document in _statements(ctx, "documents")]
     ordered = bool(ctx.command.get("ordered", True))
     collection = _for_writing(ctx, name)
     inserted = 0
     write_errors = []
-    for index, document in enumerate(documents):
+    position = 0
+    while position < len(documents):
+        if ctx.transaction is None:
+            committed = snapshots.insert_new(
+                ctx.state.store, collection, _leading_documents(documents, position)
+            )
+            inserted += committed
+            position += committed
+            if position == len(documents):
+                break
+        # A document the run stopped at, or any in a transaction: checked one at a time.
+        document = documents[position]
         try:
-            if not isinstance(document, dict):
-                raise WriteFailure(TYPE_MISMATCH, "documents must be objects")
-            # An ObjectId only for a document without an _id (making one costs more than
-            # the rest of an insert).
-            document = _with_id(document, document["_id"] if "_id" in document else ObjectId())
-            _check_id(document["_id"])
-            change = Change(collection, value_key(document["_id"]), None, document)
-            await _write(ctx, lambda change=change: [change])  # type: ignore[misc]
+            if isinstance(document, WriteFailure):
+                raise document
+            key, value = document
+            await _write_changes(ctx, [Change(collection, key, None, value)])
             inserted += 1
         except WriteFailure as failure:
-            write_errors.append(failure.write_error(index))
+            write_errors.append(failure.write_error(position))
             if ordered:
                 break
+        position += 1
     reply: dict[str, Any] = {"n": inserted}
     if write_errors:
         reply["writeErrors"] = write_errors
     return reply
+
+
+def _new_document(document: Any) -> tuple[Key, Document] | WriteFailure:
+    """A document to insert with its _id first, and its _id key; or why it cannot be."""
+    if not isinstance(document, dict):
+        return WriteFailure(TYPE_MISMATCH, "documents must be objects")
+    # An ObjectId only for a document without an _id (making one costs more than the rest
+    # of an insert).
+    document = _with_id(document, document["_id"] if "_id" in document else ObjectId())
+    try:
+        _check_id(document["_id"])
+    except WriteFailure as failure:
+        return failure
+    return value_key(document["_id"]), document
+
+
+def _leading_documents(
+    documents: list[tuple[Key, Document] | WriteFailure], start: int
+) -> Iterator[tuple[Key, Document]]:
+    for position in range(start, len(documents)):
+        document = documents[position]
+        if isinstance(document, WriteFailure):
+            return
+        yield document
 
 
 @dataclass
@@ -1212,7 +1247,7 @@ async def create_indexes(ctx: CommandContext) -> dict[str, Any]:
         _check_index_build_in_transaction(ctx, collection)
         if index.unique:
             build_unique_entries(collection, index)
-        collection.indexes[index.name] = index
+        collection.add_index(index)
         ctx.state.store.changes += 1
     reply: dict[str, Any] = {
         "createdCollectionAutomatically": created_automatically,
@@ -1280,6 +1315,6 @@ async def drop_indexes(ctx: CommandContext) -> dict[str, Any]:
         if index_name not in collection.indexes:
             raise CommandError(INDEX_NOT_FOUND, f"index not found with name [{index_name}]")
     for index_name in names:
-        del collection.indexes[index_name]
+        collection.drop_index(index_name)
     ctx.state.store.changes += 1
     return {"nIndexesWas": was}

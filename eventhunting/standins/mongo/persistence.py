@@ -107,15 +107,15 @@ def load(path: Path, store: Store) -> int:
                 collection.options = record.get("options") or {}
                 for spec in record.get("indexes") or []:
                     index: Index = index_from_spec(spec)
-                    collection.indexes[index.name] = index
+                    collection.add_index(index)
             elif record["kind"] == "documents":
                 for document in record["docs"]:
-                    entry = Record()
-                    entry.versions.append((timestamp, document))
-                    collection.records[value_key(document["_id"])] = entry
+                    collection.records[value_key(document["_id"])] = Record.committed(
+                        timestamp, document
+                    )
                     loaded += 1
         for database in store.databases.values():
             for collection in database.collections.values():
-                for index in collection.unique_indexes():
+                for index in collection.unique_indexes:
                     build_unique_entries(collection, index)
     return loaded

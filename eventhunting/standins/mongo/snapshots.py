@@ -192,7 +192,7 @@ def check_changes(changes: list[Change], transaction: Transaction | None) -> Non
     for change in changes:
         by_collection.setdefault(change.collection, []).append(change)
     for collection, collection_changes in by_collection.items():
-        for index in collection.unique_indexes():
+        for index in collection.unique_indexes:
             _check_unique(collection, index, collection_changes, transaction)
 
 
@@ -240,7 +240,7 @@ def _check_unique(
 def _update_unique_entries(
     collection: Collection, changes: list[tuple[Key, Document | None, Document | None]]
 ) -> None:
-    for index in collection.unique_indexes():
+    for index in collection.unique_indexes:
         for key, before, _ in changes:
             for index_key in index.keys_of(before):
                 if index.entries.get(index_key) == key:
@@ -248,6 +248,43 @@ def _update_unique_entries(
         for key, _, after in changes:
             for index_key in index.keys_of(after):
                 index.entries[index_key] = key
+
+
+def insert_new(
+    store: Store, collection: Collection, documents: Iterable[tuple[Key, Document]]
+) -> int:
+    """Commit documents outside any transaction, in order and at one timestamp, up to the first
+    that is not plainly new; return how many were committed.
+
+    Plainly new: no record holds its _id (no document, no deleted one a snapshot still sees,
+    no transaction's write) and no unique index holds or has a transaction claiming one of its
+    keys. The first other one is left to the caller: `check_changes` on it says whether it is a
+    duplicate, must wait, or may be inserted after all. Nothing can run between the documents
+    of a run, so committing it at one timestamp leaves what committing them one by one would.
+    """
+    records = collection.records
+    unique_indexes = collection.unique_indexes
+    timestamp = 0
+    committed = 0
+    for key, document in documents:
+        if key in records:
+            break
+        if unique_indexes:
+            index_keys = [index.keys_of(document) for index in unique_indexes]
+            if any(
+                index_key in index.entries or index_key in index.pending
+                for index, keys in zip(unique_indexes, index_keys, strict=True)
+                for index_key in keys
+            ):
+                break
+            for index, keys in zip(unique_indexes, index_keys, strict=True):
+                for index_key in keys:
+                    index.entries[index_key] = key
+        if not timestamp:
+            timestamp = store.tick()
+        records[key] = Record.committed(timestamp, document)
+        committed += 1
+    return committed
 
 
 def apply_changes(store: Store, changes: list[Change], transaction: Transaction | None) -> None:
@@ -260,7 +297,7 @@ def apply_changes(store: Store, changes: list[Change], transaction: Transaction 
                 record = collection.records[change.key] = Record()
             record.writer = transaction
             transaction.writes.setdefault(collection, {})[change.key] = change.after
-            for index in collection.unique_indexes():
+            for index in collection.unique_indexes:
                 old_keys = index.keys_of(change.before)
                 claims = transaction.claims.setdefault(index, {})
                 for index_key in index.keys_of(change.after):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,12 @@ class Record:
     def __init__(self) -> None:
         self.versions: list[tuple[int, Document | None]] = []
         self.writer: Transaction | None = None
+
+    @classmethod
+    def committed(cls, timestamp: int, document: Document) -> Record:
+        record = cls()
+        record.versions.append((timestamp, document))
+        return record
 
     def latest(self) -> Document | None:
         versions = self.versions
@@ -146,7 +152,12 @@ class Collection:
         self.options: Document = options or {}
         self.uuid = uuid.uuid4()
         self.records: dict[Key, Record] = {}
-        self.indexes: dict[str, Index] = {"_id_": Index(name="_id_", key=[("_id", 1)], unique=True)}
+        self._indexes: dict[str, Index] = {
+            "_id_": Index(name="_id_", key=[("_id", 1)], unique=True)
+        }
+        # Every write checks and updates the unique indexes other than _id's (which `records`
+        # is): listed once, again only when the indexes change.
+        self.unique_indexes: tuple[Index, ...] = ()
         self.removable: set[Key] = set()
         self.created_at = 0
 
@@ -154,8 +165,27 @@ class Collection:
     def namespace(self) -> str:
         return f"{self.database}.{self.name}"
 
-    def unique_indexes(self) -> list[Index]:
-        return [index for name, index in self.indexes.items() if index.unique and name != "_id_"]
+    @property
+    def indexes(self) -> Mapping[str, Index]:
+        return self._indexes
+
+    def add_index(self, index: Index) -> None:
+        self._indexes[index.name] = index
+        self._list_unique_indexes()
+
+    def drop_index(self, name: str) -> None:
+        del self._indexes[name]
+        self._list_unique_indexes()
+
+    def take_contents_of(self, other: Collection) -> None:
+        """Hold the documents and indexes of `other` (a renamed collection) as they are."""
+        self.records, self._indexes, self.removable = other.records, other._indexes, other.removable
+        self._list_unique_indexes()
+
+    def _list_unique_indexes(self) -> None:
+        self.unique_indexes = tuple(
+            index for name, index in self._indexes.items() if index.unique and name != "_id_"
+        )
 
     def latest_documents(self) -> Iterator[Document]:
         for record in self.records.values():

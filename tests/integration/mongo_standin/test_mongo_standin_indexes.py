@@ -152,3 +152,24 @@ async def test_the_id_index_cannot_be_dropped(db: AsyncDatabase[Doc]) -> None:
     with pytest.raises(OperationFailure) as raised:
         await db.things.drop_index("_id_")
     assert raised.value.code == 72
+
+
+async def test_a_dropped_unique_index_no_longer_refuses_its_key(db: AsyncDatabase[Doc]) -> None:
+    await db.things.create_index("code", unique=True)
+    await db.things.insert_many([{"_id": 1, "code": "a"}, {"_id": 2, "code": "b"}])
+    await db.things.drop_index("code_1")
+    await db.things.insert_many([{"_id": 3, "code": "a"}, {"_id": 4, "code": "a"}])
+    assert await db.things.count_documents({"code": "a"}) == 3
+
+
+async def test_a_renamed_collection_still_refuses_a_taken_unique_key(
+    db: AsyncDatabase[Doc],
+) -> None:
+    await db.scratch.create_index("code", unique=True)
+    await db.scratch.insert_one({"_id": 1, "code": "a"})
+    await db.scratch.rename("final")
+    with pytest.raises(BulkWriteError) as raised:
+        await db.final.insert_many([{"_id": 2, "code": "b"}, {"_id": 3, "code": "a"}])
+    [error] = raised.value.details["writeErrors"]
+    assert (error["index"], error["keyValue"]) == (1, {"code": "a"})
+    assert await db.final.count_documents({}) == 2
