@@ -13,6 +13,7 @@ from pathlib import Path
 import bson.errors
 
 from eventhunting.standins.mongo import persistence
+from eventhunting.standins.mongo.heap import FrozenBetweenCompleteCollections
 from eventhunting.standins.mongo.server import StandinServer
 from eventhunting.standins.mongo.state import ServerState, Settings
 from eventhunting.standins.mongo.storage import Store
@@ -59,6 +60,8 @@ async def _flush_forever(state: ServerState, path: Path) -> None:
 
 
 async def serve(arguments: argparse.Namespace) -> int:
+    # The process is the stand-in's alone: the collector's policy is set for the data it holds.
+    FrozenBetweenCompleteCollections().install()
     store = Store()
     data_file: Path | None = arguments.data_file
     loaded = 0
