@@ -276,6 +276,8 @@ def apply_update(
                 document["_id"] = update.get("_id", identifier)
             document.update({k: clone(v) for k, v in update.items() if k != "_id"})
             return
+        if _apply_to_top_level_fields(document, update, inserting):
+            return
         _ENGINE._current_array_filters = array_filters or []
         try:
             _ENGINE._apply_update_document(document, query, update, inserting)
@@ -283,6 +285,38 @@ def apply_update(
             _ENGINE._current_array_filters = None
     except Exception as error:
         raise _translate(error) from error
+
+
+def _set_field(document: Document, name: str, value: Any) -> None:
+    document[name] = clone(value)
+
+
+# What the engine does for these operators on a field named without dots or dollars, done
+# without its path, positional and BSON checks (values decoded from BSON need none): the
+# projections' updates are these, and the engine took over half the time of a write.
+_TOP_LEVEL_UPDATERS: dict[str, Callable[[Document, str, Any], None]] = {
+    "$set": _set_field,
+    "$setOnInsert": _set_field,
+    "$inc": engine_collection._updaters["$inc"],
+}
+
+
+def _apply_to_top_level_fields(document: Document, update: Document, inserting: bool) -> bool:
+    """Apply $set, $setOnInsert and $inc of top-level fields; False (having changed nothing)
+    when the update has other operators or fields."""
+    for operator, fields in update.items():
+        if operator not in _TOP_LEVEL_UPDATERS:
+            return False
+        for name in fields:
+            if not name or "." in name or "$" in name or "\x00" in name:
+                return False
+    for operator, fields in update.items():
+        if operator == "$setOnInsert" and not inserting:
+            continue
+        updater = _TOP_LEVEL_UPDATERS[operator]
+        for name, value in fields.items():
+            updater(document, name, value)
+    return True
 
 
 def upsert_seed(query: Document) -> Document:
