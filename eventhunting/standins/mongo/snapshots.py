@@ -359,7 +359,7 @@ def commit(store: Store, transaction: Transaction) -> None:
             record.writer = None
             _prune(collection, key, record, oldest)
         _update_unique_entries(collection, applied)
-    _release_claims(transaction)
+    _let_go(transaction)
     transaction.state = "committed"
     transaction.finished.set()
 
@@ -375,15 +375,23 @@ def abort(store: Store, transaction: Transaction, reason: str) -> None:
                 record.writer = None
                 if not record.versions:
                     del collection.records[key]
-    _release_claims(transaction)
-    transaction.created_collections.clear()  # never published, so nothing else to undo
+    _let_go(transaction)  # its collections were never published: nothing else to undo
     transaction.state = "aborted"
     transaction.abort_reason = reason
     transaction.finished.set()
 
 
-def _release_claims(transaction: Transaction) -> None:
+def _let_go(transaction: Transaction) -> None:
+    """Release its unique key claims and drop its write set and collections.
+
+    Its session keeps a finished transaction (which refers back to it) until the next one
+    starts; what it wrote is in the store or discarded by then, and kept here it would keep
+    a dropped collection alive, for as long as a garbage cycle does once the session ends.
+    """
     for index, claims in transaction.claims.items():
         for index_key in claims:
             if index.pending.get(index_key) is transaction:
                 del index.pending[index_key]
+    transaction.claims.clear()
+    transaction.writes.clear()
+    transaction.created_collections.clear()
