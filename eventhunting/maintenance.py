@@ -6,13 +6,14 @@ import asyncio
 import multiprocessing
 import queue
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from eventhunting.store.restore import RedisNotEmpty, restore
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
+    from multiprocessing.sharedctypes import Synchronized
 
     from eventhunting.bootstrap import StoreClients
     from eventhunting.projections.replay import ReplayReport
@@ -102,9 +103,12 @@ async def replay_in_jobs(
 
     Partitions are independent (an event's orders, tickets and check-ins share its
     partition, and the projector applies partitions concurrently too), so each job replays
-    a contiguous share of them into the scratch database: this process the first share,
-    a spawned process (connecting with `settings`) each of the others. The collections are
-    swapped in only when every job has applied its share; if one fails, nothing is.
+    whole partitions into the scratch database: this process and `jobs - 1` spawned ones
+    (connecting with `settings`) each take the next partition not yet taken when they are
+    done with one, so a job that started later, or got longer partitions, takes fewer. With
+    one job, every partition is one share (the archive is read with one query). The
+    collections are swapped in only when every job has applied what it took; if one fails,
+    nothing is.
     """
     from eventhunting.projections.registry import load_projections
     from eventhunting.projections.replay import (
@@ -112,7 +116,6 @@ async def replay_in_jobs(
         events_to_replay,
         prepare_scratch,
         replay_share,
-        shares_of,
         swap_in,
     )
     from eventhunting.store.progress import ProgressBar
@@ -123,17 +126,19 @@ async def replay_in_jobs(
     total = await events_to_replay(database, redis, partitions, from_archive=from_archive)
     await prepare_scratch(database, projections)
     bar = ProgressBar("replay", total, stream=progress)
-    own, *others = shares_of(partitions, jobs)
+    jobs = max(1, min(jobs, partitions))
+    shares = [(0, partitions)] if jobs == 1 else [(p, p + 1) for p in range(partitions)]
     context = multiprocessing.get_context("spawn")
+    next_share = context.Value("i", 0)
     messages: multiprocessing.Queue[tuple[Any, ...]] = context.Queue()
     children: list[BaseProcess] = [
         context.Process(
             target=replay_job,
-            args=(settings, names, (share.start, share.stop), from_archive, messages),
-            name=f"replay-{share.start}-{share.stop}",
+            args=(settings, names, shares, next_share, from_archive, messages),
+            name=f"replay-job-{job}",
             daemon=True,
         )
-        for share in others
+        for job in range(1, jobs)
     ]
     for child in children:
         child.start()
@@ -146,31 +151,35 @@ async def replay_in_jobs(
         elif kind == "done":
             reports.append(ReplayReport(tuple(fields[0]), fields[1], dict(fields[2])))
         else:
-            raise ReplayJobFailed(f"the replay job of partitions {fields[0]} failed: {fields[1]}")
+            raise ReplayJobFailed(f"{fields[0]} failed: {fields[1]}")
 
-    def drain() -> None:
+    def advance(read: int) -> None:
+        bar.advance(read)
         while True:
             try:
                 receive(messages.get_nowait())
             except queue.Empty:
                 return
 
-    def advance(read: int) -> None:
-        bar.advance(read)
-        drain()
-
     try:
-        reports.append(
-            await replay_share(
-                database,
-                projections,
-                own,
-                redis=redis,
-                from_archive=from_archive,
-                advance=advance,
+        try:
+            reports.append(
+                await replay_share(
+                    database,
+                    projections,
+                    shares_taken(shares, next_share),
+                    redis=redis,
+                    from_archive=from_archive,
+                    advance=advance,
+                )
             )
-        )
-        while len(reports) < len(children) + 1:
+        except ReplayJobFailed:
+            raise
+        except Exception as error:
+            raise ReplayJobFailed(
+                f"replay-job-0 failed: {type(error).__name__}: {error}"
+            ) from error
+        while len(reports) < jobs:
             try:
                 receive(await asyncio.to_thread(messages.get, True, JOB_POLL_SECONDS))
             except queue.Empty:
@@ -197,29 +206,45 @@ async def replay_in_jobs(
     )
 
 
+def shares_taken(
+    shares: Sequence[tuple[int, int]], next_share: Synchronized[int]
+) -> Iterator[range]:
+    """The shares this job takes: each time, the next one no job took yet."""
+    while True:
+        with next_share.get_lock():
+            index = next_share.value
+            next_share.value = index + 1
+        if index >= len(shares):
+            return
+        yield range(*shares[index])
+
+
 def replay_job(
     settings: StoreSettings,
     names: Sequence[str] | None,
-    share: tuple[int, int],
+    shares: Sequence[tuple[int, int]],
+    next_share: Synchronized[int],
     from_archive: bool,
     messages: multiprocessing.Queue[tuple[Any, ...]],
 ) -> None:
-    """One share of a replay, in a process of its own: it reports each page read, then
-    what it applied (or why it failed) on `messages`."""
+    """A replay job in a process of its own: it takes shares until none is left, reports
+    each page read, then what it applied (or why it failed) on `messages`."""
     from eventhunting.structured_logging import configure_logging
 
     configure_logging(settings.log_level)
+    name = multiprocessing.current_process().name
     try:
-        asyncio.run(replay_job_share(settings, names, range(*share), from_archive, messages))
+        asyncio.run(replay_job_shares(settings, names, shares, next_share, from_archive, messages))
     except BaseException as error:
-        messages.put(("failed", list(share), f"{type(error).__name__}: {error}"))
+        messages.put(("failed", name, f"{type(error).__name__}: {error}"))
         raise
 
 
-async def replay_job_share(
+async def replay_job_shares(
     settings: StoreSettings,
     names: Sequence[str] | None,
-    share: range,
+    shares: Sequence[tuple[int, int]],
+    next_share: Synchronized[int],
     from_archive: bool,
     messages: multiprocessing.Queue[tuple[Any, ...]],
 ) -> None:
@@ -232,7 +257,7 @@ async def replay_job_share(
         report = await replay_share(
             services.database,
             load_projections(names),
-            share,
+            shares_taken(shares, next_share),
             redis=services.redis,
             from_archive=from_archive,
             advance=lambda read: messages.put(("read", read)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -278,13 +278,6 @@ class PageApplier:
         self.writing.clear()
 
 
-def shares_of(partitions: int, jobs: int) -> list[range]:
-    """`partitions` cut into at most `jobs` contiguous shares of nearly equal size."""
-    jobs = max(1, min(jobs, partitions))
-    cuts = [partitions * job // jobs for job in range(jobs + 1)]
-    return [range(cuts[job], cuts[job + 1]) for job in range(jobs)]
-
-
 async def prepare_scratch(database: Database, projections: Sequence[Projection]) -> None:
     """Empty collections (with their indexes) for `projections` in the scratch database."""
     scratch = database.client[scratch_name(database)]
@@ -312,31 +305,39 @@ async def events_to_replay(
 async def replay_share(
     database: Database,
     projections: Sequence[Projection],
-    share: range,
+    shares: Iterable[range],
     *,
     redis: RedisClient | None,
     from_archive: bool,
     advance: Callable[[int], None],
     event_registry: EventRegistry = registry,
 ) -> ReplayReport:
-    """Apply every event of the partitions in `share`, in log order per partition, to the
-    projections' collections in the scratch database (`prepare_scratch` made them);
+    """Apply every event of the partitions in `shares` (ranges of partitions, taken one
+    after the other as the pages of the one before run out), in log order per partition, to
+    the projections' collections in the scratch database (`prepare_scratch` made them);
     `advance` is told how many entries each page read."""
     scratch = database.client[scratch_name(database)]
     wanted = wanted_types(projections)
-    if from_archive:
-        pages = pages_from_archive(database, share, event_registry, wanted)
-    else:
-        if redis is None:
-            raise ValueError("replaying from the partition logs needs a Redis client")
-        pages = pages_from_logs(redis, share, event_registry, wanted)
+    if not from_archive and redis is None:
+        raise ValueError("replaying from the partition logs needs a Redis client")
+
+    async def pages_of_shares() -> AsyncIterator[ReplayPage]:
+        for share in shares:
+            if from_archive:
+                pages = pages_from_archive(database, share, event_registry, wanted)
+            else:
+                assert redis is not None
+                pages = pages_from_logs(redis, share, event_registry, wanted)
+            async for page in pages:
+                yield page
+
     last_positions: dict[int, str] = {}
     count = 0
     applier = PageApplier(projections, scratch)
     with heap_frozen():
         async with database.client.start_session() as session:
             try:
-                async for page in read_ahead(pages):
+                async for page in read_ahead(pages_of_shares()):
                     await applier.apply(page.events, session)
                     last_positions[page.partition] = page.last_position
                     count += page.read
@@ -406,7 +407,7 @@ async def replay(
     report = await replay_share(
         database,
         projections,
-        range(partitions),
+        [range(partitions)],
         redis=redis,
         from_archive=from_archive,
         advance=bar.advance,

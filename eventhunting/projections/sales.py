@@ -44,9 +44,25 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def order_document(record: OrderRecord) -> Document:
-    document: Document = msgspec.to_builtins(record, builtin_types=(datetime,))
-    document["_id"] = document.pop("order_id")
-    return document
+    # Spelled out: one per order of every replay, and a literal is several times cheaper
+    # than converting the struct and renaming its id (tests compare it with the struct).
+    return {
+        "_id": record.order_id,
+        "event_id": record.event_id,
+        "organizer_id": record.organizer_id,
+        "placed_at": record.placed_at,
+        "total_amount": record.total_amount,
+        "lines": [
+            {
+                "ticket_type_id": line.ticket_type_id,
+                "quantity": line.quantity,
+                "amount": line.amount,
+            }
+            for line in record.lines
+        ],
+        "status": record.status,
+        "refunded_tickets": record.refunded_tickets,
+    }
 
 
 def order_record(document: Document) -> OrderRecord:

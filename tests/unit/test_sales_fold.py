@@ -24,6 +24,8 @@ from eventhunting.domain.orders import (
 from eventhunting.domain.sales import (
     EventSales,
     Granularity,
+    OrderLineRecord,
+    OrderRecord,
     SalesTally,
     Timeline,
     bucket_start,
@@ -35,6 +37,7 @@ from eventhunting.domain.sales import (
 )
 from eventhunting.domain.tickets import TicketCheckedIn
 from eventhunting.domain.vat import vat_included_in
+from eventhunting.projections.sales import order_document, order_record
 
 START = datetime(2026, 5, 1, 9, 59, 30, tzinfo=UTC)
 EVENT = "event-1"
@@ -442,3 +445,30 @@ def test_a_credit_note_naming_a_line_the_order_does_not_have_is_refused() -> Non
     history = [*drafted(), (order, START), (paid(order, START), START)]
     with pytest.raises(ValueError, match="names line 2"):
         fold_sales([*history, (credit_note(order, "2", credited(2, 1, 1_100_000)), START)])
+
+
+@given(
+    lines=st.lists(
+        st.tuples(st.text(min_size=1), st.integers(1, 10), st.integers(0, 10**9)),
+        min_size=1,
+        max_size=4,
+    ),
+    status=st.sampled_from(["pending", "paid", "cancelled", "expired"]),
+    refunded=st.integers(0, 40),
+)
+def test_an_order_record_is_stored_with_every_field_and_read_back_the_same(
+    lines: list[tuple[str, int, int]], status: str, refunded: int
+) -> None:
+    record = OrderRecord(
+        order_id="o1",
+        event_id=EVENT,
+        organizer_id="organizer-1",
+        placed_at=START,
+        total_amount=sum(amount for _, _, amount in lines),
+        lines=tuple(OrderLineRecord(ticket_type_id=t, quantity=q, amount=a) for t, q, a in lines),
+        status=status,
+        refunded_tickets=refunded,
+    )
+    document = order_document(record)
+    assert set(document) == {"_id"} | (set(OrderRecord.__struct_fields__) - {"order_id"})
+    assert order_record(document) == record
