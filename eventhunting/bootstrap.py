@@ -6,10 +6,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from pymongo import AsyncMongoClient
-from pymongo.asynchronous.database import AsyncDatabase
 
 from eventhunting.client_address import ClientAddresses, parse_networks
 from eventhunting.payments.vnpay import MerchantCredentials
@@ -22,33 +18,16 @@ from eventhunting.services.readiness import StoreReadiness
 from eventhunting.services.refunds import RefundService
 from eventhunting.services.sales import SalesService
 from eventhunting.services.tickets import TicketService
-from eventhunting.settings import Settings, StoreSettings
+from eventhunting.settings import Settings
 from eventhunting.store.append import EventStore
-from eventhunting.store.redis_client import RedisClient, connect_redis
+from eventhunting.store_clients import StoreClients, connect_store
 from eventhunting.tickets.qr_keys import key_ring_of
 
 Clock = Callable[[], datetime]
 
-# Redis connections per process (per node of a cluster); more concurrent commands queue.
-REDIS_MAX_CONNECTIONS = 128
-REDIS_POOL_TIMEOUT_SECONDS = 10.0
-
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class StoreClients:
-    """The Redis and MongoDB clients alone: what `replay` and `restore` need."""
-
-    redis: RedisClient
-    mongo: AsyncMongoClient[dict[str, Any]]
-    database: AsyncDatabase[dict[str, Any]]
-
-    async def close(self) -> None:
-        await self.redis.aclose()
-        await self.mongo.close()
 
 
 @dataclass
@@ -77,25 +56,6 @@ def merchant_credentials(settings: Settings) -> MerchantCredentials | None:
     if vnpay.tmn_code is None or vnpay.hash_secret is None:
         return None
     return MerchantCredentials(tmn_code=vnpay.tmn_code, hash_secret=vnpay.hash_secret)
-
-
-def connect_store(settings: StoreSettings) -> StoreClients:
-    """Create the Redis and MongoDB clients (they connect lazily)."""
-    # A burst of requests waits for a free connection instead of failing (a flash sale has
-    # thousands of concurrent commands); `redis+cluster://` gives a Redis Cluster client.
-    redis = connect_redis(
-        settings.redis.url,
-        max_connections=REDIS_MAX_CONNECTIONS,
-        timeout=REDIS_POOL_TIMEOUT_SECONDS,
-    )
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb.url, tz_aware=True, serverSelectionTimeoutMS=5_000
-    )
-    return StoreClients(
-        redis=redis,
-        mongo=mongo,
-        database=mongo[settings.mongodb.database],
-    )
 
 
 async def build_services(settings: Settings, *, clock: Clock = system_clock) -> Services:

@@ -348,7 +348,7 @@ async def export_command(
     query: ExportQuery,
 ) -> int:
     """`eventhunting export --format parquet|jsonl [--since] [--until] [--event ID] OUT`."""
-    from eventhunting.bootstrap import connect_store
+    from eventhunting.store_clients import connect_store
 
     clients = connect_store(settings)
     try:

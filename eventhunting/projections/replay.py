@@ -399,7 +399,7 @@ async def replay(
     the projector continues from there. Stop the projector while replaying: what it
     applies to the old collections during the replay is dropped with them.
     (`eventhunting replay --jobs N` spreads the partitions over N processes:
-    `maintenance.replay_in_jobs`.)
+    `replay_jobs.replay_in_jobs`.)
     """
     total = await events_to_replay(database, redis, partitions, from_archive=from_archive)
     await prepare_scratch(database, projections)

@@ -20,14 +20,12 @@ from pymongo.monitoring import (
     CommandSucceededEvent,
 )
 
-from eventhunting.bootstrap import StoreClients
 from eventhunting.domain import catalog
 from eventhunting.domain.catalog import (
     CatalogEvent,
 )
 from eventhunting.domain.errors import Forbidden
 from eventhunting.domain.sales import Granularity, fold_sales
-from eventhunting.maintenance import ReplayJobFailed, replay_in_jobs
 from eventhunting.projections import replay as replay_module
 from eventhunting.projections.base import CHECKPOINTS_COLLECTION, Projector
 from eventhunting.projections.replay import replay
@@ -37,12 +35,14 @@ from eventhunting.projections.sales import (
     SALES_TIMELINE,
     SalesProjection,
 )
+from eventhunting.replay_jobs import ReplayJobFailed, replay_in_jobs
 from eventhunting.services.sales import SalesQuery, SalesService
 from eventhunting.settings import MongoSettings, RedisSettings, SalesSettings, StoreSettings
 from eventhunting.store import keys
 from eventhunting.store.append import AppendRequest, EventStore, stream_range
 from eventhunting.store.archive import Archiver, create_event_indexes
 from eventhunting.store.consumer_groups import log_entry
+from eventhunting.store_clients import StoreClients
 from tests.support.leases import lease_of
 from tests.support.sales_history import (
     ORGANIZER,
