@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -63,3 +63,28 @@ def test_a_dead_cycle_among_frozen_objects_is_reclaimed_once_the_heap_doubled() 
     gc.collect()  # and this one walks it all
     assert gone() is None
     del added
+
+
+def test_given_a_scheduler_the_complete_collection_comes_right_after_the_heap_doubled() -> None:
+    scheduled: list[Callable[[], object]] = []
+    policy = FrozenBetweenCompleteCollections(schedule=scheduled.append)
+    policy.install()
+    try:
+        first, second = Node(), Node()
+        first.other, second.other = second, first
+        gone = weakref.ref(first)
+        gc.collect()
+        del first, second
+        assert scheduled == []
+        added = [[] for _ in range(2 * sys.getallocatedblocks())]
+        gc.collect()
+        # The heap has doubled: a complete collection was asked for (with no further full
+        # collection needed to come first), and it reclaims the dead cycle.
+        assert scheduled
+        assert set(scheduled) == {gc.collect}
+        for collect in scheduled:
+            collect()
+        assert gone() is None
+        assert len(added) > 0
+    finally:
+        policy.uninstall()

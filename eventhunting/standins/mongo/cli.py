@@ -61,7 +61,9 @@ async def _flush_forever(state: ServerState, path: Path) -> None:
 
 async def serve(arguments: argparse.Namespace) -> int:
     # The process is the stand-in's alone: the collector's policy is set for the data it holds.
-    FrozenBetweenCompleteCollections().install()
+    # A collection may end in any thread (saving the data file runs in one).
+    loop = asyncio.get_running_loop()
+    FrozenBetweenCompleteCollections(schedule=loop.call_soon_threadsafe).install()
     store = Store()
     data_file: Path | None = arguments.data_file
     loaded = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable
 from typing import Any
 
 OLDEST_GENERATION = 2
@@ -28,9 +29,12 @@ class FrozenBetweenCompleteCollections:
     take more memory than live data.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, schedule: Callable[[Callable[[], object]], object] | None = None) -> None:
+        """`schedule` (the event loop's `call_soon_threadsafe`) runs the complete collection
+        as soon as the heap has doubled; without it, the next full collection is it."""
         self._blocks_after_complete = 0
         self._unfrozen = False
+        self._schedule = schedule
 
     def install(self) -> None:
         """Collect and freeze what exists (the process's modules, mostly), then keep doing so."""
@@ -52,5 +56,8 @@ class FrozenBetweenCompleteCollections:
         elif sys.getallocatedblocks() > 2 * self._blocks_after_complete:
             gc.unfreeze()
             self._unfrozen = True
+            if self._schedule is not None:
+                # Not from inside this collection (it would not run): right after it.
+                self._schedule(gc.collect)
             return
         gc.freeze()
