@@ -10,6 +10,7 @@ import asyncio
 import multiprocessing
 import queue
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from eventhunting.store_clients import StoreClients, connect_store
@@ -67,18 +68,26 @@ async def replay_in_jobs(
     await prepare_scratch(database, projections)
     bar = ProgressBar("replay", total, stream=progress)
     jobs = max(1, min(jobs, partitions))
-    shares = [(0, partitions)] if jobs == 1 else [(p, p + 1) for p in range(partitions)]
+    shares = ((0, partitions),) if jobs == 1 else tuple((p, p + 1) for p in range(partitions))
     context = multiprocessing.get_context("spawn")
     next_share = context.Value("i", 0)
     messages: multiprocessing.Queue[tuple[Any, ...]] = context.Queue()
+    job = ReplayJob(
+        settings=settings,
+        names=None if names is None else tuple(names),
+        shares=shares,
+        next_share=next_share,
+        from_archive=from_archive,
+        messages=messages,
+    )
     children: list[BaseProcess] = [
         context.Process(
             target=replay_job,
-            args=(settings, names, shares, next_share, from_archive, messages),
-            name=f"replay-job-{job}",
+            args=(job,),
+            name=f"replay-job-{number}",
             daemon=True,
         )
-        for job in range(1, jobs)
+        for number in range(1, jobs)
     ]
     for child in children:
         child.start()
@@ -159,48 +168,47 @@ def shares_taken(
         yield range(*shares[index])
 
 
-def replay_job(
-    settings: StoreSettings,
-    names: Sequence[str] | None,
-    shares: Sequence[tuple[int, int]],
-    next_share: Synchronized[int],
-    from_archive: bool,
-    messages: multiprocessing.Queue[tuple[Any, ...]],
-) -> None:
+@dataclass(frozen=True)
+class ReplayJob:
+    """What a spawned job is given: how to connect, what to rebuild, where to take shares
+    (partition ranges, the next one from `next_share`) and where to report."""
+
+    settings: StoreSettings
+    names: tuple[str, ...] | None
+    shares: tuple[tuple[int, int], ...]
+    next_share: Synchronized[int]
+    from_archive: bool
+    messages: multiprocessing.Queue[tuple[Any, ...]]
+
+
+def replay_job(job: ReplayJob) -> None:
     """A replay job in a process of its own: it takes shares until none is left, reports
-    each page read, then what it applied (or why it failed) on `messages`."""
+    each page read, then what it applied (or why it failed) on `job.messages`."""
     from eventhunting.structured_logging import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(job.settings.log_level)
     name = multiprocessing.current_process().name
     try:
-        asyncio.run(replay_job_shares(settings, names, shares, next_share, from_archive, messages))
+        asyncio.run(replay_job_shares(job))
     except BaseException as error:
-        messages.put(("failed", name, f"{type(error).__name__}: {error}"))
+        job.messages.put(("failed", name, f"{type(error).__name__}: {error}"))
         raise
 
 
-async def replay_job_shares(
-    settings: StoreSettings,
-    names: Sequence[str] | None,
-    shares: Sequence[tuple[int, int]],
-    next_share: Synchronized[int],
-    from_archive: bool,
-    messages: multiprocessing.Queue[tuple[Any, ...]],
-) -> None:
+async def replay_job_shares(job: ReplayJob) -> None:
     from eventhunting.projections.registry import load_projections
     from eventhunting.projections.replay import replay_share
 
-    services = connect_store(settings)
+    services = connect_store(job.settings)
     try:
         report = await replay_share(
             services.database,
-            load_projections(names),
-            shares_taken(shares, next_share),
+            load_projections(job.names),
+            shares_taken(job.shares, job.next_share),
             redis=services.redis,
-            from_archive=from_archive,
-            advance=lambda read: messages.put(("read", read)),
+            from_archive=job.from_archive,
+            advance=lambda read: job.messages.put(("read", read)),
         )
     finally:
         await services.close()
-    messages.put(("done", list(report.projections), report.events, report.last_positions))
+    job.messages.put(("done", list(report.projections), report.events, report.last_positions))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from pymongo import ASCENDING, UpdateOne
@@ -74,6 +74,8 @@ def order_record(document: Document) -> OrderRecord:
 
 ORDER_STREAM_PREFIX = f"{ORDER_STREAM_KIND}-"
 
+Known = TypeVar("Known")
+
 
 class SalesProjection(FoldingProjection[SalesTally]):
     """Folds catalog and order events with the domain's `SalesTally`, the same fold that
@@ -136,8 +138,6 @@ class SalesProjection(FoldingProjection[SalesTally]):
         placed: set[str] = set()
         event_ids: set[str] = set()
         order_ids: set[str] = set()
-        organizers: dict[str, str] = {}
-        orders: dict[str, OrderRecord] = {}
         for event in events:
             data = event.data
             if isinstance(data, OrderPlaced):
@@ -149,20 +149,8 @@ class SalesProjection(FoldingProjection[SalesTally]):
                 event_ids.add(data.event_id)
             elif event.stream.startswith(ORDER_STREAM_PREFIX):
                 order_ids.add(event.stream.removeprefix(ORDER_STREAM_PREFIX))
-        missing_events: list[str] = []
-        for event_id in event_ids - drafted:
-            organizer = known_organizers.get(event_id)
-            if organizer is None:
-                missing_events.append(event_id)
-            else:
-                organizers[event_id] = organizer
-        missing_orders: list[str] = []
-        for order_id in order_ids - placed:
-            record = known_orders.get(order_id)
-            if record is None:
-                missing_orders.append(order_id)
-            else:
-                orders[order_id] = record
+        organizers, missing_events = known_and_missing(event_ids - drafted, known_organizers)
+        orders, missing_orders = known_and_missing(order_ids - placed, known_orders)
         if missing_events:
             async for document in db[SALES_EVENTS].find(
                 {"_id": {"$in": sorted(missing_events)}}, {"organizer_id": 1}, session=session
@@ -174,6 +162,21 @@ class SalesProjection(FoldingProjection[SalesTally]):
             ):
                 orders[document["_id"]] = order_record(document)
         return SalesTally(organizers, orders)
+
+
+def known_and_missing(
+    ids: Iterable[str], known: Mapping[str, Known]
+) -> tuple[dict[str, Known], list[str]]:
+    """What `known` holds of `ids`, and the ids it does not hold (to be read)."""
+    found: dict[str, Known] = {}
+    missing: list[str] = []
+    for identifier in ids:
+        value = known.get(identifier)
+        if value is None:
+            missing.append(identifier)
+        else:
+            found[identifier] = value
+    return found, missing
 
 
 async def write_tally(tally: SalesTally, db: Database, session: AsyncClientSession) -> None:

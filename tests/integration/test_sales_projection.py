@@ -6,6 +6,7 @@ import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from eventhunting.domain.errors import Forbidden
 from eventhunting.domain.sales import Granularity, fold_sales
 from eventhunting.projections import replay as replay_module
 from eventhunting.projections.base import CHECKPOINTS_COLLECTION, Projector
-from eventhunting.projections.replay import replay
+from eventhunting.projections.replay import ReplayReport, replay
 from eventhunting.projections.sales import (
     SALES_EVENTS,
     SALES_ORDERS,
@@ -320,14 +321,40 @@ async def test_figures_are_only_for_the_events_organizer_or_an_admin(
     assert admin.orders.placed == 0  # nothing projected yet: zeros, not an error
 
 
-def store_settings(redis_url: str, mongodb_url: str, database: Database) -> StoreSettings:
-    """Settings a replay job's process connects with: these test servers and `database`."""
-    return StoreSettings(
-        redis=RedisSettings(url=redis_url),
-        mongodb=MongoSettings(url=with_database(mongodb_url, database.name)),
-        sales=SalesSettings(partitions=PARTITIONS),
-        log_level="WARNING",
-    )
+@dataclass(frozen=True)
+class JobServers:
+    """The test servers a replay's spawned jobs connect to, by URL."""
+
+    redis: aioredis.Redis
+    redis_url: str
+    mongo: AsyncMongoClient[dict[str, Any]]
+    mongodb_url: str
+
+    async def replay_sales(self, database: Database, jobs: int) -> ReplayReport:
+        settings = StoreSettings(
+            redis=RedisSettings(url=self.redis_url),
+            mongodb=MongoSettings(url=with_database(self.mongodb_url, database.name)),
+            sales=SalesSettings(partitions=PARTITIONS),
+            log_level="WARNING",
+        )
+        return await replay_in_jobs(
+            settings,
+            StoreClients(redis=self.redis, mongo=self.mongo, database=database),
+            names=["sales"],
+            from_archive=False,
+            jobs=jobs,
+            progress=io.StringIO(),
+        )
+
+
+@pytest.fixture
+def job_servers(
+    store_redis: aioredis.Redis,
+    store_redis_url: str,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    mongodb_url: str,
+) -> JobServers:
+    return JobServers(store_redis, store_redis_url, mongo_client, mongodb_url)
 
 
 async def checkpoints_of(database: Database) -> list[dict[str, Any]]:
@@ -337,9 +364,7 @@ async def checkpoints_of(database: Database) -> list[dict[str, Any]]:
 async def test_replay_in_jobs_builds_what_the_projector_built(
     store: EventStore,
     store_redis: aioredis.Redis,
-    store_redis_url: str,
-    mongodb_url: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
+    job_servers: JobServers,
     clock: SteppedClock,
     databases: tuple[Database, Database],
 ) -> None:
@@ -351,14 +376,7 @@ async def test_replay_in_jobs_builds_what_the_projector_built(
     built = await read_models(live)
 
     # More jobs than partitions: one per partition, the sale's in a spawned process.
-    report = await replay_in_jobs(
-        store_settings(store_redis_url, mongodb_url, rebuilt),
-        StoreClients(redis=store_redis, mongo=mongo_client, database=rebuilt),
-        names=["sales"],
-        from_archive=False,
-        jobs=3,
-        progress=io.StringIO(),
-    )
+    report = await job_servers.replay_sales(rebuilt, jobs=3)
 
     assert report.events == await store_redis.xlen(keys.log_key(PARTITION))
     [(last, _)] = await store_redis.xrevrange(keys.log_key(PARTITION), count=1)
@@ -369,10 +387,7 @@ async def test_replay_in_jobs_builds_what_the_projector_built(
 
 async def test_a_failed_replay_job_swaps_nothing_in(
     store: EventStore,
-    store_redis: aioredis.Redis,
-    store_redis_url: str,
-    mongodb_url: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
+    job_servers: JobServers,
     clock: SteppedClock,
     databases: tuple[Database, Database],
 ) -> None:
@@ -394,14 +409,7 @@ async def test_a_failed_replay_job_swaps_nothing_in(
     )
 
     with pytest.raises(ReplayJobFailed, match=f"order {never_placed} was never placed"):
-        await replay_in_jobs(
-            store_settings(store_redis_url, mongodb_url, database),
-            StoreClients(redis=store_redis, mongo=mongo_client, database=database),
-            names=["sales"],
-            from_archive=False,
-            jobs=2,
-            progress=io.StringIO(),
-        )
+        await job_servers.replay_sales(database, jobs=2)
 
     assert await read_models(database) == built
     assert await checkpoints_of(database) == checkpoints
