@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -330,7 +333,9 @@ class JobServers:
     mongo: AsyncMongoClient[dict[str, Any]]
     mongodb_url: str
 
-    async def replay_sales(self, database: Database, jobs: int) -> ReplayReport:
+    async def replay_sales(
+        self, database: Database, jobs: int, *, from_archive: bool = False
+    ) -> ReplayReport:
         settings = StoreSettings(
             redis=RedisSettings(url=self.redis_url),
             mongodb=MongoSettings(url=with_database(self.mongodb_url, database.name)),
@@ -341,7 +346,7 @@ class JobServers:
             settings,
             StoreClients(redis=self.redis, mongo=self.mongo, database=database),
             names=["sales"],
-            from_archive=False,
+            from_archive=from_archive,
             jobs=jobs,
             progress=io.StringIO(),
         )
@@ -361,12 +366,14 @@ async def checkpoints_of(database: Database) -> list[dict[str, Any]]:
     return await database[CHECKPOINTS_COLLECTION].find({}).sort("_id").to_list()
 
 
+@pytest.mark.parametrize("from_archive", [False, True])
 async def test_replay_in_jobs_builds_what_the_projector_built(
     store: EventStore,
     store_redis: aioredis.Redis,
     job_servers: JobServers,
     clock: SteppedClock,
     databases: tuple[Database, Database],
+    from_archive: bool,
 ) -> None:
     live, rebuilt = databases
     sale = await open_sale(store, clock)
@@ -374,15 +381,46 @@ async def test_replay_in_jobs_builds_what_the_projector_built(
     await second_half(sale)
     await project_live(store, live)
     built = await read_models(live)
+    if from_archive:
+        await archive_everything(store_redis, rebuilt)
 
-    # More jobs than partitions: one per partition, the sale's in a spawned process.
-    report = await job_servers.replay_sales(rebuilt, jobs=3)
+    # More jobs than partitions: one per partition, the sale's in whichever job took it.
+    report = await job_servers.replay_sales(rebuilt, jobs=3, from_archive=from_archive)
 
     assert report.events == await store_redis.xlen(keys.log_key(PARTITION))
     [(last, _)] = await store_redis.xrevrange(keys.log_key(PARTITION), count=1)
     assert report.last_positions == {PARTITION: last.decode()}
     assert await read_models(rebuilt) == built
     assert [c["position"] for c in await checkpoints_of(rebuilt)] == [last.decode()]
+
+
+async def test_a_replay_job_killed_mid_way_swaps_nothing_in(
+    store: EventStore,
+    job_servers: JobServers,
+    clock: SteppedClock,
+    databases: tuple[Database, Database],
+) -> None:
+    database, _ = databases
+    sale = await open_sale(store, clock)
+    await first_half(sale)
+    await project_live(store, database)
+    built, checkpoints = await read_models(database), await checkpoints_of(database)
+    await second_half(sale)  # logged, not projected: a swap would show it
+
+    replaying = asyncio.create_task(job_servers.replay_sales(database, jobs=2))
+    async with asyncio.timeout(30):
+        while True:  # killed while it starts: before it took a partition or after
+            if children := multiprocessing.active_children():
+                break
+            await asyncio.sleep(0.005)
+    [job] = children
+    assert job.pid is not None
+    os.kill(job.pid, signal.SIGKILL)
+
+    with pytest.raises(ReplayJobFailed, match="exit code -9"):
+        await replaying
+    assert await read_models(database) == built
+    assert await checkpoints_of(database) == checkpoints
 
 
 async def test_a_failed_replay_job_swaps_nothing_in(
