@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 
 from tests.support.redis_cluster import LocalCluster, start_local_cluster
 from tests.support.servers import running_mongo_standin, running_redis
-from tests.support.system import RunningSystem, running_system
+from tests.support.system import CLIENT_KEEPALIVE_SECONDS, RunningSystem, running_system
 
 REAL_MONGODB_URL_VARIABLE = "EVENTHUNTING_TEST_MONGODB_URL"
 # Runs the API and workers of the session-wide system tests on a Redis Cluster.
@@ -122,7 +122,8 @@ def api_system(system_redis_url: str, mongodb_url: str) -> Iterator[RunningSyste
 @pytest.fixture
 async def http(api_system: RunningSystem) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the running API (real TCP, no mocks)."""
-    async with httpx.AsyncClient(base_url=api_system.base_url, timeout=30) as client:
+    limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_SECONDS)
+    async with httpx.AsyncClient(base_url=api_system.base_url, timeout=30, limits=limits) as client:
         yield client
 
 

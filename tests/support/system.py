@@ -14,6 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tests.support.servers import free_port, wait_for_port
 
+CLIENT_KEEPALIVE_SECONDS = 1.0
+"""How long test clients keep an idle connection: under uvicorn's 5 s keep-alive, so a
+request after a pause never goes out on a connection the server is closing (httpx's default,
+5 s, races it and fails with ReadError)."""
+
 
 def with_database(mongodb_url: str, database: str) -> str:
     """The same MongoDB URL with `database` as its path."""

@@ -54,7 +54,12 @@ from tests.integration.vnpay.standin_harness import (
 from tests.support.accounts import SignedIn, sign_up
 from tests.support.catalog import published_event, ticket_type
 from tests.support.servers import SmtpSink, free_port, running_redis, running_smtp_sink
-from tests.support.system import RunningSystem, WorkerProcess, running_system
+from tests.support.system import (
+    CLIENT_KEEPALIVE_SECONDS,
+    RunningSystem,
+    WorkerProcess,
+    running_system,
+)
 
 # About 90 s on an idle 2-core machine; the limit leaves room for a busy one.
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
@@ -121,7 +126,9 @@ def cancellation_system(
 
 @pytest.fixture
 async def http(cancellation_system: CancellationSystem) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=CONCURRENCY * 2)
+    limits = httpx.Limits(
+        max_connections=CONCURRENCY * 2, keepalive_expiry=CLIENT_KEEPALIVE_SECONDS
+    )
     async with httpx.AsyncClient(
         base_url=cancellation_system.api.base_url, timeout=30, limits=limits
     ) as client:

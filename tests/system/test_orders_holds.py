@@ -36,7 +36,7 @@ from tests.support.accounts import SignedIn, mint_buyers, sign_up
 from tests.support.catalog import published_event, ticket_type
 from tests.support.redis_cluster import LocalCluster
 from tests.support.servers import running_redis
-from tests.support.system import RunningSystem, running_system
+from tests.support.system import CLIENT_KEEPALIVE_SECONDS, RunningSystem, running_system
 
 pytestmark = pytest.mark.system
 
@@ -79,7 +79,11 @@ def short_hold_system(
 
 @pytest.fixture
 async def client(short_hold_system: RunningSystem) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    limits = httpx.Limits(
+        max_connections=200,
+        max_keepalive_connections=200,
+        keepalive_expiry=CLIENT_KEEPALIVE_SECONDS,
+    )
     async with httpx.AsyncClient(
         base_url=short_hold_system.base_url, timeout=60, limits=limits
     ) as http:
