@@ -137,7 +137,10 @@ class AskingConnectionMixin:
             return  # an ASKING held back for the next command
         asking, self.asking_packed = self.asking_packed, False
         # Counted once sent: sending may first connect, and the handshake reads its replies.
-        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except RuntimeError as error:
+            raise closed_before_written(error, f"{self.host}:{self.port}") from error
         if asking:
             self.replies_to_skip += 1
 
@@ -161,6 +164,16 @@ class AskingConnection(AskingConnectionMixin, Connection):
 
 class AskingSSLConnection(AskingConnectionMixin, SSLConnection):
     """The same over TLS (`rediss+cluster://`)."""
+
+
+def closed_before_written(error: RuntimeError, node: str) -> Exception:
+    """uvloop refuses to write on a transport that is already closed (a node that failed
+    over, or was rediscovered, cut it) with RuntimeError, where asyncio's transport reports
+    a connection error. Nothing was written, so it is a connection error redis-py's cluster
+    client retries on the node it rediscovers; any other RuntimeError is raised as is."""
+    if "handler is closed" in str(error):
+        return RedisConnectionError(f"connection to {node} closed before the command: {error}")
+    return error
 
 
 def torn_down(error: AttributeError) -> Exception:
